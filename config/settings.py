@@ -1,0 +1,150 @@
+"""The one settings object, built from the environment and an optional `.env` file.
+
+Every value has a default that serves the embedded mode (no MongoDB, Redis or cloud
+account needed). A bad value stops the start with one line naming the variable and what
+is allowed; secret values are never echoed back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting has a value the server cannot start with."""
+
+
+def _env(name: str, **kwargs: Any) -> Any:
+    return Field(validation_alias=name, **kwargs)
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything the process reads from its environment, typed and validated."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=True, frozen=True)
+
+    host: str = _env("NAMELESS_HOST", default="127.0.0.1", description="address to listen on")
+    port: int = _env("NAMELESS_PORT", default=8000, ge=0, le=65535, description="TCP port")
+    data_dir: Path = _env(
+        "NAMELESS_DATA_DIR", default=Path("var"), description="embedded database, media, keys"
+    )
+    public_url: str = _env(
+        "NAMELESS_PUBLIC_URL", default="", description="external base URL, e.g. https://api.example.com"
+    )
+    log_level: str = _env(
+        "NAMELESS_LOG_LEVEL", default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
+    )
+
+    mongo_url: SecretStr | None = _env("MONGO_URL", default=None, description="external MongoDB")
+    mongo_db: str = _env(
+        "NAMELESS_MONGO_DB", default="nameless", pattern=r"^[A-Za-z0-9_-]{1,60}$"
+    )
+    redis_url: SecretStr | None = _env("REDIS_URL", default=None, description="external Redis")
+
+    secret_key: SecretStr | None = _env(
+        "NAMELESS_SECRET_KEY",
+        default=None,
+        min_length=32,
+        description="signing key (at least 32 chars); generated under the data dir if unset",
+    )
+    trust_proxy: bool = _env(
+        "NAMELESS_TRUST_PROXY", default=False, description="honour X-Forwarded-For/-Proto"
+    )
+    cors_origins: CommaList = _env(
+        "NAMELESS_CORS_ORIGINS", default=(), description="comma-separated allowed origins"
+    )
+    max_json_bytes: int = _env(
+        "NAMELESS_MAX_JSON_BYTES", default=1_048_576, ge=1024, description="largest JSON body"
+    )
+    max_request_bytes: int = _env(
+        "NAMELESS_MAX_REQUEST_BYTES",
+        default=64 * 1_048_576,
+        ge=1024,
+        description="largest request body of any kind (uploads)",
+    )
+    rate_limit_ip: int = _env(
+        "NAMELESS_RATE_LIMIT_IP", default=600, ge=1, description="requests per minute per IP"
+    )
+    rate_limit_user: int = _env(
+        "NAMELESS_RATE_LIMIT_USER", default=600, ge=1, description="requests per minute per user"
+    )
+    metrics_token: SecretStr | None = _env(
+        "NAMELESS_METRICS_TOKEN", default=None, description="bearer token for /metrics scrapers"
+    )
+    shutdown_grace_seconds: float = _env(
+        "NAMELESS_SHUTDOWN_GRACE", default=10.0, ge=0, le=300, description="drain deadline"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+            for origin in origins:
+                if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+                    raise ValueError(f"each origin must look like https://host[:port], not {origin!r}")
+            return origins
+        return value
+
+    @property
+    def embedded_mongo(self) -> bool:
+        return self.mongo_url is None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = error.get("loc") or ("?",)
+    name = str(loc[0])
+    message = str(error.get("msg", "invalid value"))
+    return f"{name}: {message}"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: str | Path | None = ".env",
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from `environ` (default: `.env` overlaid by os.environ).
+
+    Tests pass a plain dict; command-line flags arrive as `overrides` by field name.
+
+    Raises SettingsError with one line per bad variable, without the values.
+    """
+    if environ is None:
+        file_values = dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}
+        environ = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
+    try:
+        values: dict[str, Any] = {k: v for k, v in environ.items() if k in _ALIASES}
+        values.update(_aliased(overrides))
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors(include_input=False))) from None
+
+
+_ALIASES = {f.validation_alias: name for name, f in Settings.model_fields.items()}
+_FIELDS = {name: alias for alias, name in _ALIASES.items()}
+
+
+def _aliased(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {_FIELDS[k]: v for k, v in overrides.items() if v is not None}
+
+
+def describe_variables() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for `run.py --help`."""
+    rows = []
+    for alias, name in _ALIASES.items():
+        field = Settings.model_fields[name]
+        default = field.default
+        shown = "" if default is None or isinstance(default, SecretStr) else str(default)
+        rows.append((str(alias), shown, field.description or ""))
+    return rows

@@ -1,0 +1,296 @@
+"""The one base handler: the HTTP edge every endpoint shares.
+
+It parses and size-limits JSON bodies, validates them with pydantic, maps the error
+hierarchy to the contract's error shape, stamps a request id and security headers on
+every response, applies CORS and rate limits, and records metrics. Handlers stay thin:
+parse, call a service, shape the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import tornado.web
+from pydantic import BaseModel, ValidationError
+
+from server import errors
+from server.logs import request_id_var
+from server.platform import Platform
+
+log = logging.getLogger("nameless.http")
+
+M = TypeVar("M", bound=BaseModel)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+_STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What the OpenAPI document says about one handler method."""
+
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: bool = False
+    tags: tuple[str, ...] = ()
+    errors: tuple[int, ...] = field(default=())
+
+
+def endpoint(
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    auth: bool = False,
+    tags: tuple[str, ...] = (),
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Describe a handler method for the generated OpenAPI document."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__endpoint__ = EndpointSpec(summary, body, response, status, auth, tags, errors)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def validation_details(exc: ValidationError) -> dict[str, Any]:
+    """Field-level messages keyed by dotted path, never echoing the offending input."""
+    fields: dict[str, str] = {}
+    for err in exc.errors(include_input=False, include_url=False):
+        path = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        fields.setdefault(path, err.get("msg", "invalid"))
+    return {"fields": fields}
+
+
+@tornado.web.stream_request_body
+class BaseHandler(tornado.web.RequestHandler):
+    """Every handler of the app derives from this one."""
+
+    csp = API_CSP
+    max_body_bytes: int | None = None  # None: the JSON limit from settings
+    rate_scope = "api"
+
+    @property
+    def platform(self) -> Platform:
+        return self.application.settings["platform"]
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        supplied = self.request.headers.get("X-Request-ID", "")
+        self.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request_id_var.set(self.request_id)
+        self.set_header("X-Request-ID", self.request_id)
+        self.set_header("Content-Security-Policy", self.csp)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+        self.set_header("Cache-Control", "no-store")
+        if self.request.protocol == "https":
+            self.set_header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        self._apply_cors()
+
+    def _apply_cors(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin and origin.rstrip("/") in self.platform.settings.cors_origins:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After")
+        self.add_header("Vary", "Origin")
+
+    async def prepare(self) -> None:
+        self.platform.metrics.http_in_flight.inc()
+        self._counted_in_flight = True
+        self.application.settings["in_flight"].add(self)
+        self._body_chunks: list[bytes] = []
+        self._body_size = 0
+        self._body_too_large = False
+        limit = self._body_limit()
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise errors.PayloadTooLarge(details={"max_bytes": limit})
+        await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self._body_limit():
+            self._body_too_large = True
+            self._body_chunks.clear()
+        elif not self._body_too_large:
+            self._body_chunks.append(chunk)
+
+    def on_finish(self) -> None:
+        self._release_in_flight()
+        route = type(self).__name__
+        self.platform.metrics.observe_request(
+            route, self.request.method or "-", self.get_status(), self.request.request_time()
+        )
+        log.info(
+            "request",
+            extra={
+                "method": self.request.method,
+                "path": self.request.path,
+                "route": route,
+                "status": self.get_status(),
+                "ms": round(self.request.request_time() * 1000, 2),
+                "ip": self.client_ip,
+            },
+        )
+
+    def on_connection_close(self) -> None:
+        self._release_in_flight()
+
+    def _release_in_flight(self) -> None:
+        if getattr(self, "_counted_in_flight", False):
+            self._counted_in_flight = False
+            self.platform.metrics.http_in_flight.dec()
+            self.application.settings["in_flight"].discard(self)
+
+    # --- request helpers -----------------------------------------------------------
+
+    def _body_limit(self) -> int:
+        return self.max_body_bytes or self.platform.settings.max_json_bytes
+
+    @property
+    def client_ip(self) -> str:
+        # With NAMELESS_TRUST_PROXY the server runs with xheaders, so remote_ip is already
+        # the first hop the proxy saw; otherwise headers are ignored and cannot be spoofed.
+        return self.request.remote_ip or "-"
+
+    @property
+    def body_bytes(self) -> bytes:
+        if self._body_too_large:
+            raise errors.PayloadTooLarge(details={"max_bytes": self._body_limit()})
+        return b"".join(self._body_chunks)
+
+    def json_body(self) -> Any:
+        raw = self.body_bytes
+        ctype = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        if raw and ctype not in ("application/json", "") and not ctype.endswith("+json"):
+            raise errors.UnsupportedMediaType()
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise errors.BadRequest("The body is not valid JSON.", code="invalid_json") from None
+
+    def parse(self, model: type[M]) -> M:
+        """Validate the JSON body against `model`; 400 with field-level messages if not."""
+        data = self.json_body()
+        if not isinstance(data, dict):
+            raise errors.ValidationFailed(
+                "The body must be a JSON object.", details={"fields": {"body": "must be an object"}}
+            )
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise errors.ValidationFailed(details=validation_details(exc)) from None
+
+    def parse_query(self, model: type[M]) -> M:
+        data = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise errors.ValidationFailed(details=validation_details(exc)) from None
+
+    async def enforce_rate_limit(self, key: str, limit: int, window: int, scope: str) -> None:
+        decision = await self.platform.rate_limiter.hit(f"{self.rate_scope}:{key}", limit, window)
+        if not decision.allowed:
+            self.platform.metrics.rate_limited.labels(scope).inc()
+            raise errors.RateLimited(decision.retry_after)
+
+    # --- replies -------------------------------------------------------------------
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, errors.ApiError):
+            err = exc
+        elif isinstance(exc, tornado.web.HTTPError):
+            err = _framework_error(exc)
+        else:
+            err = errors.from_status(status_code) if status_code < 500 else errors.ApiError()
+        for name, value in err.headers.items():
+            self.set_header(name, value)
+        body = err.body()
+        if err.status >= 500:
+            body["error"]["details"] = {"request_id": self.request_id}
+        self.set_status(err.status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, errors.ApiError):
+            if value.status >= 500:
+                log.warning("service error", extra={"code": value.code})
+            return
+        if isinstance(value, tornado.web.HTTPError):
+            return
+        log.error("unhandled error", exc_info=(typ, value, tb))
+
+    # --- CORS preflight and XSRF -----------------------------------------------------
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        origin = self.request.headers.get("Origin", "").rstrip("/")
+        if origin not in self.platform.settings.cors_origins:
+            raise errors.Forbidden("This origin is not allowed.", code="cors_origin_denied")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.no_content()
+
+    def uses_cookie_auth(self) -> bool:
+        """Whether this request would be authenticated by the staff session cookie."""
+        return self.get_cookie(SESSION_COOKIE) is not None and "Authorization" not in self.request.headers
+
+    def check_xsrf_cookie(self) -> None:
+        # Bearer-token requests cannot be forged cross-site; only cookie sessions need it.
+        if self.request.method in _STATE_CHANGING and self.uses_cookie_auth():
+            super().check_xsrf_cookie()
+
+
+SESSION_COOKIE = "nameless_session"
+
+
+def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
+    """Errors Tornado raises itself (405, XSRF failures, bad requests) in our shape."""
+    if exc.status_code == 403 and "XSRF" in (exc.log_message or ""):
+        return errors.Forbidden("The CSRF token is missing or wrong.", code="csrf_failed")
+    return errors.from_status(exc.status_code)
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown route: a JSON 404 in the contract's shape."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise errors.NotFound("There is nothing at this address.", code="route_not_found")

@@ -1,0 +1,1 @@
+"""The application core: app factory, domain services and security."""

@@ -1,0 +1,75 @@
+"""Start and stop one serving process: embedded database if needed, platform, HTTP server.
+
+Shared by `run.py` and the tests, so the tests exercise the same start and shutdown path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import tornado.httpserver
+import tornado.netutil
+
+from config import Settings
+from server.app import make_app
+from server.platform import Platform, build_platform
+from server.wiring import index_specs
+from storage.embedded_mongo import EmbeddedMongo
+
+log = logging.getLogger("nameless")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, mongo_url: str | None = None) -> None:
+        self.settings = settings
+        self._mongo_url = mongo_url
+        self.embedded: EmbeddedMongo | None = None
+        self.platform: Platform | None = None
+        self.server: tornado.httpserver.HTTPServer | None = None
+        self.port: int | None = None
+        self._in_flight: set[object] = set()
+
+    async def start(self) -> None:
+        url = self._mongo_url
+        if url is None and self.settings.mongo_url is not None:
+            url = self.settings.mongo_url.get_secret_value()
+        if url is None:
+            self.embedded = EmbeddedMongo(self.settings.data_dir / "mongo")
+            url = await asyncio.to_thread(self.embedded.start)
+        self.platform = await build_platform(self.settings, mongo_url=url, index_specs=index_specs())
+        app = make_app(self.platform)
+        self._in_flight = app.settings["in_flight"]
+        self.server = tornado.httpserver.HTTPServer(
+            app,
+            xheaders=self.settings.trust_proxy,
+            max_body_size=self.settings.max_request_bytes,
+            idle_connection_timeout=75,
+            body_timeout=120,
+        )
+        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
+        self.port = sockets[0].getsockname()[1]
+        self.server.add_sockets(sockets)
+        log.info("serving", extra={"host": self.settings.host, "port": self.port,
+                                   "embedded_mongo": self.embedded is not None,
+                                   "redis": self.settings.redis_url is not None})
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, close."""
+        if self.server is not None:
+            self.server.stop()
+            deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+            while self._in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self._in_flight:
+                log.warning("shutdown deadline passed", extra={"abandoned": len(self._in_flight)})
+            await self.server.close_all_connections()
+            self.server = None
+        if self.platform is not None:
+            await self.platform.close()
+            self.platform = None
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+            self.embedded = None
+        log.info("stopped")

@@ -1,0 +1,104 @@
+"""Fixtures: the real app on a loopback port, over the embedded MongoDB server (or
+MONGO_URL) and a real Redis; each test gets its own database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from config import load_settings
+from server.runtime import Runtime
+from storage.embedded_mongo import EmbeddedMongo
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    external = os.environ.get("MONGO_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongo"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis does not answer at {REDIS_URL} ({exc}); start one or set REDIS_URL", pytrace=False)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@dataclass
+class Served:
+    runtime: Runtime
+    url: str
+    client: httpx.AsyncClient
+
+    @property
+    def platform(self):
+        return self.runtime.platform
+
+
+StartServer = Callable[..., Awaitable[Served]]
+
+
+@pytest.fixture
+async def start_server(mongo_url: str, tmp_path: Path) -> AsyncIterator[StartServer]:
+    """Start the real app on a free loopback port; keyword arguments are environment
+    variables (use `REDIS_URL=...` for the Redis-backed mode)."""
+    started: list[Served] = []
+
+    async def start(**env: str) -> Served:
+        base = {
+            "NAMELESS_HOST": "127.0.0.1",
+            "NAMELESS_PORT": "0",
+            "NAMELESS_DATA_DIR": str(tmp_path / f"data{len(started)}"),
+            "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}",
+            "NAMELESS_SECRET_KEY": "test-secret-key-" + "x" * 32,
+            "NAMELESS_LOG_LEVEL": "WARNING",
+        }
+        base.update(env)
+        runtime = Runtime(load_settings(base), mongo_url=mongo_url)
+        await runtime.start()
+        url = f"http://127.0.0.1:{runtime.port}"
+        served = Served(runtime, url, httpx.AsyncClient(base_url=url, timeout=10))
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        await served.client.aclose()
+        db_name = served.runtime.settings.mongo_db
+        client = served.runtime.platform.mongo_client if served.runtime.platform else None
+        if client is not None:
+            await client.drop_database(db_name)
+        await served.runtime.stop()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Served:
+    """The app in its embedded defaults: no Redis."""
+    return await start_server()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_server(request: pytest.FixtureRequest, start_server: StartServer) -> Served:
+    """The app with in-process state, then with Redis: both must behave the same."""
+    if request.param == "redis":
+        return await start_server(REDIS_URL=request.getfixturevalue("redis_url"))
+    return await start_server()

@@ -1,0 +1,132 @@
+"""The HTTP edge every endpoint shares: error shape, limits, headers, rate limits."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+async def test_healthz_and_readyz(server) -> None:
+    resp = await server.client.get("/healthz")
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+    resp = await server.client.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.json()["checks"] == {"database": "up", "cache": "up"}
+
+
+async def test_unknown_route_is_json_404(server) -> None:
+    assert_error(await server.client.get("/api/v1/no/such/thing"), 404, "route_not_found")
+    assert_error(await server.client.post("/../../etc/passwd"), 404, "route_not_found")
+
+
+async def test_unsupported_method_is_json_405(server) -> None:
+    assert_error(await server.client.delete("/healthz"), 405, "method_not_allowed")
+
+
+async def test_security_headers_on_every_response(server) -> None:
+    for resp in (await server.client.get("/healthz"), await server.client.get("/nowhere")):
+        h = resp.headers
+        assert "frame-ancestors 'none'" in h["content-security-policy"]
+        assert "default-src 'none'" in h["content-security-policy"]
+        assert h["x-frame-options"] == "DENY"
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["referrer-policy"] == "no-referrer"
+        assert h["cache-control"] == "no-store"
+        assert "strict-transport-security" not in h  # plain HTTP: HSTS only behind TLS
+        assert re.fullmatch(r"[0-9a-f]{32}", h["x-request-id"])
+
+
+async def test_hsts_behind_tls_proxy(start_server) -> None:
+    served = await start_server(NAMELESS_TRUST_PROXY="true")
+    resp = await served.client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert resp.headers["strict-transport-security"].startswith("max-age=")
+    # Without trusting the proxy the header is ignored.
+    plain = await start_server()
+    resp = await plain.client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert "strict-transport-security" not in resp.headers
+
+
+async def test_request_id_is_echoed_when_sane(server) -> None:
+    resp = await server.client.get("/healthz", headers={"X-Request-ID": "abc-123_def.456"})
+    assert resp.headers["x-request-id"] == "abc-123_def.456"
+    resp = await server.client.get("/healthz", headers={"X-Request-ID": "<script>alert(1)</script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["x-request-id"])
+
+
+async def test_cors_only_for_configured_origins(start_server) -> None:
+    served = await start_server(NAMELESS_CORS_ORIGINS="https://app.example.com")
+    ok = await served.client.get("/healthz", headers={"Origin": "https://app.example.com"})
+    assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+    evil = await served.client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in evil.headers
+    pre = await served.client.options("/healthz", headers={"Origin": "https://app.example.com"})
+    assert pre.status_code == 204 and "Authorization" in pre.headers["access-control-allow-headers"]
+    assert_error(
+        await served.client.options("/healthz", headers={"Origin": "https://evil.example"}),
+        403,
+        "cors_origin_denied",
+    )
+
+
+async def test_metrics_are_internal(start_server) -> None:
+    served = await start_server(NAMELESS_TRUST_PROXY="true", NAMELESS_METRICS_TOKEN="scrape-" + "t" * 20)
+    await served.client.get("/healthz")
+    resp = await served.client.get("/metrics")
+    assert resp.status_code == 200
+    assert 'nameless_http_requests_total{method="GET",route="HealthzHandler",status="200"} 1.0' in resp.text
+    assert "nameless_http_request_duration_seconds_bucket" in resp.text
+    # A request relayed by the proxy from outside is not internal...
+    outside = await served.client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert_error(outside, 403, "metrics_forbidden")
+    # ...unless it carries the scrape token.
+    scraped = await served.client.get(
+        "/metrics", headers={"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer scrape-" + "t" * 20}
+    )
+    assert scraped.status_code == 200
+    wrong = await served.client.get(
+        "/metrics", headers={"X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer nope"}
+    )
+    assert_error(wrong, 403, "metrics_forbidden")
+
+
+async def test_rate_limit_per_ip(any_server_limited) -> None:
+    client = any_server_limited.client
+    for _ in range(5):
+        assert (await client.get("/healthz")).status_code == 200
+    err = assert_error(await client.get("/healthz"), 429, "rate_limited")
+    resp = await client.get("/healthz")
+    retry = int(resp.headers["retry-after"])
+    assert 1 <= retry <= 60
+    assert err["details"]["retry_after"] >= 1
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_server_limited(request, start_server):
+    env = {"NAMELESS_RATE_LIMIT_IP": "5"}
+    if request.param == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    return await start_server(**env)
+
+
+async def test_openapi_document(server) -> None:
+    resp = await server.client.get("/api/v1/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["openapi"].startswith("3.")
+    assert "/healthz" in doc["paths"] and "/readyz" in doc["paths"]
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
