@@ -7,6 +7,8 @@ is allowed; secret values are never echoed back.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,6 +86,47 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = _env(
         "NAMELESS_SHUTDOWN_GRACE", default=10.0, ge=0, le=300, description="drain deadline"
     )
+
+    access_token_ttl: int = _env(
+        "NAMELESS_ACCESS_TOKEN_TTL", default=900, ge=30, le=86_400, description="access token lifetime, seconds"
+    )
+    jwt_keys: SecretStr | None = _env(
+        "NAMELESS_JWT_KEYS",
+        default=None,
+        description="kid:secret pairs, comma-separated, first one signs; derived from the secret key if unset",
+    )
+
+    google_client_ids: CommaList = _env("GOOGLE_CLIENT_IDS", default=(), description="Google sign-in audiences")
+    google_jwks_url: str = _env("NAMELESS_GOOGLE_JWKS_URL", default="https://www.googleapis.com/oauth2/v3/certs")
+    apple_client_ids: CommaList = _env("APPLE_CLIENT_IDS", default=(), description="Sign in with Apple audiences")
+    apple_jwks_url: str = _env("NAMELESS_APPLE_JWKS_URL", default="https://appleid.apple.com/auth/keys")
+    facebook_app_id: str = _env("FACEBOOK_APP_ID", default="", description="Facebook Login app id")
+    facebook_app_secret: SecretStr | None = _env("FACEBOOK_APP_SECRET", default=None)
+    facebook_graph_url: str = _env("NAMELESS_FACEBOOK_GRAPH_URL", default="https://graph.facebook.com/v19.0")
+
+    @field_validator("google_client_ids", "apple_client_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("jwt_keys")
+    @classmethod
+    def _check_jwt_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for pair in value.get_secret_value().split(","):
+                kid, _, secret = pair.strip().partition(":")
+                if not kid or len(secret) < 32:
+                    raise ValueError("each entry must be kid:secret with a secret of at least 32 characters")
+        return value
+
+    def jwt_keyring(self, master: bytes) -> tuple[dict[str, bytes], str]:
+        """(keys by id, the signing key id)."""
+        if self.jwt_keys is None:
+            return {"k1": hmac.new(master, b"access-token", hashlib.sha256).digest()}, "k1"
+        pairs = [p.strip().partition(":") for p in self.jwt_keys.get_secret_value().split(",")]
+        return {kid: secret.encode() for kid, _, secret in pairs}, pairs[0][0]
 
     @field_validator("cors_origins", mode="before")
     @classmethod

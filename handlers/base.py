@@ -14,18 +14,24 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import tornado.web
 from pydantic import BaseModel, ValidationError
 
 from server import errors
 from server.logs import request_id_var
+from server.permissions import Principal
 from server.platform import Platform
+from server.sessions import ClientInfo
 
 log = logging.getLogger("nameless.http")
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, access_token: str, ip: str) -> Principal: ...
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -48,6 +54,7 @@ class EndpointSpec:
     auth: bool = False
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
+    permission: str | None = None
 
 
 def endpoint(
@@ -59,11 +66,21 @@ def endpoint(
     auth: bool = False,
     tags: tuple[str, ...] = (),
     errors: tuple[int, ...] = (),
+    permission: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Describe a handler method for the generated OpenAPI document."""
+    """Describe a handler method: its OpenAPI entry and who may call it.
+
+    `auth=True` requires a signed-in user; `permission` also requires that permission
+    (see server.permissions). BaseHandler.prepare enforces both before the method runs,
+    so every endpoint is checked in this one place.
+    """
+    if permission is not None:
+        auth = True
+        errors = (*errors, 403)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__endpoint__ = EndpointSpec(summary, body, response, status, auth, tags, errors)  # type: ignore[attr-defined]
+        spec = EndpointSpec(summary, body, response, status, auth, tags, errors, permission)
+        fn.__endpoint__ = spec  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -128,6 +145,37 @@ class BaseHandler(tornado.web.RequestHandler):
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise errors.PayloadTooLarge(details={"max_bytes": limit})
         await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
+        await self._authorize()
+
+    async def _authorize(self) -> None:
+        """The one authentication and permission check of the REST API."""
+        self.principal: Principal | None = None
+        method = getattr(self, (self.request.method or "").lower(), None)
+        spec: EndpointSpec | None = getattr(method, "__endpoint__", None)
+        if spec is None or not (spec.auth or spec.permission):
+            return
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.Unauthorized()
+        authenticator: Authenticator = self.application.settings["authenticator"]
+        self.principal = await authenticator.authenticate(token.strip(), self.client_ip)
+        await self.enforce_rate_limit(
+            f"user:{self.principal.user_id}", self.platform.settings.rate_limit_user, 60, "user"
+        )
+        if spec.permission and not self.principal.can(spec.permission):
+            raise errors.Forbidden()
+
+    @property
+    def user(self) -> Principal:
+        """The signed-in caller; only on endpoints declared with auth."""
+        if self.principal is None:
+            raise errors.Unauthorized()
+        return self.principal
+
+    def client_info(self) -> ClientInfo:
+        ua = self.request.headers.get("User-Agent", "")
+        return ClientInfo(ip=self.client_ip, user_agent=ua, device=self.request.headers.get("X-Device-Name", ua[:60]))
 
     def data_received(self, chunk: bytes) -> None:
         self._body_size += len(chunk)

@@ -6,23 +6,31 @@ from typing import Any
 
 import tornado.web
 
-from handlers import health, openapi
+from handlers import admin_users, auth, health, me, openapi
 from handlers.base import NotFoundHandler
 from server.platform import Platform
+from server.wiring import Services
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
 
 
-def make_app(platform: Platform, *, extra_settings: dict[str, Any] | None = None) -> tornado.web.Application:
+def make_app(platform: Platform, services: Services, *,
+             extra_settings: dict[str, Any] | None = None) -> tornado.web.Application:
     """Every route of the product; handlers get their collaborators through the table."""
-    api_routes: list[Any] = []
+    s = services
+    api_routes: list[Any] = [
+        *auth.routes(s.accounts, s.sessions, s.social),
+        *me.routes(s.accounts, s.sessions, s.social, s.totp, s.profiles),
+        *admin_users.routes(s.staff, s.audit_repo, s.outbox_repo),
+    ]
     rules: list[Any] = [*health.routes]
     rules += [(API_PREFIX + pattern, *rest) for pattern, *rest in api_routes]
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
     rules.append((API_PREFIX + r"/openapi\.json", openapi.OpenApiHandler, {"rules": documented, "version": VERSION}))
     settings: dict[str, Any] = {
         "platform": platform,
+        "authenticator": services.sessions,
         "in_flight": set(),
         "default_handler_class": NotFoundHandler,
         "xsrf_cookies": True,

@@ -15,7 +15,7 @@ import tornado.netutil
 from config import Settings
 from server.app import make_app
 from server.platform import Platform, build_platform
-from server.wiring import index_specs
+from server.wiring import Services, build_services, index_specs
 from storage.embedded_mongo import EmbeddedMongo
 
 log = logging.getLogger("nameless")
@@ -27,6 +27,7 @@ class Runtime:
         self._mongo_url = mongo_url
         self.embedded: EmbeddedMongo | None = None
         self.platform: Platform | None = None
+        self.services: Services | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
         self._in_flight: set[object] = set()
@@ -39,7 +40,8 @@ class Runtime:
             self.embedded = EmbeddedMongo(self.settings.data_dir / "mongo")
             url = await asyncio.to_thread(self.embedded.start)
         self.platform = await build_platform(self.settings, mongo_url=url, index_specs=index_specs())
-        app = make_app(self.platform)
+        self.services = build_services(self.platform)
+        app = make_app(self.platform, self.services)
         self._in_flight = app.settings["in_flight"]
         self.server = tornado.httpserver.HTTPServer(
             app,

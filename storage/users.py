@@ -1,0 +1,74 @@
+"""Accounts: one document per user. Linked providers, sessions and profiles live in their
+own collections, never in growing arrays here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from storage.ids import oid
+from storage.paging import PageResult, paginate
+
+INDEXES = {
+    "users": [
+        IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
+        IndexModel([("created_at", ASCENDING)], name="created_at"),
+    ],
+}
+
+
+class EmailTaken(Exception):
+    pass
+
+
+class UserRepository:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._users = db.users
+
+    async def insert(self, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = await self._users.insert_one(doc)
+        except DuplicateKeyError:
+            raise EmailTaken(doc.get("email")) from None
+        doc["_id"] = result.inserted_id
+        return doc
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        key = oid(user_id)
+        return None if key is None else await self._users.find_one({"_id": key})
+
+    async def by_email(self, email: str) -> dict[str, Any] | None:
+        return await self._users.find_one({"email": email})
+
+    async def update(self, user_id: str, changes: dict[str, Any], *, unset: tuple[str, ...] = ()) -> dict | None:
+        key = oid(user_id)
+        if key is None:
+            return None
+        update: dict[str, Any] = {"$set": {**changes, "updated_at": dt.datetime.now(dt.UTC)}}
+        if unset:
+            update["$unset"] = {name: "" for name in unset}
+        return await self._users.find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)
+
+    async def update_if(self, user_id: str, condition: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Apply `changes` only while `condition` still holds (compare-and-set)."""
+        key = oid(user_id)
+        if key is None:
+            return False
+        result = await self._users.update_one({"_id": key, **condition}, {"$set": changes})
+        return result.modified_count == 1
+
+    async def search(self, text: str | None, role: str | None, limit: int, cursor: str | None) -> PageResult:
+        query: dict[str, Any] = {}
+        if text:
+            query["email"] = {"$regex": "^" + re.escape(text.lower())}
+        if role:
+            query["roles"] = role
+        return await paginate(self._users, query, sort_key="created_at", limit=limit, cursor=cursor)
+
+    async def count_with_role(self, role: str) -> int:
+        return await self._users.count_documents({"roles": role, "status": "active"})
