@@ -1,6 +1,7 @@
 """Start the Nameless server (and the embedded defaults it needs), or run an admin command.
 
     python run.py [--host H] [--port P] [--data-dir DIR]    serve
+    python run.py createsuperuser [--email E --password P]  create the first super admin
     python run.py --help                                    options and environment
 """
 
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="where embedded data lives (NAMELESS_DATA_DIR)")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.add_parser("serve", help="serve HTTP and Socket.IO (the default)")
+    su = sub.add_parser("createsuperuser", help="create a super admin (asks for what flags omit)")
+    su.add_argument("--email")
+    su.add_argument("--password", help="prefer the prompt or NAMELESS_SUPERUSER_PASSWORD: flags show up in ps")
+    su.add_argument("--display-name", default="Administrator")
     return parser
 
 
@@ -46,7 +53,40 @@ def main(argv: list[str] | None = None) -> int:
     from server.logs import configure_logging
 
     configure_logging(settings.log_level)
+    if args.command == "createsuperuser":
+        return asyncio.run(create_superuser(settings, args))
     return asyncio.run(serve(settings))
+
+
+async def create_superuser(settings: Settings, args: argparse.Namespace) -> int:
+    from server import errors
+    from server.permissions import Role
+    from server.runtime import Runtime
+
+    email = args.email or (await asyncio.to_thread(input, "Email: ")).strip()
+    password = args.password or os.environ.get("NAMELESS_SUPERUSER_PASSWORD")
+    if not password:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password (again): ") != password:
+            print("run.py: the passwords differ", file=sys.stderr)
+            return 2
+    runtime = Runtime(settings)
+    await runtime.start(serve_http=False)
+    try:
+        assert runtime.services is not None
+        user = await runtime.services.accounts.create_user(
+            email, args.display_name, password=password,
+            roles=[Role.SUPER_ADMIN.value, Role.VIEWER.value], email_verified=True,
+        )
+        await runtime.services.audit.record(None, "staff.createsuperuser", target_type="user",
+                                            target_id=str(user["_id"]), ip="cli")
+    except errors.ApiError as exc:
+        print(f"run.py: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await runtime.stop()
+    print(f"created super admin {user['email']} ({user['_id']})")
+    return 0
 
 
 async def serve(settings: Settings) -> int:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     rate_limit_user: int = _env(
         "NAMELESS_RATE_LIMIT_USER", default=600, ge=1, description="requests per minute per user"
     )
+    rate_limit_auth: int = _env(
+        "NAMELESS_RATE_LIMIT_AUTH", default=20, ge=1, description="sign-in/up attempts per minute per IP"
+    )
     metrics_token: SecretStr | None = _env(
         "NAMELESS_METRICS_TOKEN", default=None, description="bearer token for /metrics scrapers"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
@@ -11,15 +11,12 @@ from handlers.models import Account, Body, Page, PageQuery, Text
 from server.accounts import account_view
 from server.permissions import Role
 from server.staff import StaffService
+from server.timeutil import iso
 from storage.audit import AuditRepository
 from storage.outbox import OutboxRepository
 
 TAGS = ("admin",)
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 class UserQuery(PageQuery):

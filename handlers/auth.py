@@ -12,8 +12,6 @@ from server.sessions import SessionService
 from server.social import SocialService
 
 TAGS = ("accounts",)
-# Anonymous endpoints that cost an argon2 hash or send mail get a tighter budget per IP.
-AUTH_RATE_PER_MINUTE = 20
 
 
 class SignupBody(Body):
@@ -60,8 +58,9 @@ class AuthHandler(BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
+        # Anonymous endpoints that cost an argon2 hash or send mail get a tighter budget per IP.
         if self.request.method == "POST":
-            await self.enforce_rate_limit(f"auth:{self.client_ip}", AUTH_RATE_PER_MINUTE, 60, "auth")
+            await self.enforce_rate_limit(f"auth:{self.client_ip}", self.platform.settings.rate_limit_auth, 60, "auth")
 
 
 class SignupHandler(AuthHandler):

@@ -14,6 +14,7 @@ from server.mfa import TotpService
 from server.profiles import ProfileService
 from server.sessions import SessionService
 from server.social import SocialService
+from server.timeutil import iso
 
 TAGS = ("me",)
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
@@ -70,8 +71,8 @@ def session_view(doc: dict[str, Any], current: str) -> dict[str, Any]:
         "user_agent": doc.get("user_agent", ""),
         "ip": doc.get("ip", ""),
         "method": doc.get("method", ""),
-        "created_at": doc["created_at"].isoformat().replace("+00:00", "Z"),
-        "last_used_at": doc["last_used_at"].isoformat().replace("+00:00", "Z"),
+        "created_at": iso(doc["created_at"]),
+        "last_used_at": iso(doc["last_used_ms"]),
         "current": doc["_id"] == current,
     }
 

@@ -14,6 +14,7 @@ from server.passwords import PasswordHashing, policy_problem
 from server.permissions import Role
 from server.sessions import ClientInfo, SessionService, TokenPair, utcnow
 from server.throttle import LoginThrottle
+from server.timeutil import iso, to_ms
 from server.tokens import hash_secret, new_secret
 from storage.identities import IdentityRepository
 from storage.one_time_tokens import OneTimeTokenRepository
@@ -88,7 +89,7 @@ class AccountService:
             "phone": None,
             "preferences": {},
             "created_at": now,
-            "updated_at": now,
+            "updated_ms": to_ms(now),
         }
         try:
             user = await self._users.insert(doc)
@@ -220,5 +221,5 @@ def account_view(user: dict[str, Any], providers: list[str]) -> dict[str, Any]:
         "sign_in_methods": methods,
         "phone": {"number": phone["number"], "verified": True} if phone else None,
         "preferences": user.get("preferences") or {},
-        "created_at": user["created_at"].isoformat().replace("+00:00", "Z"),
+        "created_at": iso(user["created_at"]),
     }

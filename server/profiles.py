@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from server import errors
+from server.timeutil import iso
 from storage.profiles import ProfileRepository
 
 MAX_PROFILES = 5
@@ -18,7 +19,7 @@ def profile_view(doc: dict[str, Any]) -> dict[str, Any]:
         "kids": bool(doc.get("kids")),
         "avatar": doc.get("avatar"),
         "language": doc.get("language"),
-        "created_at": doc["created_at"].isoformat().replace("+00:00", "Z"),
+        "created_at": iso(doc["created_at"]),
     }
 
 

@@ -32,7 +32,9 @@ class Runtime:
         self.port: int | None = None
         self._in_flight: set[object] = set()
 
-    async def start(self) -> None:
+    async def start(self, *, serve_http: bool = True) -> None:
+        """Open the database (starting the embedded one if needed) and build the services;
+        then, unless this is an admin command, listen for HTTP."""
         url = self._mongo_url
         if url is None and self.settings.mongo_url is not None:
             url = self.settings.mongo_url.get_secret_value()
@@ -41,6 +43,8 @@ class Runtime:
             url = await asyncio.to_thread(self.embedded.start)
         self.platform = await build_platform(self.settings, mongo_url=url, index_specs=index_specs())
         self.services = build_services(self.platform)
+        if not serve_http:
+            return
         app = make_app(self.platform, self.services)
         self._in_flight = app.settings["in_flight"]
         self.server = tornado.httpserver.HTTPServer(

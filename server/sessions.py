@@ -11,13 +11,14 @@ from typing import Any
 
 from server import errors
 from server.permissions import Principal
+from server.timeutil import to_ms
 from server.tokens import AccessTokens, InvalidToken, hash_secret, new_secret
 from storage.pubsub import PubSub
 from storage.sessions import SessionRepository
 from storage.users import UserRepository
 
 REFRESH_TTL = dt.timedelta(days=30)
-TOUCH_EVERY = dt.timedelta(seconds=60)
+TOUCH_EVERY_MS = 60_000
 REVOCATIONS_CHANNEL = "sessions.revoked"
 
 
@@ -75,8 +76,8 @@ class SessionService:
                 "user_agent": client.user_agent[:300],
                 "ip": client.ip,
                 "created_at": now,
-                "last_used_at": now,
-                "revoked_at": None,
+                "last_used_ms": to_ms(now),
+                "revoked_ms": None,
                 "expires_at": now + REFRESH_TTL,
             }
         )
@@ -99,7 +100,7 @@ class SessionService:
         if state != "ok" or record is None:
             raise errors.Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
         session = await self._sessions.get(record["session_id"])
-        if session is None or session["revoked_at"] is not None:
+        if session is None or session["revoked_ms"] is not None:
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
         user = await self._users.get(session["user_id"])
         if user is None or user.get("status") != "active":
@@ -119,7 +120,7 @@ class SessionService:
         except InvalidToken:
             raise errors.Unauthorized("The access token is invalid or expired.", code="invalid_token") from None
         session = await self._sessions.get(claims.session_id)
-        if session is None or session["user_id"] != claims.user_id or session["revoked_at"] is not None:
+        if session is None or session["user_id"] != claims.user_id or session["revoked_ms"] is not None:
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
         user = await self._users.get(claims.user_id)
         if user is None:
@@ -127,7 +128,7 @@ class SessionService:
         if user.get("status") != "active":
             raise errors.Unauthorized("This account is suspended.", code="account_suspended")
         now = self._clock()
-        if now - session["last_used_at"] > TOUCH_EVERY:
+        if to_ms(now) - session["last_used_ms"] > TOUCH_EVERY_MS:
             await self._sessions.touch(session["_id"], ip, now)
         return Principal(claims.user_id, claims.session_id, frozenset(user.get("roles", ())))
 

@@ -3,7 +3,6 @@ own collections, never in growing arrays here."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
@@ -11,6 +10,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from server.timeutil import now, to_ms
 from storage.ids import oid
 from storage.paging import PageResult, paginate
 
@@ -49,7 +49,7 @@ class UserRepository:
         key = oid(user_id)
         if key is None:
             return None
-        update: dict[str, Any] = {"$set": {**changes, "updated_at": dt.datetime.now(dt.UTC)}}
+        update: dict[str, Any] = {"$set": {**changes, "updated_ms": to_ms(now())}}
         if unset:
             update["$unset"] = {name: "" for name in unset}
         return await self._users.find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)

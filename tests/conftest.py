@@ -3,6 +3,7 @@ MONGO_URL) and a real Redis; each test gets its own database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from pymongo.errors import PyMongoError
 
 from config import load_settings
 from server.runtime import Runtime
@@ -86,7 +88,8 @@ async def start_server(mongo_url: str, tmp_path: Path) -> AsyncIterator[StartSer
         db_name = served.runtime.settings.mongo_db
         client = served.runtime.platform.mongo_client if served.runtime.platform else None
         if client is not None:
-            await client.drop_database(db_name)
+            with contextlib.suppress(PyMongoError):  # a test may have closed it on purpose
+                await client.drop_database(db_name)
         await served.runtime.stop()
 
 

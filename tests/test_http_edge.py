@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
+from tests.helpers import assert_error, signup
+
 pytestmark = pytest.mark.asyncio
-
-
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
 
 
 async def test_healthz_and_readyz(server) -> None:
@@ -130,3 +120,71 @@ async def test_openapi_document(server) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/healthz" in doc["paths"] and "/readyz" in doc["paths"]
     assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+async def test_malformed_json_is_400(server) -> None:
+    resp = await server.client.post("/api/v1/auth/signup", content=b'{"email": ',
+                                    headers={"Content-Type": "application/json"})
+    assert_error(resp, 400, "invalid_json")
+
+
+async def test_non_object_json_is_400(server) -> None:
+    resp = await server.client.post("/api/v1/auth/signup", json=["a", "b"])
+    err = assert_error(resp, 400, "validation_failed")
+    assert err["details"]["fields"] == {"body": "must be an object"}
+
+
+async def test_form_body_is_415(server) -> None:
+    resp = await server.client.post("/api/v1/auth/signup", data={"email": "x@example.com"})
+    assert_error(resp, 415, "unsupported_media_type")
+
+
+async def test_oversize_body_is_413_before_reading(server) -> None:
+    big = b'{"email": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    resp = await server.client.post("/api/v1/auth/signup", content=big, headers={"Content-Type": "application/json"})
+    err = assert_error(resp, 413, "payload_too_large")
+    assert err["details"]["max_bytes"] == 1_048_576
+
+
+async def test_oversize_chunked_body_is_413(server) -> None:
+    async def chunks():
+        for _ in range(40):
+            yield b"x" * 65536
+
+    resp = await server.client.post("/api/v1/auth/signup", content=chunks(),
+                                    headers={"Content-Type": "application/json"})
+    assert_error(resp, 413, "payload_too_large")
+
+
+async def test_validation_errors_name_fields(server) -> None:
+    resp = await server.client.post("/api/v1/auth/signup", json={"email": "not-an-email", "password": 5})
+    err = assert_error(resp, 400, "validation_failed")
+    assert set(err["details"]["fields"]) == {"email", "password", "display_name"}
+    assert "not-an-email" not in resp.text  # the offending input is never echoed
+
+
+async def test_internal_errors_never_leak_a_trace(server) -> None:
+    # A stopped database is a real failure path: 503 from /readyz, and API calls get a
+    # plain error with the request id, no stack trace.
+    await server.platform.mongo_client.close()
+    ready = await server.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["error"]["details"]["down"] == ["database"]
+    resp = await server.client.post("/api/v1/auth/signup", json={"email": "a@example.com",
+                                                                 "password": "a fine long passphrase",
+                                                                 "display_name": "A"})
+    assert resp.status_code == 500
+    body = resp.json()
+    assert body["error"]["code"] == "internal_error"
+    assert body["error"]["details"] == {"request_id": resp.headers["x-request-id"]}
+    assert "Traceback" not in resp.text and "pymongo" not in resp.text
+
+
+async def test_rate_limit_per_user(start_server) -> None:
+    served = await start_server(NAMELESS_RATE_LIMIT_USER="3")
+    user = await signup(served.client)
+    for _ in range(3):
+        assert (await served.client.get("/api/v1/me", headers=user["headers"])).status_code == 200
+    resp = await served.client.get("/api/v1/me", headers=user["headers"])
+    assert_error(resp, 429, "rate_limited")
+    assert int(resp.headers["retry-after"]) >= 1

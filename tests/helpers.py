@@ -1,0 +1,62 @@
+"""Small helpers shared by the tests: the error-shape assertion and account set-up over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery staple"
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def signup(client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD,
+                 **headers: str) -> dict[str, Any]:
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    resp = await client.post("/api/v1/auth/signup", json={"email": email, "password": password,
+                                                           "display_name": email.split("@")[0]},
+                             headers=headers)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    body["email"] = email
+    body["headers"] = bearer(body["access_token"])
+    return body
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any) -> httpx.Response:
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password, **extra})
+
+
+async def make_staff(served: Any, roles: list[str], email: str | None = None) -> dict[str, Any]:
+    """A staff account created through the same service `run.py createsuperuser` uses."""
+    email = email or f"staff-{uuid.uuid4().hex[:8]}@example.com"
+    await served.runtime.services.accounts.create_user(email, "Staff", password=PASSWORD,
+                                                       roles=[*roles, "viewer"], email_verified=True)
+    resp = await login(served.client, email)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    body["email"] = email
+    body["headers"] = bearer(body["access_token"])
+    return body
+
+
+async def outbox_link(served: Any, email: str, kind: str) -> str:
+    """The secret link of the newest email of `kind` to `email`, as the mail integration would send it."""
+    doc = await served.platform.db.outbox.find_one({"to": email, "kind": kind}, sort=[("created_at", -1)])
+    assert doc is not None, f"no {kind} email to {email}"
+    return doc["secret_link"]
