@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints
 
 from handlers.base import BaseHandler, endpoint
 from handlers.models import Account, Body, Page, PageQuery, Text
 from server.accounts import account_view
-from server.permissions import Role
 from server.staff import StaffService
 from server.timeutil import iso
 from storage.audit import AuditRepository
 from storage.outbox import OutboxRepository
 
 TAGS = ("admin",)
+RoleName = Literal["viewer", "support_agent", "content_manager", "admin", "super_admin"]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class UserQuery(PageQuery):
     q: Annotated[str, StringConstraints(max_length=200)] | None = None
-    role: Role | None = None
+    role: RoleName | None = None
 
 
 class SuspendBody(Body):
@@ -29,13 +29,13 @@ class SuspendBody(Body):
 
 
 class RolesBody(Body):
-    roles: list[Role] = Field(max_length=5)
+    roles: list[RoleName] = Field(max_length=5)
 
 
 class StaffBody(Body):
     email: EmailStr
     display_name: Text
-    roles: list[Role] = Field(min_length=1, max_length=5)
+    roles: list[RoleName] = Field(min_length=1, max_length=5)
 
 
 class AuditQuery(PageQuery):
@@ -87,7 +87,7 @@ class RolesHandler(StaffHandler):
               errors=(404, 409))
     async def put(self, user_id: str) -> None:
         body = self.parse(RolesBody)
-        self.reply(await self.staff.set_roles(self.user, user_id, [r.value for r in body.roles], self.client_ip))
+        self.reply(await self.staff.set_roles(self.user, user_id, body.roles, self.client_ip))
 
 
 class StaffAccountsHandler(StaffHandler):
@@ -96,7 +96,7 @@ class StaffAccountsHandler(StaffHandler):
     async def post(self) -> None:
         body = self.parse(StaffBody)
         created = await self.staff.create_staff(self.user, body.email, body.display_name,
-                                                [r.value for r in body.roles], self.client_ip)
+                                                body.roles, self.client_ip)
         self.reply(created, 201)
 
 

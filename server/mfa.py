@@ -97,13 +97,8 @@ class TotpService:
             return await self._totp_ok(str(user["_id"]), self._decrypt(mfa["secret"]), code)
         hashed = hash_secret(code)
         if hashed in mfa.get("recovery_codes", []):
-            # Compare-and-set on the exact list, so one code cannot be spent twice concurrently.
-            remaining = [h for h in mfa["recovery_codes"] if h != hashed]
-            return await self._users.update_if(
-                str(user["_id"]),
-                {"mfa.recovery_codes": mfa["recovery_codes"]},
-                {"mfa.recovery_codes": remaining},
-            )
+            # One atomic pull: of two concurrent uses of the same code, only one removes it.
+            return await self._users.pull_if_present(str(user["_id"]), "mfa.recovery_codes", hashed)
         return False
 
     async def _totp_ok(self, user_id: str, secret: str, code: str) -> bool:

@@ -11,6 +11,7 @@ import time
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
 
 from config import Settings
 from server.app import make_app
@@ -28,6 +29,7 @@ class Runtime:
         self.embedded: EmbeddedMongo | None = None
         self.platform: Platform | None = None
         self.services: Services | None = None
+        self.app: tornado.web.Application | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
         self._in_flight: set[object] = set()
@@ -45,7 +47,7 @@ class Runtime:
         self.services = build_services(self.platform)
         if not serve_http:
             return
-        app = make_app(self.platform, self.services)
+        app = self.app = make_app(self.platform, self.services)
         self._in_flight = app.settings["in_flight"]
         self.server = tornado.httpserver.HTTPServer(
             app,

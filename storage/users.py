@@ -54,12 +54,12 @@ class UserRepository:
             update["$unset"] = {name: "" for name in unset}
         return await self._users.find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)
 
-    async def update_if(self, user_id: str, condition: dict[str, Any], changes: dict[str, Any]) -> bool:
-        """Apply `changes` only while `condition` still holds (compare-and-set)."""
+    async def pull_if_present(self, user_id: str, field: str, value: str) -> bool:
+        """Remove `value` from the array `field`; True only for the caller that removed it."""
         key = oid(user_id)
         if key is None:
             return False
-        result = await self._users.update_one({"_id": key, **condition}, {"$set": changes})
+        result = await self._users.update_one({"_id": key, field: value}, {"$pull": {field: value}})
         return result.modified_count == 1
 
     async def search(self, text: str | None, role: str | None, limit: int, cursor: str | None) -> PageResult:

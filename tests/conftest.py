@@ -105,3 +105,18 @@ async def any_server(request: pytest.FixtureRequest, start_server: StartServer) 
     if request.param == "redis":
         return await start_server(REDIS_URL=request.getfixturevalue("redis_url"))
     return await start_server()
+
+
+@pytest.fixture
+async def providers():
+    """Local stand-ins for Google's and Apple's JWKS and Facebook's Graph API."""
+    from tests.fakes.providers import start_providers
+
+    fake, http = await start_providers()
+    yield fake
+    http.stop()
+
+
+@pytest.fixture
+async def social_server(start_server, providers) -> Served:
+    return await start_server(**providers.env())

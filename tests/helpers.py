@@ -52,6 +52,8 @@ async def make_staff(served: Any, roles: list[str], email: str | None = None) ->
     body = resp.json()
     body["email"] = email
     body["headers"] = bearer(body["access_token"])
+    me = await served.client.get("/api/v1/me", headers=body["headers"])
+    body["id"] = me.json()["id"]
     return body
 
 
