@@ -15,7 +15,8 @@ async def test_viewers_cannot_reach_admin_endpoints(server) -> None:
     for method, path in [("GET", "/api/v1/admin/users"), ("GET", f"/api/v1/admin/users/{viewer['user']['id']}"),
                          ("POST", "/api/v1/admin/staff"), ("GET", "/api/v1/admin/audit"),
                          ("GET", "/api/v1/admin/outbox")]:
-        resp = await server.client.request(method, path, headers=viewer["headers"], json={} if method == "POST" else None)
+        body = {} if method == "POST" else None
+        resp = await server.client.request(method, path, headers=viewer["headers"], json=body)
         assert_error(resp, 403, "forbidden")
         assert_error(await server.client.request(method, path), 401, "not_authenticated")
 
