@@ -33,6 +33,8 @@ M = TypeVar("M", bound=BaseModel)
 class Authenticator(Protocol):
     async def authenticate(self, access_token: str, ip: str) -> Principal: ...
 
+    async def authenticate_session(self, session_id: str, ip: str) -> Principal: ...
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 PAGE_CSP = (
@@ -95,6 +97,26 @@ def validation_details(exc: ValidationError) -> dict[str, Any]:
     return {"fields": fields}
 
 
+def stamp_request(handler: tornado.web.RequestHandler, csp: str) -> str:
+    """The request id and the security headers every response carries, pages and static
+    files included; returns the request id."""
+    supplied = handler.request.headers.get("X-Request-ID", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request_id_var.set(request_id)
+    handler.set_header("X-Request-ID", request_id)
+    handler.set_header("Content-Security-Policy", csp)
+    handler.set_header("X-Frame-Options", "DENY")
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "no-referrer")
+    handler.set_header("Cross-Origin-Opener-Policy", "same-origin")
+    handler.set_header("Cross-Origin-Resource-Policy", "same-origin")
+    handler.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    handler.set_header("Cache-Control", "no-store")
+    if handler.request.protocol == "https":
+        handler.set_header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    return request_id
+
+
 @tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     """Every handler of the app derives from this one."""
@@ -110,20 +132,7 @@ class BaseHandler(tornado.web.RequestHandler):
     # --- lifecycle -----------------------------------------------------------------
 
     def set_default_headers(self) -> None:
-        supplied = self.request.headers.get("X-Request-ID", "")
-        self.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        request_id_var.set(self.request_id)
-        self.set_header("X-Request-ID", self.request_id)
-        self.set_header("Content-Security-Policy", self.csp)
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.set_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-        self.set_header("Cache-Control", "no-store")
-        if self.request.protocol == "https":
-            self.set_header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        self.request_id = stamp_request(self, self.csp)
         self._apply_cors()
 
     def _apply_cors(self) -> None:
@@ -154,12 +163,18 @@ class BaseHandler(tornado.web.RequestHandler):
         spec: EndpointSpec | None = getattr(method, "__endpoint__", None)
         if spec is None or not (spec.auth or spec.permission):
             return
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise errors.Unauthorized()
         authenticator: Authenticator = self.application.settings["authenticator"]
-        self.principal = await authenticator.authenticate(token.strip(), self.client_ip)
+        if self.uses_cookie_auth():
+            session_id = self.get_signed_cookie(SESSION_COOKIE, max_age_days=1)
+            if session_id is None:
+                raise errors.Unauthorized()
+            self.principal = await authenticator.authenticate_session(session_id.decode(), self.client_ip)
+        else:
+            header = self.request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise errors.Unauthorized()
+            self.principal = await authenticator.authenticate(token.strip(), self.client_ip)
         await self.enforce_rate_limit(
             f"user:{self.principal.user_id}", self.platform.settings.rate_limit_user, 60, "user"
         )
@@ -320,9 +335,11 @@ class BaseHandler(tornado.web.RequestHandler):
         """Whether this request would be authenticated by the staff session cookie."""
         return self.get_cookie(SESSION_COOKIE) is not None and "Authorization" not in self.request.headers
 
+    xsrf_always = False  # pages set this: their forms carry the token even before sign-in
+
     def check_xsrf_cookie(self) -> None:
-        # Bearer-token requests cannot be forged cross-site; only cookie sessions need it.
-        if self.request.method in _STATE_CHANGING and self.uses_cookie_auth():
+        # Bearer-token requests cannot be forged cross-site; cookie sessions and forms can.
+        if self.request.method in _STATE_CHANGING and (self.xsrf_always or self.uses_cookie_auth()):
             super().check_xsrf_cookie()
 
 
@@ -331,7 +348,7 @@ SESSION_COOKIE = "nameless_session"
 
 def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
     """Errors Tornado raises itself (405, XSRF failures, bad requests) in our shape."""
-    if exc.status_code == 403 and "XSRF" in (exc.log_message or ""):
+    if exc.status_code == 403 and "xsrf" in (exc.log_message or "").lower():
         return errors.Forbidden("The CSRF token is missing or wrong.", code="csrf_failed")
     return errors.from_status(exc.status_code)
 

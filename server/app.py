@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import tornado.web
 
-from handlers import admin_users, auth, health, me, openapi
+from handlers import admin_users, auth, health, me, openapi, pages
 from handlers.base import NotFoundHandler
 from server.platform import Platform
 from server.wiring import Services
 
 API_PREFIX = "/api/v1"
+WEB = Path(__file__).resolve().parent.parent / "web"
 VERSION = "0.1.0"
 
 
@@ -24,7 +26,7 @@ def make_app(platform: Platform, services: Services, *,
         *me.routes(s.accounts, s.sessions, s.social, s.totp, s.profiles),
         *admin_users.routes(s.staff, s.audit_repo, s.outbox_repo),
     ]
-    rules: list[Any] = [*health.routes]
+    rules: list[Any] = [*health.routes, *pages.routes(s.accounts, s.sessions)]
     rules += [(API_PREFIX + pattern, *rest) for pattern, *rest in api_routes]
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
     rules.append((API_PREFIX + r"/openapi\.json", openapi.OpenApiHandler, {"rules": documented, "version": VERSION}))
@@ -38,6 +40,10 @@ def make_app(platform: Platform, services: Services, *,
         "cookie_secret": platform.secret_key.decode(),
         "compress_response": True,
         "log_function": lambda handler: None,  # BaseHandler.on_finish logs every request
+        "web_templates": str(WEB / "templates"),
+        "static_path": str(WEB / "static"),
+        "static_url_prefix": "/static/",
+        "static_handler_class": pages.StaticHandler,
     }
     settings.update(extra_settings or {})
     return tornado.web.Application(rules, **settings)

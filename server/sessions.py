@@ -119,10 +119,19 @@ class SessionService:
             claims = self._tokens.verify(access_token)
         except InvalidToken:
             raise errors.Unauthorized("The access token is invalid or expired.", code="invalid_token") from None
-        session = await self._sessions.get(claims.session_id)
-        if session is None or session["user_id"] != claims.user_id or session["revoked_ms"] is not None:
+        return await self._principal(claims.session_id, ip, expected_user=claims.user_id)
+
+    async def authenticate_session(self, session_id: str, ip: str) -> Principal:
+        """For the staff pages' cookie, which carries the (signed) session id itself."""
+        return await self._principal(session_id, ip, expected_user=None)
+
+    async def _principal(self, session_id: str, ip: str, *, expected_user: str | None) -> Principal:
+        session = await self._sessions.get(session_id)
+        if session is None or session["revoked_ms"] is not None or (
+            expected_user is not None and session["user_id"] != expected_user
+        ):
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
-        user = await self._users.get(claims.user_id)
+        user = await self._users.get(session["user_id"])
         if user is None:
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
         if user.get("status") != "active":
@@ -130,7 +139,7 @@ class SessionService:
         now = self._clock()
         if to_ms(now) - session["last_used_ms"] > TOUCH_EVERY_MS:
             await self._sessions.touch(session["_id"], ip, now)
-        return Principal(claims.user_id, claims.session_id, frozenset(user.get("roles", ())))
+        return Principal(session["user_id"], session_id, frozenset(user.get("roles", ())))
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
         return await self._sessions.list_active(user_id)

@@ -1,18 +1,20 @@
-"""Opaque string ids at the edge, ObjectIds inside: one conversion, used by every repository."""
+"""Ids are strings everywhere, `_id` and references alike (docs/storage-compat.md: the
+embedded server mishandles ObjectIds outside `_id` and in counts and aggregations)."""
 
 from __future__ import annotations
 
+import re
+
 from bson import ObjectId
 
-
-def oid(value: str | ObjectId | None) -> ObjectId | None:
-    """The ObjectId for a client-supplied id, or None if it cannot be one (so: not found)."""
-    if isinstance(value, ObjectId):
-        return value
-    if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
-        return ObjectId(value)
-    return None
+_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
-def sid(value: ObjectId | str) -> str:
-    return str(value)
+def new_id() -> str:
+    """Time-ordered like an ObjectId, stored as its hex string."""
+    return str(ObjectId())
+
+
+def valid_id(value: object) -> str | None:
+    """The id if a client-supplied value can be one of ours, else None (so: not found)."""
+    return value if isinstance(value, str) and _ID.match(value) else None

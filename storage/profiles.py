@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.ids import oid
+from storage.ids import new_id, valid_id
 
 INDEXES = {"profiles": [IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING)], name="user_profiles")]}
 
@@ -23,15 +23,16 @@ class ProfileRepository:
         return await self._profiles.count_documents({"user_id": user_id})
 
     async def get(self, user_id: str, profile_id: str) -> dict[str, Any] | None:
-        key = oid(profile_id)
+        key = valid_id(profile_id)
         return None if key is None else await self._profiles.find_one({"_id": key, "user_id": user_id})
 
     async def insert(self, doc: dict[str, Any]) -> dict[str, Any]:
-        doc["_id"] = (await self._profiles.insert_one(doc)).inserted_id
+        doc = {"_id": new_id(), **doc}
+        await self._profiles.insert_one(doc)
         return doc
 
     async def update(self, user_id: str, profile_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        key = oid(profile_id)
+        key = valid_id(profile_id)
         if key is None:
             return None
         return await self._profiles.find_one_and_update(
@@ -39,7 +40,7 @@ class ProfileRepository:
         )
 
     async def delete(self, user_id: str, profile_id: str) -> bool:
-        key = oid(profile_id)
+        key = valid_id(profile_id)
         if key is None:
             return False
         return (await self._profiles.delete_one({"_id": key, "user_id": user_id})).deleted_count == 1

@@ -11,7 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from server.timeutil import now, to_ms
-from storage.ids import oid
+from storage.ids import new_id, valid_id
 from storage.paging import PageResult, paginate
 
 INDEXES = {
@@ -31,22 +31,22 @@ class UserRepository:
         self._users = db.users
 
     async def insert(self, doc: dict[str, Any]) -> dict[str, Any]:
+        doc = {"_id": new_id(), **doc}
         try:
-            result = await self._users.insert_one(doc)
+            await self._users.insert_one(doc)
         except DuplicateKeyError:
             raise EmailTaken(doc.get("email")) from None
-        doc["_id"] = result.inserted_id
         return doc
 
     async def get(self, user_id: str) -> dict[str, Any] | None:
-        key = oid(user_id)
+        key = valid_id(user_id)
         return None if key is None else await self._users.find_one({"_id": key})
 
     async def by_email(self, email: str) -> dict[str, Any] | None:
         return await self._users.find_one({"email": email})
 
     async def update(self, user_id: str, changes: dict[str, Any], *, unset: tuple[str, ...] = ()) -> dict | None:
-        key = oid(user_id)
+        key = valid_id(user_id)
         if key is None:
             return None
         update: dict[str, Any] = {"$set": {**changes, "updated_ms": to_ms(now())}}
@@ -56,7 +56,7 @@ class UserRepository:
 
     async def pull_if_present(self, user_id: str, field: str, value: str) -> bool:
         """Remove `value` from the array `field`; True only for the caller that removed it."""
-        key = oid(user_id)
+        key = valid_id(user_id)
         if key is None:
             return False
         result = await self._users.update_one({"_id": key, field: value}, {"$pull": {field: value}})
