@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     facebook_app_secret: SecretStr | None = _env("FACEBOOK_APP_SECRET", default=None)
     facebook_graph_url: str = _env("NAMELESS_FACEBOOK_GRAPH_URL", default="https://graph.facebook.com/v19.0")
 
+    firebase_project_id: str = _env("FIREBASE_PROJECT_ID", default="", description="Firebase project (phone sign-in)")
+    firebase_certs_url: str = _env(
+        "NAMELESS_FIREBASE_CERTS_URL",
+        default="https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+    )
+
     @field_validator("google_client_ids", "apple_client_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:

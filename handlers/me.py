@@ -11,6 +11,7 @@ from handlers.models import Account, Body, Otp, Secret, Text
 from server import errors
 from server.accounts import AccountService
 from server.mfa import TotpService
+from server.phone import PhoneService
 from server.profiles import ProfileService
 from server.sessions import SessionService
 from server.social import SocialService
@@ -34,6 +35,22 @@ class LinkBody(Body):
     id_token: Secret | None = None
     access_token: Secret | None = None
     nonce: Secret | None = None
+
+
+class PhoneBody(Body):
+    firebase_id_token: Secret
+
+
+class PhoneHandler(BaseHandler):
+    def initialize(self, phone: PhoneService) -> None:
+        self.phone = phone
+
+    @endpoint("Verify my phone number with a Firebase phone sign-in ID token", body=PhoneBody, auth=True,
+              tags=TAGS, errors=(401, 409, 422, 503))
+    async def post(self) -> None:
+        body = self.parse(PhoneBody)
+        number = await self.phone.verify(self.user.user_id, body.firebase_id_token)
+        self.reply({"phone": {"number": number, "verified": True}})
 
 
 class ProfileCreate(Body):
@@ -182,7 +199,7 @@ class ProfileHandler(BaseHandler):
 
 
 def routes(accounts: AccountService, sessions: SessionService, social: SocialService, totp: TotpService,
-           profiles: ProfileService) -> list:
+           phone: PhoneService, profiles: ProfileService) -> list:
     return [
         (r"/me", MeHandler, {"accounts": accounts}),
         (r"/me/sessions", SessionsHandler, {"sessions": sessions}),
@@ -190,6 +207,7 @@ def routes(accounts: AccountService, sessions: SessionService, social: SocialSer
         (r"/me/links/(?P<provider>google|apple|facebook)", LinkHandler, {"social": social}),
         (r"/me/mfa/totp", TotpHandler, {"accounts": accounts, "totp": totp}),
         (r"/me/mfa/totp/confirm", TotpConfirmHandler, {"accounts": accounts, "totp": totp}),
+        (r"/me/phone", PhoneHandler, {"phone": phone}),
         (r"/me/profiles", ProfilesHandler, {"profiles": profiles}),
         (r"/me/profiles/(?P<profile_id>[A-Za-z0-9]{1,64})", ProfileHandler, {"profiles": profiles}),
     ]

@@ -23,7 +23,7 @@ def make_app(platform: Platform, services: Services, *,
     s = services
     api_routes: list[Any] = [
         *auth.routes(s.accounts, s.sessions, s.social),
-        *me.routes(s.accounts, s.sessions, s.social, s.totp, s.profiles),
+        *me.routes(s.accounts, s.sessions, s.social, s.totp, s.phone, s.profiles),
         *admin_users.routes(s.staff, s.audit_repo, s.outbox_repo),
     ]
     rules: list[Any] = [*health.routes, *pages.routes(s.accounts, s.sessions)]

@@ -7,7 +7,6 @@ first and links the provider from their account (proof of ownership).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -19,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient
 
 from server import errors
 from server.accounts import AccountService, normalize_email
 from server.mfa import TotpService
+from server.provider_keys import ProviderKeys, parse_jwks
 from server.sessions import ClientInfo, SessionService, TokenPair, utcnow
 from storage.identities import IdentityRepository, IdentityTaken
 from storage.users import UserRepository
@@ -55,46 +55,13 @@ def _invalid(provider: str) -> errors.ApiError:
     return errors.Unauthorized(f"The {provider} sign-in token is not valid.", code="invalid_provider_token")
 
 
-class JwksCache:
-    """A provider's signing keys, refetched hourly or when an unknown key id appears."""
-
-    def __init__(self, url: str, http: AsyncHTTPClient, max_age: float = 3600) -> None:
-        self._url = url
-        self._http = http
-        self._max_age = max_age
-        self._keys: dict[str, Any] = {}
-        self._fetched = 0.0
-        self._lock = asyncio.Lock()
-
-    async def key(self, kid: str) -> Any:
-        if kid not in self._keys or time.monotonic() - self._fetched > self._max_age:
-            async with self._lock:
-                since = time.monotonic() - self._fetched
-                # Unknown key ids refetch at most every 30 s, so junk tokens cannot hammer the provider.
-                if since > self._max_age or (kid not in self._keys and since > 30):
-                    await self._refresh()
-        if kid not in self._keys:
-            raise KeyError(kid)
-        return self._keys[kid]
-
-    async def _refresh(self) -> None:
-        try:
-            resp = await self._http.fetch(self._url, request_timeout=10)
-            keyset = jwt.PyJWKSet.from_dict(json.loads(resp.body))
-        except (HTTPClientError, OSError, ValueError, jwt.PyJWTError) as exc:
-            raise errors.ServiceUnavailable("The sign-in provider's keys cannot be fetched.",
-                                            code="provider_unavailable") from exc
-        self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
-        self._fetched = time.monotonic()
-
-
 class ProviderVerifier:
     def __init__(self, config: ProviderConfig, http: AsyncHTTPClient | None = None) -> None:
         self._config = config
         self._http = http or AsyncHTTPClient()
         self._jwks = {
-            "google": JwksCache(config.google_jwks_url, self._http),
-            "apple": JwksCache(config.apple_jwks_url, self._http),
+            "google": ProviderKeys(config.google_jwks_url, self._http, parse_jwks),
+            "apple": ProviderKeys(config.apple_jwks_url, self._http, parse_jwks),
         }
 
     def _require(self, provider: str) -> None:

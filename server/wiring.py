@@ -11,6 +11,7 @@ from server.audit import AuditLog
 from server.mfa import TotpService
 from server.outbox import Outbox
 from server.passwords import PasswordHashing
+from server.phone import FirebasePhoneVerifier, PhoneService
 from server.platform import Platform
 from server.profiles import ProfileService
 from server.sessions import SessionService
@@ -35,6 +36,7 @@ class Services:
     sessions: SessionService
     social: SocialService
     totp: TotpService
+    phone: PhoneService
     profiles: ProfileService
     staff: StaffService
     audit: AuditLog
@@ -74,6 +76,7 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
         sessions=session_service,
         social=social,
         totp=totp,
+        phone=PhoneService(FirebasePhoneVerifier(settings.firebase_project_id, settings.firebase_certs_url), user_repo),
         profiles=ProfileService(profile_repo),
         staff=StaffService(user_repo, identity_repo, accounts, session_service, audit_log),
         audit=audit_log,

@@ -18,6 +18,7 @@ INDEXES = {
     "users": [
         IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
         IndexModel([("created_at", ASCENDING)], name="created_at"),
+        IndexModel([("phone.number", ASCENDING)], name="phone"),
     ],
 }
 
@@ -44,6 +45,9 @@ class UserRepository:
 
     async def by_email(self, email: str) -> dict[str, Any] | None:
         return await self._users.find_one({"email": email})
+
+    async def by_phone(self, number: str) -> dict[str, Any] | None:
+        return await self._users.find_one({"phone.number": number})
 
     async def update(self, user_id: str, changes: dict[str, Any], *, unset: tuple[str, ...] = ()) -> dict | None:
         key = valid_id(user_id)

@@ -125,3 +125,38 @@ async def test_missing_token_field_is_400(social_server) -> None:
     resp = await social_server.client.post("/api/v1/auth/social/facebook", json={"id_token": "x"})
     assert assert_error(resp, 400, "validation_failed")["details"]["fields"] == {"access_token": "required"}
     assert PASSWORD
+
+
+async def test_phone_verification_with_firebase_id_token(social_server, providers) -> None:
+    user = await signup(social_server.client)
+    other = await signup(social_server.client)
+    token = providers.firebase_token("fb-uid-1", "+15551234567")
+    resp = await social_server.client.post("/api/v1/me/phone", json={"firebase_id_token": token},
+                                           headers=user["headers"])
+    assert resp.status_code == 200 and resp.json()["phone"] == {"number": "+15551234567", "verified": True}
+    me = (await social_server.client.get("/api/v1/me", headers=user["headers"])).json()
+    assert me["phone"] == {"number": "+15551234567", "verified": True}
+    taken = await social_server.client.post("/api/v1/me/phone", json={"firebase_id_token": token},
+                                            headers=other["headers"])
+    assert_error(taken, 409, "phone_taken")
+    bad = {
+        "another key": providers.firebase_token("u", "+15550000001", key=providers.rogue_key),
+        "another project": providers.firebase_token("u", "+15550000001", aud="other-project"),
+        "expired": providers.firebase_token("u", "+15550000001", exp=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                                            iat=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)),
+        "future auth_time": providers.firebase_token("u", "+15550000001", auth_time=int(
+            (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())),
+    }
+    for name, bad_token in bad.items():
+        resp = await social_server.client.post("/api/v1/me/phone", json={"firebase_id_token": bad_token},
+                                               headers=other["headers"])
+        assert resp.status_code == 401, name
+    email_token = providers.firebase_token("u2", None, provider="password")
+    assert_error(await social_server.client.post("/api/v1/me/phone", json={"firebase_id_token": email_token},
+                                                 headers=other["headers"]), 422, "phone_number_missing")
+
+
+async def test_phone_unconfigured_is_503(server) -> None:
+    user = await signup(server.client)
+    resp = await server.client.post("/api/v1/me/phone", json={"firebase_id_token": "a.b.c"}, headers=user["headers"])
+    assert "FIREBASE_PROJECT_ID" in assert_error(resp, 503, "phone_not_configured")["message"]

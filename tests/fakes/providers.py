@@ -16,12 +16,16 @@ import jwt
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 GOOGLE_CLIENT = "nameless-android.apps.googleusercontent.com"
 APPLE_CLIENT = "com.nameless.ios"
 FB_APP_ID = "1234567890"
 FB_APP_SECRET = "fb-app-secret-for-tests"
+FIREBASE_PROJECT = "nameless-test"
 
 
 def _rsa() -> rsa.RSAPrivateKey:
@@ -34,6 +38,7 @@ class Providers:
     google_key: Any = field(default_factory=_rsa)
     apple_key: Any = field(default_factory=_rsa)
     rogue_key: Any = field(default_factory=_rsa)
+    firebase_key: Any = field(default_factory=_rsa)
     facebook_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -46,7 +51,22 @@ class Providers:
             "FACEBOOK_APP_ID": FB_APP_ID,
             "FACEBOOK_APP_SECRET": FB_APP_SECRET,
             "NAMELESS_FACEBOOK_GRAPH_URL": self.url + "/graph",
+            "FIREBASE_PROJECT_ID": FIREBASE_PROJECT,
+            "NAMELESS_FIREBASE_CERTS_URL": self.url + "/firebase/certs",
         }
+
+    def firebase_token(self, uid: str, phone: str | None, *, key: Any = None, provider: str = "phone",
+                       **overrides: Any) -> str:
+        now = dt.datetime.now(dt.UTC)
+        claims: dict[str, Any] = {
+            "iss": f"https://securetoken.google.com/{FIREBASE_PROJECT}", "aud": FIREBASE_PROJECT, "sub": uid,
+            "iat": now, "exp": now + dt.timedelta(hours=1), "auth_time": int(now.timestamp()) - 5,
+            "firebase": {"sign_in_provider": provider, "identities": {"phone": [phone] if phone else []}},
+        }
+        if phone:
+            claims["phone_number"] = phone
+        claims.update(overrides)
+        return jwt.encode(claims, key or self.firebase_key, algorithm="RS256", headers={"kid": "fb-cert-1"})
 
     def id_token(self, provider: str, sub: str, email: str | None, *, key: Any = None, kid: str | None = None,
                  **overrides: Any) -> str:
@@ -86,6 +106,24 @@ class _Jwks(tornado.web.RequestHandler):
     def get(self) -> None:
         key = self.p.google_key if self.which == "google" else self.p.apple_key
         self.write(_jwks(key, f"{self.which}-1"))
+
+
+def _self_signed_pem(key: Any) -> str:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=7)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class _FirebaseCerts(tornado.web.RequestHandler):
+    def initialize(self, providers: Providers) -> None:
+        self.p = providers
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "public, max-age=19000")
+        self.write({"fb-cert-1": _self_signed_pem(self.p.firebase_key)})
 
 
 class _Graph(tornado.web.RequestHandler):
@@ -130,6 +168,7 @@ async def start_providers() -> tuple[Providers, tornado.httpserver.HTTPServer]:
         (r"/google/certs", _Jwks, {"providers": providers, "which": "google"}),
         (r"/apple/keys", _Jwks, {"providers": providers, "which": "apple"}),
         (r"/graph/(debug_token|me)", _Graph, {"providers": providers}),
+        (r"/firebase/certs", _FirebaseCerts, {"providers": providers}),
     ])
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     server = tornado.httpserver.HTTPServer(app)
