@@ -44,19 +44,20 @@ class Settings(BaseSettings):
         "NAMELESS_PUBLIC_URL", default="", description="external base URL, e.g. https://api.example.com"
     )
     log_level: str = _env(
-        "NAMELESS_LOG_LEVEL", default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
+        "NAMELESS_LOG_LEVEL", default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="DEBUG, INFO, WARNING or ERROR",
     )
 
     mongo_url: SecretStr | None = _env("MONGO_URL", default=None, description="external MongoDB")
     mongo_db: str = _env(
-        "NAMELESS_MONGO_DB", default="nameless", pattern=r"^[A-Za-z0-9_-]{1,60}$"
+        "NAMELESS_MONGO_DB", default="nameless", pattern=r"^[A-Za-z0-9_-]{1,60}$",
+        description="database name (also namespaces Redis keys)",
     )
     redis_url: SecretStr | None = _env("REDIS_URL", default=None, description="external Redis")
 
     secret_key: SecretStr | None = _env(
         "NAMELESS_SECRET_KEY",
         default=None,
-        min_length=32,
         description="signing key (at least 32 chars); generated under the data dir if unset",
     )
     trust_proxy: bool = _env(
@@ -118,6 +119,13 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("jwt_keys")
@@ -197,6 +205,6 @@ def describe_variables() -> list[tuple[str, str, str]]:
     for alias, name in _ALIASES.items():
         field = Settings.model_fields[name]
         default = field.default
-        shown = "" if default is None or isinstance(default, SecretStr) else str(default)
+        shown = "" if default in (None, ()) or isinstance(default, SecretStr) else str(default)
         rows.append((str(alias), shown, field.description or ""))
     return rows

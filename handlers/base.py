@@ -124,6 +124,7 @@ class BaseHandler(tornado.web.RequestHandler):
     csp = API_CSP
     max_body_bytes: int | None = None  # None: the JSON limit from settings
     rate_scope = "api"
+    ip_rate_limited = True  # health probes opt out: a load balancer must never see a 429
 
     @property
     def platform(self) -> Platform:
@@ -153,7 +154,8 @@ class BaseHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise errors.PayloadTooLarge(details={"max_bytes": limit})
-        await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
+        if self.ip_rate_limited:
+            await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
         await self._authorize()
 
     async def _authorize(self) -> None:

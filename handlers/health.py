@@ -22,12 +22,14 @@ class Readiness(BaseModel):
 
 
 class HealthzHandler(BaseHandler):
+    ip_rate_limited = False
     @endpoint("The process is alive", response=Health, tags=("operations",))
     def get(self) -> None:
         self.reply({"status": "ok"})
 
 
 class ReadyzHandler(BaseHandler):
+    ip_rate_limited = False
     @endpoint("Database, cache and queue are reachable", response=Readiness, tags=("operations",), errors=(503,))
     async def get(self) -> None:
         checks = await self.platform.check()

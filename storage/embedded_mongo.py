@@ -58,9 +58,28 @@ class EmbeddedMongo:
             raise EmbeddedMongoError("embedded MongoDB is not running")
         return f"mongodb://{self.host}:{self.port}/"
 
+    def _stop_leftover(self) -> None:
+        """A child orphaned by a hard kill of its parent still holds the files: stop it."""
+        pid_file = self.data_dir / "nx-27017.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            return
+        if "nx-27017" not in cmdline or str(self.data_dir) not in cmdline:
+            return
+        log.warning("stopping a leftover embedded mongodb", extra={"pid": pid})
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
     def start(self, timeout: float = 30.0) -> str:
         """Start the child and block until it answers a ping; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_leftover()
         self.port = _free_port(self.host)
         log_file = self.data_dir / "nx-27017.log"
         cmd = _executable() + [
@@ -70,18 +89,19 @@ class EmbeddedMongo:
             "--log-file", str(log_file),
             "--pid-file", str(self.data_dir / "nx-27017.pid"),
         ]
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(self.data_dir / "nx-27017.stderr", "ab") as stderr:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise EmbeddedMongoError(
-                    f"nx-27017 exited with code {self._proc.returncode}; see {log_file}"
+                    f"nx-27017 exited with code {self._proc.returncode}; see {log_file} and nx-27017.stderr"
                 )
             if self._answers():
                 log.info("embedded mongodb started", extra={"port": self.port, "dir": str(self.data_dir)})
