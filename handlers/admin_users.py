@@ -32,6 +32,11 @@ class RolesBody(Body):
     roles: list[RoleName] = Field(max_length=5)
 
 
+class NoticeBody(Body):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
 class StaffBody(Body):
     email: EmailStr
     display_name: Text
@@ -90,6 +95,14 @@ class RolesHandler(StaffHandler):
         self.reply(await self.staff.set_roles(self.user, user_id, body.roles, self.client_ip))
 
 
+class NoticeHandler(StaffHandler):
+    @endpoint("Send an account notice to a user (inbox, live, push/email per their preferences)", body=NoticeBody,
+              status=201, permission="users.notify", tags=TAGS, errors=(404,))
+    async def post(self, user_id: str) -> None:
+        body = self.parse(NoticeBody)
+        self.reply(await self.staff.notify_user(self.user, user_id, body.title, body.body, self.client_ip), 201)
+
+
 class StaffAccountsHandler(StaffHandler):
     @endpoint("Create a staff account; the new member sets a password from the emailed link", body=StaffBody,
               response=Account, status=201, permission="staff.manage", tags=TAGS, errors=(409,))
@@ -143,6 +156,7 @@ def routes(staff: StaffService, audit: AuditRepository, outbox: OutboxRepository
         (rf"/admin/users/{uid}/suspend", SuspendHandler, deps),
         (rf"/admin/users/{uid}/unsuspend", UnsuspendHandler, deps),
         (rf"/admin/users/{uid}/roles", RolesHandler, deps),
+        (rf"/admin/users/{uid}/notifications", NoticeHandler, deps),
         (r"/admin/staff", StaffAccountsHandler, deps),
         (r"/admin/audit", AuditHandler, {"audit": audit}),
         (r"/admin/outbox", OutboxHandler, {"outbox": outbox}),

@@ -7,7 +7,7 @@ from typing import Any
 
 import tornado.web
 
-from handlers import admin_users, auth, health, me, openapi, pages
+from handlers import admin_users, auth, health, me, notifications, openapi, pages
 from handlers.base import NotFoundHandler
 from server.platform import Platform
 from server.wiring import Services
@@ -25,10 +25,12 @@ def make_app(platform: Platform, services: Services, *,
         *auth.routes(s.accounts, s.sessions, s.social),
         *me.routes(s.accounts, s.sessions, s.social, s.totp, s.phone, s.profiles),
         *admin_users.routes(s.staff, s.audit_repo, s.outbox_repo),
+        *notifications.routes(s.notifications),
     ]
     rules: list[Any] = [*health.routes, *pages.routes(s.accounts, s.sessions)]
     rules += [(API_PREFIX + pattern, *rest) for pattern, *rest in api_routes]
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
+    rules.append((r"/socket\.io/", s.gateway.handler()))
     rules.append((API_PREFIX + r"/openapi\.json", openapi.OpenApiHandler, {"rules": documented, "version": VERSION}))
     settings: dict[str, Any] = {
         "platform": platform,

@@ -32,6 +32,31 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.socket_connections = Gauge(
+            "nameless_socket_connections", "Open Socket.IO connections in this process", ["namespace"],
+            registry=self.registry,
+        )
+        self.socket_refused = Counter(
+            "nameless_socket_refused_total", "Socket.IO connections refused", ["namespace", "code"],
+            registry=self.registry,
+        )
+        self.socket_events_in = Counter(
+            "nameless_socket_events_in_total", "Socket.IO events received", ["namespace", "event"],
+            registry=self.registry,
+        )
+        self.socket_events_out = Counter(
+            "nameless_socket_events_out_total", "Socket.IO events emitted", ["namespace", "event"],
+            registry=self.registry,
+        )
+        self.socket_emit_latency = Histogram(
+            "nameless_socket_emit_seconds", "Time to hand an emit to the manager (local or Redis)",
+            ["namespace"], buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+            registry=self.registry,
+        )
+        self.pubsub_errors = Counter(
+            "nameless_pubsub_errors_total", "Redis pub/sub read or decode errors", registry=self.registry
+        )
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_latency.labels(route, method).observe(seconds)

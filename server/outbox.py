@@ -1,5 +1,6 @@
-"""Queueing outgoing email. The email integration delivers from this outbox later; until
-then staff can see what was sent to whom (links with secrets are never shown to staff)."""
+"""Queueing outgoing email and push. The delivery integrations (Mailchimp, FCM) work from
+this outbox later; until then staff can see what was sent to whom (links with secrets are
+never shown to staff)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,20 @@ class Outbox:
         return self._public_url + path
 
     async def email(self, to: str, kind: str, subject: str, text: str, *, secret_link: str | None = None) -> None:
+        await self.enqueue("email", to, kind, subject, text, secret_link=secret_link)
+
+    async def enqueue(self, channel: str, to: str, kind: str, subject: str, text: str, *,
+                      secret_link: str | None = None, data: dict[str, Any] | None = None) -> None:
+        """One delivery for one channel (email to an address, push to a user's devices)."""
         doc: dict[str, Any] = {
-            "channel": "email",
+            "channel": channel,
             "to": to,
             "kind": kind,
             "subject": subject,
             "text": text,
             "status": "pending",
             "attempts": 0,
+            "data": data or {},
             "created_at": dt.datetime.now(dt.UTC),
         }
         if secret_link is not None:

@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "staff.portal": STAFF_ROLES,
     "users.read": frozenset({Role.SUPPORT_AGENT, Role.ADMIN}),
     "users.suspend": frozenset({Role.ADMIN}),
+    "users.notify": frozenset({Role.SUPPORT_AGENT, Role.ADMIN}),
     "users.roles": frozenset({Role.ADMIN}),
     "users.entitlements": frozenset({Role.ADMIN}),
     "staff.manage": frozenset({Role.ADMIN}),
@@ -29,7 +30,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "content.manage": frozenset({Role.CONTENT_MANAGER}),
     "reviews.moderate": frozenset({Role.CONTENT_MANAGER}),
     "support.handle": frozenset({Role.SUPPORT_AGENT}),
-    "ops.view": frozenset({Role.ADMIN}),
+    "ops.view": frozenset({Role.ADMIN}),  # operations staff are admins until an ops role exists
     "plans.manage": frozenset({Role.ADMIN}),
     "reports.read": frozenset({Role.ADMIN}),
 }

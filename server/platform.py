@@ -129,6 +129,8 @@ async def build_platform(
         secret_key=resolve_secret_key(settings),
         index_specs=dict(index_specs or {}),
     )
+    if isinstance(pubsub, RedisPubSub):
+        pubsub.on_error = platform.metrics.pubsub_errors.inc
     await mongo.ensure_indexes(db, platform.index_specs)
     platform.instance_id = await _instance_id(db)
     return platform

@@ -47,6 +47,7 @@ class Runtime:
         self.services = build_services(self.platform)
         if not serve_http:
             return
+        await self.services.start()
         app = self.app = make_app(self.platform, self.services)
         self._in_flight = app.settings["in_flight"]
         self.server = tornado.httpserver.HTTPServer(
@@ -72,6 +73,8 @@ class Runtime:
                 await asyncio.sleep(0.05)
             if self._in_flight:
                 log.warning("shutdown deadline passed", extra={"abandoned": len(self._in_flight)})
+            if self.services is not None:
+                await self.services.stop()
             await self.server.close_all_connections()
             self.server = None
         if self.platform is not None:

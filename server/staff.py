@@ -8,6 +8,7 @@ from typing import Any
 from server import errors
 from server.accounts import AccountService, account_view
 from server.audit import AuditLog
+from server.notifications import NotificationService
 from server.permissions import Principal, Role, may_grant
 from server.sessions import SessionService
 from storage.identities import IdentityRepository
@@ -17,7 +18,8 @@ from storage.users import UserRepository
 
 class StaffService:
     def __init__(self, users: UserRepository, identities: IdentityRepository, accounts: AccountService,
-                 sessions: SessionService, audit: AuditLog) -> None:
+                 sessions: SessionService, audit: AuditLog, notifications: NotificationService) -> None:
+        self._notifications = notifications
         self._users = users
         self._identities = identities
         self._accounts = accounts
@@ -60,6 +62,14 @@ class StaffService:
         await self._audit.record(actor, "user.roles", target_type="user", target_id=user_id, ip=ip,
                                  details={"before": sorted(before), "after": sorted(after)})
         return await self.view(user_id)
+
+    async def notify_user(self, actor: Principal, user_id: str, title: str, body: str, ip: str) -> dict[str, Any]:
+        """An account notice from staff: inbox, live on every device, push/email per preferences."""
+        await self._accounts.get(user_id)
+        created = await self._notifications.notify(user_id, "account", title, body, {"from": "staff"})
+        await self._audit.record(actor, "user.notify", target_type="user", target_id=user_id, ip=ip,
+                                 details={"title": title})
+        return {"delivered_in_app": created is not None, "notification": created}
 
     async def create_staff(self, actor: Principal, email: str, display_name: str, roles: list[str],
                            ip: str) -> dict[str, Any]:

@@ -6,9 +6,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from realtime.gateway import Gateway
+from realtime.ops import OpsChannel
+from realtime.user_channel import UserChannel
 from server.accounts import AccountService
 from server.audit import AuditLog
 from server.mfa import TotpService
+from server.notifications import NotificationService
 from server.outbox import Outbox
 from server.passwords import PasswordHashing
 from server.phone import FirebasePhoneVerifier, PhoneService
@@ -19,12 +23,12 @@ from server.social import ProviderConfig, ProviderVerifier, SocialService
 from server.staff import StaffService
 from server.throttle import LoginThrottle
 from server.tokens import AccessTokens, derive_key
-from storage import audit, identities, one_time_tokens, outbox, profiles, sessions, users
+from storage import audit, identities, notifications, one_time_tokens, outbox, profiles, sessions, users
 
 
 def index_specs() -> dict[str, list[Any]]:
     specs: dict[str, list[Any]] = {}
-    for module in (users, sessions, one_time_tokens, identities, profiles, audit, outbox):
+    for module in (users, sessions, one_time_tokens, identities, profiles, audit, outbox, notifications):
         for collection, indexes in module.INDEXES.items():
             specs.setdefault(collection, []).extend(indexes)
     return specs
@@ -42,6 +46,18 @@ class Services:
     audit: AuditLog
     audit_repo: audit.AuditRepository
     outbox_repo: outbox.OutboxRepository
+    notifications: NotificationService
+    gateway: Gateway
+    ops: OpsChannel
+
+    async def start(self) -> None:
+        """Background work owned by the services: revocation listener, ops snapshots."""
+        await self.gateway.start()
+        await self.ops.start()
+
+    async def stop(self) -> None:
+        await self.ops.stop()
+        await self.gateway.stop()
 
 
 def build_services(platform: Platform, hashing: PasswordHashing | None = None) -> Services:
@@ -71,6 +87,10 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
     ))
     social = SocialService(verifier, identity_repo, user_repo, accounts, session_service, totp)
     audit_log = AuditLog(audit_repo)
+    gateway = Gateway(platform, session_service)
+    notification_service = NotificationService(notifications.NotificationRepository(db), user_repo, mail, gateway)
+    ops = OpsChannel(gateway)
+    gateway.register(UserChannel(gateway, notification_service), ops)
     return Services(
         accounts=accounts,
         sessions=session_service,
@@ -78,8 +98,11 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
         totp=totp,
         phone=PhoneService(FirebasePhoneVerifier(settings.firebase_project_id, settings.firebase_certs_url), user_repo),
         profiles=ProfileService(profile_repo),
-        staff=StaffService(user_repo, identity_repo, accounts, session_service, audit_log),
+        staff=StaffService(user_repo, identity_repo, accounts, session_service, audit_log, notification_service),
         audit=audit_log,
         audit_repo=audit_repo,
         outbox_repo=outbox_repo,
+        notifications=notification_service,
+        gateway=gateway,
+        ops=ops,
     )

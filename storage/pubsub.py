@@ -70,6 +70,7 @@ class RedisPubSub:
         self._handlers: dict[str, list[Handler]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.errors = 0
+        self.on_error: Callable[[], None] = lambda: None  # metrics hook
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         await self._redis.publish(self._prefix + channel, json.dumps(message))
@@ -101,6 +102,7 @@ class RedisPubSub:
                 raise
             except Exception:
                 self.errors += 1
+                self.on_error()
                 log.exception("redis pubsub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
@@ -111,6 +113,7 @@ class RedisPubSub:
                 payload = json.loads(message["data"])
             except (TypeError, ValueError):
                 self.errors += 1
+                self.on_error()
                 continue
             for handler in list(self._handlers.get(channel, ())):
                 await _deliver(handler, payload)

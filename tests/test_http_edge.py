@@ -97,12 +97,13 @@ async def test_metrics_are_internal(start_server) -> None:
 async def test_rate_limit_per_ip(any_server_limited) -> None:
     client = any_server_limited.client
     for _ in range(5):
-        assert (await client.get("/healthz")).status_code == 200
-    err = assert_error(await client.get("/healthz"), 429, "rate_limited")
-    resp = await client.get("/healthz")
+        assert (await client.get("/api/v1/me")).status_code == 401
+    err = assert_error(await client.get("/api/v1/me"), 429, "rate_limited")
+    resp = await client.get("/api/v1/me")
     retry = int(resp.headers["retry-after"])
     assert 1 <= retry <= 60
     assert err["details"]["retry_after"] >= 1
+    assert (await client.get("/healthz")).status_code == 200  # probes are never limited
 
 
 @pytest.fixture(params=["memory", "redis"])

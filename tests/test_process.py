@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,3 +292,61 @@ def test_health_probes_are_never_rate_limited(launch) -> None:
         api = [client.get("/api/v1/me").status_code for _ in range(5)]
         assert 429 in api
     assert server.terminate() == 0
+
+
+async def test_two_server_processes_share_one_redis(launch, mongo_url: str, redis_url: str, tmp_path: Path) -> None:
+    """Two real run.py processes on one database and one Redis: an emit made on one reaches a
+    socket held by the other, and a session revoked on one closes its socket on the other."""
+    import asyncio
+    import uuid
+
+    import socketio
+
+    shared = {"MONGO_URL": mongo_url, "REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"proc_{uuid.uuid4().hex[:10]}",
+              "NAMELESS_SECRET_KEY": "shared-secret-for-both-processes-0123456789"}
+    a = launch(tmp_path / "a", **shared)
+    b = launch(tmp_path / "b", **shared)
+    a.wait_ready()
+    b.wait_ready()
+    async with httpx.AsyncClient(base_url=a.url, timeout=10) as api:
+        signed = (await api.post("/api/v1/auth/signup", json={
+            "email": "two@example.com", "password": "correct horse battery staple", "display_name": "Two"})).json()
+        token = signed["access_token"]
+        received: list[dict] = []
+        gone = asyncio.Event()
+        client = socketio.AsyncClient(reconnection=False)
+        client.on("session.revoked", lambda data: received.append({"revoked": data}))
+        client.on("notification", lambda data: received.append({"notification": data}))
+        client.on("disconnect", lambda *args: gone.set())
+        await client.connect(b.url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+        await asyncio.sleep(0.3)
+        # An emit made by process A (a staff notice) reaches the socket held by process B.
+        admin_env = {**clean_env(**shared), "NAMELESS_DATA_DIR": str(tmp_path / "a"),
+                     "NAMELESS_SUPERUSER_PASSWORD": "a long admin passphrase 1"}
+        made = await asyncio.to_thread(
+            subprocess.run, [sys.executable, str(RUN_PY), "createsuperuser", "--email", "root@example.com"],
+            cwd=tmp_path, env=admin_env, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        root = (await api.post("/api/v1/auth/login", json={"email": "root@example.com",
+                                                           "password": "a long admin passphrase 1"})).json()
+        sent = await api.post(f"/api/v1/admin/users/{signed['user']['id']}/notifications",
+                              json={"title": "Hello", "body": "From process A"},
+                              headers={"Authorization": f"Bearer {root['access_token']}"})
+        assert sent.status_code == 201, sent.text
+        for _ in range(100):
+            if any("notification" in r for r in received):
+                break
+            await asyncio.sleep(0.02)
+        notes = [r["notification"] for r in received if "notification" in r]
+        assert notes and notes[0]["body"] == "From process A" and notes[0]["kind"] == "account"
+        started = time.monotonic()
+        sid = jwt.decode(token, options={"verify_signature": False})["sid"]
+        resp = await api.delete(f"/api/v1/me/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 204
+        await asyncio.wait_for(gone.wait(), timeout=2.0)
+        assert time.monotonic() - started < 1.0
+        revoked = [r["revoked"] for r in received if "revoked" in r]
+        assert revoked and revoked[0]["reason"] == "revoked_by_user"
+        if client.connected:
+            await client.disconnect()
+    assert a.terminate() == 0 and b.terminate() == 0
