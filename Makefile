@@ -3,18 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+WEB_DEPS := web/node_modules/.installed
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo clean chromium
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(WEB_DEPS)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: $(STAMP) $(WEB_DEPS)
 	$(PY) run.py
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_DEPS) chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

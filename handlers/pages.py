@@ -8,6 +8,7 @@ the apps get, so revoking it or suspending the user ends it at once.
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import tornado.web
@@ -17,6 +18,7 @@ from server import errors
 from server.accounts import AccountService
 from server.sessions import SessionService
 
+VENDOR = Path(__file__).resolve().parent.parent / "web" / "node_modules" / "socket.io-client" / "dist"
 STAFF_PAGES = (("/admin", "Staff portal"), ("/console", "Support console"), ("/ops", "Live operations"))
 DEFAULT_NEXT = "/admin"
 
@@ -115,6 +117,12 @@ class StaffHome(PageHandler):
         self.render("staff_home.html", account=account, pages=STAFF_PAGES)
 
 
+class OpsPage(PageHandler):
+    @endpoint("Live connection metrics (staff who run the service)", permission="ops.view", tags=("pages",))
+    def get(self) -> None:
+        self.render("ops.html")
+
+
 class StaticHandler(tornado.web.StaticFileHandler):
     """Static assets with the same security headers as everything else."""
 
@@ -128,4 +136,6 @@ def routes(accounts: AccountService, sessions: SessionService) -> list:
         (r"/login", LoginPage, {"accounts": accounts, "sessions": sessions}),
         (r"/logout", LogoutPage, {"sessions": sessions}),
         (r"/admin", StaffHome, {"accounts": accounts}),
+        (r"/ops", OpsPage),
+        (r"/vendor/(socket\.io\.min\.js)", StaticHandler, {"path": str(VENDOR)}),
     ]

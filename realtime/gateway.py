@@ -147,7 +147,11 @@ class Gateway:
             self._events.popleft()
         times = sorted(self._emit_times)
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000 if times else 0.0
-        rooms = sum(len(r) for r in self.sio.manager.rooms.values())
+        manager = self.sio.manager
+        rooms = sum(  # named rooms only: every socket also sits in a room of its own sid
+            1 for ns, named in manager.rooms.items() for name in named
+            if name is not None and not manager.is_connected(name, ns)
+        )
         return {
             "process": self.process_id,
             "connections": self.connections.by_namespace(),
