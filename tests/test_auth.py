@@ -310,3 +310,20 @@ async def test_concurrent_refresh_of_one_token_issues_at_most_one_pair(server) -
     ])
     assert sum(r.status_code == 200 for r in results) <= 1
     assert all(r.status_code in (200, 401) for r in results)
+
+
+async def test_signing_keys_rotate_by_key_id(start_server) -> None:
+    old = "old:" + "o" * 40
+    served = await start_server(NAMELESS_JWT_KEYS=old)
+    user = await signup(served.client)
+    assert jwt.get_unverified_header(user["access_token"])["kid"] == "old"
+    await served.runtime.stop()
+    # The new key signs from now on; tokens signed with the old one stay valid until it is dropped.
+    rotated = await start_server(NAMELESS_JWT_KEYS="new:" + "n" * 40 + "," + old,
+                                 NAMELESS_MONGO_DB=served.runtime.settings.mongo_db)
+    assert (await rotated.client.get("/api/v1/me", headers=user["headers"])).status_code == 200
+    fresh = await rotated.client.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+    assert jwt.get_unverified_header(fresh.json()["access_token"])["kid"] == "new"
+    db = served.runtime.settings.mongo_db
+    dropped = await start_server(NAMELESS_JWT_KEYS="new:" + "n" * 40, NAMELESS_MONGO_DB=db)
+    assert_error(await dropped.client.get("/api/v1/me", headers=user["headers"]), 401, "invalid_token")
