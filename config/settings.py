@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     rate_limit_user: int = _env(
         "NAMELESS_RATE_LIMIT_USER", default=600, ge=1, description="requests per minute per user"
     )
+    job_workers: int = _env(
+        "NAMELESS_JOB_WORKERS", default=1, ge=0, le=16, description="in-process background job workers (0: none)"
+    )
+    max_upload_bytes: int = _env(
+        "NAMELESS_MAX_UPLOAD_BYTES", default=20 * 1024**3, ge=1024, description="largest source video upload"
+    )
+    upload_chunk_bytes: int = _env(
+        "NAMELESS_UPLOAD_CHUNK_BYTES", default=16 * 1024**2, ge=64 * 1024, le=64 * 1024**2,
+        description="largest upload chunk per request",
+    )
     rate_limit_auth: int = _env(
         "NAMELESS_RATE_LIMIT_AUTH", default=20, ge=1, description="sign-in/up attempts per minute per IP"
     )
@@ -113,6 +123,18 @@ class Settings(BaseSettings):
         "NAMELESS_FIREBASE_CERTS_URL",
         default="https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
     )
+
+    gcs_bucket: str = _env("GCS_BUCKET", default="", description="store media in this Google Cloud Storage bucket")
+    gcs_credentials_file: str = _env(
+        "GCS_CREDENTIALS_FILE", default="", description="service account JSON key (signs V4 URLs)"
+    )
+    gcs_endpoint: str = _env("NAMELESS_GCS_ENDPOINT", default="", description="another GCS-compatible endpoint")
+
+    @model_validator(mode="after")
+    def _gcs_needs_credentials(self) -> Settings:
+        if self.gcs_bucket and not self.gcs_credentials_file:
+            raise ValueError("GCS_CREDENTIALS_FILE must name a service account key when GCS_BUCKET is set")
+        return self
 
     @field_validator("google_client_ids", "apple_client_ids", mode="before")
     @classmethod
@@ -162,7 +184,7 @@ class Settings(BaseSettings):
 
 
 def _describe(error: Mapping[str, Any]) -> str:
-    loc = error.get("loc") or ("?",)
+    loc = error.get("loc") or ("settings",)
     name = str(loc[0])
     message = str(error.get("msg", "invalid value"))
     return f"{name}: {message}"

@@ -154,9 +154,31 @@ class BaseHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise errors.PayloadTooLarge(details={"max_bytes": limit})
-        if self.ip_rate_limited:
-            await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
-        await self._authorize()
+        try:
+            if self.ip_rate_limited:
+                await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
+            await self._authorize()
+        except errors.ApiError as err:
+            self.reject(err)
+
+    def _has_body(self) -> bool:
+        headers = self.request.headers
+        return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
+
+    def reject(self, err: errors.ApiError) -> None:
+        """Refuse the request from `prepare` without dropping a keep-alive connection.
+
+        Tornado closes the connection when a streaming handler answers before the request
+        has been read. A request without a body is read as soon as `prepare` returns, so its
+        refusal is answered from the method slot instead; with a body, refuse at once.
+        """
+        if self._has_body():
+            raise err
+
+        async def refuse(*args: Any, **kwargs: Any) -> None:
+            raise err
+
+        setattr(self, (self.request.method or "get").lower(), refuse)
 
     async def _authorize(self) -> None:
         """The one authentication and permission check of the REST API."""
@@ -360,4 +382,4 @@ class NotFoundHandler(BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        raise errors.NotFound("There is nothing at this address.", code="route_not_found")
+        self.reject(errors.NotFound("There is nothing at this address.", code="route_not_found"))

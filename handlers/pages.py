@@ -18,7 +18,7 @@ from server import errors
 from server.accounts import AccountService
 from server.sessions import SessionService
 
-VENDOR = Path(__file__).resolve().parent.parent / "web" / "node_modules" / "socket.io-client" / "dist"
+VENDOR = Path(__file__).resolve().parent.parent / "web" / "node_modules"
 STAFF_PAGES = (("/admin", "Staff portal"), ("/console", "Support console"), ("/ops", "Live operations"))
 DEFAULT_NEXT = "/admin"
 
@@ -123,6 +123,21 @@ class OpsPage(PageHandler):
         self.render("ops.html")
 
 
+class PlayerPage(PageHandler):
+    """A web player for a signed manifest of this server; the token in the URL is the
+    authorization, so the page itself needs no sign-in."""
+
+    csp = PAGE_CSP.replace("img-src 'self' data:;", "img-src 'self' data:; media-src 'self' blob:;")
+
+    @endpoint("Web player for a signed manifest (?src=/media/...)", tags=("pages",))
+    def get(self) -> None:
+        src = self.get_query_argument("src", "")
+        parts = urllib.parse.urlsplit(src)
+        if parts.scheme or parts.netloc or not parts.path.startswith("/media/") or ".." in parts.path:
+            src = ""
+        self.render("player.html", src=src)
+
+
 class StaticHandler(tornado.web.StaticFileHandler):
     """Static assets with the same security headers as everything else."""
 
@@ -137,5 +152,7 @@ def routes(accounts: AccountService, sessions: SessionService) -> list:
         (r"/logout", LogoutPage, {"sessions": sessions}),
         (r"/admin", StaffHome, {"accounts": accounts}),
         (r"/ops", OpsPage),
-        (r"/vendor/(socket\.io\.min\.js)", StaticHandler, {"path": str(VENDOR)}),
+        (r"/player", PlayerPage),
+        (r"/vendor/(socket\.io\.min\.js)", StaticHandler, {"path": str(VENDOR / "socket.io-client" / "dist")}),
+        (r"/vendor/(hls\.min\.js)", StaticHandler, {"path": str(VENDOR / "hls.js" / "dist")}),
     ]

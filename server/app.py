@@ -7,7 +7,23 @@ from typing import Any
 
 import tornado.web
 
-from handlers import admin_users, auth, health, me, notifications, openapi, pages
+from handlers import (
+    admin_content,
+    admin_media,
+    admin_users,
+    auth,
+    health,
+    history,
+    me,
+    notifications,
+    openapi,
+    pages,
+    plans,
+    playback,
+    recommendations,
+    reviews,
+    titles,
+)
 from handlers.base import NotFoundHandler
 from server.platform import Platform
 from server.wiring import Services
@@ -26,8 +42,17 @@ def make_app(platform: Platform, services: Services, *,
         *me.routes(s.accounts, s.sessions, s.social, s.totp, s.phone, s.profiles),
         *admin_users.routes(s.staff, s.audit_repo, s.outbox_repo),
         *notifications.routes(s.notifications),
+        *titles.routes(s.viewers, s.catalog, s.home),
+        *history.routes(s.viewers, s.history),
+        *reviews.routes(s.viewers, s.reviews),
+        *recommendations.routes(s.viewers, s.recommendations),
+        *admin_content.routes(s.content_admin),
+        *plans.routes(s.entitlements),
+        *admin_media.routes(s.uploads, s.job_repo),
+        *playback.routes(s.playback),
     ]
-    rules: list[Any] = [*health.routes, *pages.routes(s.accounts, s.sessions)]
+    rules: list[Any] = [*health.routes, *pages.routes(s.accounts, s.sessions),
+                        *playback.media_routes(s.playback, s.media_store)]
     rules += [(API_PREFIX + pattern, *rest) for pattern, *rest in api_routes]
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
     rules.append((r"/socket\.io/", s.gateway.handler()))

@@ -120,3 +120,11 @@ async def providers():
 @pytest.fixture
 async def social_server(start_server, providers) -> Served:
     return await start_server(**providers.env())
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory):
+    """Six seconds of ffmpeg's test pattern and a tone (640x480), made once per run."""
+    from tests.media_helpers import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clips"))

@@ -85,3 +85,31 @@ async def test_inline_script_is_blocked_by_csp(server, browser) -> None:
         return window.__pwned;
     }""")
     assert executed is False
+
+
+async def test_hls_playback_in_the_browser_advances(start_server, browser, clip) -> None:
+    """A transcoded upload plays in Chromium through hls.js from signed URLs only."""
+    from urllib.parse import urlsplit
+
+    from tests.media_helpers import playable_title
+
+    served = await start_server()
+    _, _, play = await playable_title(served, clip, plan_id="standard")
+    manifest = urlsplit(play["manifest_url"])
+    context = await browser.new_context(base_url=served.url)
+    page = await context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url))
+    from urllib.parse import urlencode
+
+    await page.goto("/player?" + urlencode({"src": f"{manifest.path}?{manifest.query}"}))
+    status = page.locator("#player-status")
+    await expect(status).to_have_attribute("data-state", "playing", timeout=20_000)
+    await expect(status).to_have_attribute("data-levels", "3")
+    first = float(await status.get_attribute("data-time") or 0)
+    await page.wait_for_timeout(1500)
+    later = float(await status.get_attribute("data-time") or 0)
+    assert later > first + 0.5, (first, later)
+    media = [u for u in requests if "/media/" in u]
+    assert any(u.split("?")[0].endswith(".ts") for u in media)
+    assert all("?t=" in u for u in media)  # every playlist and segment URL was signed

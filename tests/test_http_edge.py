@@ -189,3 +189,22 @@ async def test_rate_limit_per_user(start_server) -> None:
     resp = await served.client.get("/api/v1/me", headers=user["headers"])
     assert_error(resp, 429, "rate_limited")
     assert int(resp.headers["retry-after"]) >= 1
+
+
+async def test_refusals_keep_the_connection_alive(start_server) -> None:
+    """401, 404, 403 and 429 answers do not drop a keep-alive connection (mobile apps reuse it)."""
+    import asyncio
+
+    served = await start_server(NAMELESS_RATE_LIMIT_IP="3")  # media is exempt: its token is the gate
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.runtime.port)
+    statuses = []
+    for path in ("/api/v1/me", "/nowhere", "/media/assets/x/v1/a.ts", "/api/v1/me", "/api/v1/me", "/healthz"):
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = int(lengths[0])
+        await reader.readexactly(length)
+        statuses.append(int(head.split(b" ")[1]))
+    writer.close()
+    assert statuses == [401, 404, 403, 401, 429, 200]

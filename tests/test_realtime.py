@@ -45,7 +45,7 @@ class Client:
         except socketio.exceptions.ConnectionError:
             return False
 
-    async def wait_for(self, event: str, timeout: float = 3.0, count: int = 1) -> list[Any]:  # noqa: ASYNC109
+    async def wait_for(self, event: str, timeout: float = 3.0, count: int = 1) -> list[Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.received.get(event, [])) < count:
             if asyncio.get_running_loop().time() > deadline:

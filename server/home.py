@@ -1,0 +1,88 @@
+"""GET /home: the rows of the viewer's home page, in the contract's order: continue
+watching, recommended, trending, new releases, then one row per genre. The first four are
+always present (possibly empty) so clients can rely on the shape; genre rows without a
+visible title are left out.
+
+Trending, new releases and the genre rows are the same for every profile with the same
+maturity ceiling, so they are computed once per ceiling and kept for SHARED_TTL_S seconds
+in this process (one computation even when many requests arrive on a cold cache). A
+publish or an archive therefore reaches these rows within that time; the personal rows
+(continue watching, recommended) are always read fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from server.catalog import CatalogService
+from server.history import HistoryService
+from server.recommendations import RecommendationService
+from server.viewers import Viewer
+
+ROW_SIZE = 20
+MAX_GENRE_ROWS = 8
+SHARED_TTL_S = 30.0
+
+
+def _row(row_id: str, title: str, items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"id": row_id, "title": title, "items": items, **extra}
+
+
+class HomeService:
+    def __init__(self, catalog: CatalogService, history: HistoryService, recommendations: RecommendationService,
+                 *, shared_ttl_s: float = SHARED_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._catalog = catalog
+        self._history = history
+        self._recommendations = recommendations
+        self._ttl = shared_ttl_s
+        self._clock = clock
+        self._shared: dict[int, tuple[float, list[dict[str, Any]]]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def home(self, viewer: Viewer) -> dict[str, Any]:
+        continuing, recommended, shared = await asyncio.gather(
+            self._history.continue_watching(viewer, ROW_SIZE),
+            self._recommendations.for_viewer(viewer, ROW_SIZE),
+            self._shared_rows(viewer),
+        )
+        rows = [
+            _row("continue_watching", "Continue watching", continuing),
+            _row("recommended", "Recommended for you", recommended["items"]),
+            *shared,
+        ]
+        return {"profile_id": viewer.profile_id, "rows": rows}
+
+    async def _shared_rows(self, viewer: Viewer) -> list[dict[str, Any]]:
+        level = viewer.max_level
+        cached = self._shared.get(level)
+        if cached and cached[0] > self._clock():
+            return cached[1]
+        async with self._locks.setdefault(level, asyncio.Lock()):
+            cached = self._shared.get(level)
+            if cached and cached[0] > self._clock():
+                return cached[1]
+            rows = await self._compute_shared(viewer)
+            self._shared[level] = (self._clock() + self._ttl, rows)
+            return rows
+
+    async def _compute_shared(self, viewer: Viewer) -> list[dict[str, Any]]:
+        genres = (await self._catalog.genres())[:MAX_GENRE_ROWS]
+        trending, new, *by_genre = await asyncio.gather(
+            self._catalog.top(viewer, "trending", ROW_SIZE),
+            self._catalog.top(viewer, "new", ROW_SIZE),
+            *(self._catalog.top(viewer, "popular", ROW_SIZE, genre=g["slug"]) for g in genres),
+        )
+        if not trending:  # nothing watched lately: the all-time favourites stand in
+            trending = await self._catalog.top(viewer, "popular", ROW_SIZE)
+        rows = [
+            _row("trending", "Trending now", [{"title": c} for c in trending]),
+            _row("new_releases", "New releases", [{"title": c} for c in new]),
+        ]
+        for genre, cards in zip(genres, by_genre, strict=True):
+            if cards:
+                rows.append(_row(f"genre:{genre['slug']}", genre["name"], [{"title": c} for c in cards],
+                                 genre=genre["slug"]))
+        return rows

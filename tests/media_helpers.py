@@ -1,0 +1,87 @@
+"""Media helpers shared by the pipeline and browser tests: a generated clip, a published
+movie, a chunked upload and waiting for a job, all through the real HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+
+
+def make_clip(directory: Path) -> Path:
+    """Six seconds of ffmpeg's test pattern and a tone, 640x480: a 480p/360p/240p ladder."""
+    path = directory / "clip.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc=size=640x480:rate=24", "-f", "lavfi", "-i", "sine=frequency=440",
+         "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+         str(path)],
+        check=True, timeout=120,
+    )
+    return path
+
+
+async def create_movie(served, manager) -> str:
+    resp = await served.client.post("/api/v1/admin/titles", headers=manager["headers"],
+                                    json={"type": "movie", "title": f"Clip {time.time_ns()}", "runtime_s": 6})
+    assert resp.status_code == 201, resp.text
+    title_id = resp.json()["id"]
+    published = await served.client.post(f"/api/v1/admin/titles/{title_id}/publish", headers=manager["headers"])
+    assert published.status_code == 200, published.text
+    return title_id
+
+
+async def upload(served, manager, content_id: str, data: bytes, *, filename: str = "clip.mp4",
+                 chunk: int = 256 * 1024) -> dict:
+    created = await served.client.post("/api/v1/admin/uploads", headers=manager["headers"], json={
+        "content_id": content_id, "filename": filename, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+    })
+    assert created.status_code == 201, created.text
+    upload_id = created.json()["id"]
+    offset = 0
+    while offset < len(data):
+        part = data[offset:offset + chunk]
+        resp = await served.client.put(f"/api/v1/admin/uploads/{upload_id}", content=part, headers={
+            **manager["headers"], "Upload-Offset": str(offset), "Content-Type": "application/octet-stream"})
+        assert resp.status_code == 200, resp.text
+        offset = resp.json()["offset"]
+    return created.json()
+
+
+async def wait_job(served, manager, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    seen_progress = set()
+    while time.monotonic() < deadline:
+        job = (await served.client.get(f"/api/v1/admin/jobs/{job_id}", headers=manager["headers"])).json()
+        seen_progress.add(job["progress"])
+        if job["status"] in ("done", "failed"):
+            job["seen_progress"] = seen_progress
+            return job
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+
+
+async def playable_title(served, clip: Path, plan_id: str = "premium") -> tuple[str, dict, dict]:
+    """A published movie with a transcoded clip and an entitled viewer:
+    (title id, viewer, the playback start reply)."""
+    from tests.helpers import make_staff, signup
+
+    manager = await make_staff(served, ["content_manager"])
+    admin = await make_staff(served, ["admin"])
+    viewer = await signup(served.client)
+    title_id = await create_movie(served, manager)
+    up = await upload(served, manager, title_id, clip.read_bytes())
+    done = await served.client.post(f"/api/v1/admin/uploads/{up['id']}/complete", headers=manager["headers"])
+    assert (await wait_job(served, manager, done.json()["job_id"]))["status"] == "done"
+    granted = await served.client.post(f"/api/v1/admin/users/{viewer['user']['id']}/complimentary",
+                                       json={"plan_id": plan_id, "days": 1}, headers=admin["headers"])
+    assert granted.status_code == 200, granted.text
+    play = await served.client.post(f"/api/v1/playback/{title_id}/start", json={}, headers=viewer["headers"])
+    assert play.status_code == 200, play.text
+    return title_id, viewer, play.json()
