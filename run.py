@@ -2,6 +2,7 @@
 
     python run.py [--host H] [--port P] [--data-dir DIR]    serve
     python run.py createsuperuser [--email E --password P]  create the first super admin
+    python run.py demo                                      demo catalog, playable clips, demo viewer
     python run.py --help                                    options and environment
 """
 
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     su.add_argument("--email")
     su.add_argument("--password", help="prefer the prompt or NAMELESS_SUPERUSER_PASSWORD: flags show up in ps")
     su.add_argument("--display-name", default="Administrator")
+    demo = sub.add_parser("demo", help="load the demo catalog, a few playable clips and a demo viewer")
+    demo.add_argument("--clips", type=int, default=3, help="movies that get a transcoded clip (default 3)")
     return parser
 
 
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "createsuperuser":
         return asyncio.run(create_superuser(settings, args))
+    if args.command == "demo":
+        return asyncio.run(load_demo(settings, args.clips))
     return asyncio.run(serve(settings))
 
 
@@ -105,6 +110,27 @@ async def serve(settings: Settings) -> int:
         return 1
     await stop.wait()
     await runtime.stop()
+    return 0
+
+
+async def load_demo(settings: Settings, clips: int) -> int:
+    from server.demo import load_demo as load_catalog
+    from server.demo_media import load_demo_media
+    from server.runtime import Runtime
+
+    runtime = Runtime(settings)
+    await runtime.start(serve_http=False)
+    try:
+        assert runtime.services is not None
+        await runtime.services.plans.seed_defaults()
+        catalog = await load_catalog(runtime.services)
+        media = await load_demo_media(runtime.services, clips=clips)
+    finally:
+        await runtime.stop()
+    print(f"demo catalog: {catalog}")
+    print(f"playable clips added: {media['clips']}")
+    if media["password"]:
+        print(f"demo viewer: {media['viewer']} / {media['password']} (shown once)")
     return 0
 
 

@@ -96,6 +96,9 @@ class PlaybackService:
         finally:
             await self._ephemeral.delete(lock)
 
+    async def playable(self, content_id: str) -> bool:
+        return await self._media.ready_for_content(content_id) is not None
+
     async def heartbeat(self, user_id: str, session_id: str, position: float, state: str) -> dict[str, Any]:
         session = await self._sessions.get(user_id, session_id)
         if session is None:
