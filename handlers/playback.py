@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.parse
+import asyncio
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -61,53 +62,52 @@ class StopHandler(PlaybackHandler):
 
 
 class MediaHandler(BaseHandler, StaticFileHandler):
-    """Signed HLS playlists (rendered per request) and segments (from disk, with Range)."""
+    """`/media/<token>/<key>`: the master playlist is rendered per plan; rendition playlists
+    and segments are the stored files, from disk with Range (or, with cloud storage, the
+    playlist from the bucket and each segment a redirect to a short-lived signed URL)."""
 
     ip_rate_limited = False  # a player fetches a segment every few seconds; the token is the gate
 
-    def initialize(self, playback: PlaybackService, store: MediaStore) -> None:  # type: ignore[override]
-        local_root = store.local_path("x")
-        StaticFileHandler.initialize(self, str(local_root.parent) if local_root else "/nonexistent")
+    def initialize(self, playback: PlaybackService, root: str) -> None:  # type: ignore[override]
+        StaticFileHandler.initialize(self, root)
         self.playback = playback
-        self.store = store
 
     async def prepare(self) -> None:
         await super().prepare()
-        raw = urllib.parse.unquote(self.request.path)
-        key = raw.removeprefix("/media/")
+        token, key = self.path_kwargs.get("token", ""), self.path_kwargs.get("key", "")
         try:
             self.key = check_key(key)
-            self.token = self.get_query_argument("t", None)
-            self.grant = self.playback.authorize(self.key, self.token)
+            self.grant = self.playback.authorize(self.key, token)
         except BadKey:
             self.reject(errors.NotFound("No such media.", code="media_not_found"))
         except errors.ApiError as err:
             self.reject(err)
 
-    @endpoint("A signed playlist or media segment (?t= token)", tags=TAGS, errors=(403, 404))
-    async def get(self, key: str, include_body: bool = True) -> None:
-        self.set_header("Cache-Control", "private, max-age=60")
+    @endpoint("A signed playlist or media segment", tags=TAGS, errors=(403, 404))
+    async def get(self, token: str, key: str, include_body: bool = True) -> None:
+        self.set_header("Cache-Control", "private, max-age=3600")
         if self.key.endswith("/master.m3u8"):
-            self._playlist(await self.playback.master(self.key, self.grant))
-            return
-        if self.key.endswith(".m3u8"):
-            assert self.token is not None
-            self._playlist(await self.playback.variant(self.key, self.grant, self.token))
-            return
-        if self.store.local_path(self.key) is None:  # cloud storage serves segments itself
-            raise errors.NotFound("No such media.", code="media_not_found")
-        await StaticFileHandler.get(self, self.key, include_body)
+            self._playlist((await self.playback.master(self.key, self.grant)).encode())
+        elif self.playback.local_media:
+            await StaticFileHandler.get(self, self.key, include_body)
+        elif self.key.endswith(".m3u8"):
+            self._playlist(await self.playback.stored_playlist(self.key))
+        else:
+            self.redirect(await asyncio.to_thread(self.playback.segment_url, self.key))
 
-    def _playlist(self, text: str) -> None:
-        self.rendered = True
+    def _playlist(self, body: bytes) -> None:
         self.set_header("Content-Type", PLAYLIST_TYPE)
-        self.finish(text)
-
-    rendered = False
+        self.set_header("Cache-Control", "private, no-cache")
+        self.finish(body)
 
     def compute_etag(self) -> str | None:
-        # Playlists are rendered per request (tokens differ); files get the static ETag.
-        return None if self.rendered or getattr(self, "absolute_path", None) is None else super().compute_etag()
+        # Files are immutable per asset version: size and mtime identify them without
+        # hashing megabytes on the event loop (Tornado's default).
+        path = getattr(self, "absolute_path", None)
+        if path is None:
+            return None
+        stat = os.stat(path)
+        return f'"{stat.st_size:x}-{int(stat.st_mtime_ns):x}"'
 
     def get_content_type(self) -> str:
         suffix = "." + self.absolute_path.rsplit(".", 1)[-1] if self.absolute_path else ""
@@ -120,6 +120,16 @@ class MediaHandler(BaseHandler, StaticFileHandler):
             raise errors.NotFound("No such media.", code="media_not_found") from None
 
 
+class UnsignedMediaHandler(BaseHandler):
+    """A media path without a token: refused, whatever it names."""
+
+    ip_rate_limited = False
+
+    @endpoint("Media without a token (always refused)", tags=TAGS, errors=(403,))
+    async def get(self, rest: str) -> None:
+        raise errors.Forbidden("This media link is not valid.", code="media_token_invalid")
+
+
 def routes(playback: PlaybackService) -> list:
     deps = {"playback": playback}
     return [
@@ -130,4 +140,10 @@ def routes(playback: PlaybackService) -> list:
 
 
 def media_routes(playback: PlaybackService, store: MediaStore) -> list:
-    return [(r"/media/(?P<key>.+)", MediaHandler, {"playback": playback, "store": store})]
+    local = store.local_path("probe")
+    root = str(local.parent) if local is not None else "/nonexistent"
+    return [
+        (r"/media/(?P<token>[A-Za-z0-9_-]{16,2048}\.[A-Za-z0-9_-]{16,64})/(?P<key>.+)", MediaHandler,
+         {"playback": playback, "root": root}),
+        (r"/media/(?P<rest>.*)", UnsignedMediaHandler),
+    ]

@@ -3,8 +3,9 @@
 Start checks, in order: the profile may see the title (catalog rules), the account is
 entitled (plan, or a complimentary grant), the title has a ready asset, and a stream slot
 is free (slots are playback sessions whose heartbeats are recent). The manifest URL carries
-a token for the asset version; every URL inside a playlist gets a token for its own path
-prefix, and no rendition above the plan's height is listed or served.
+a token for the asset version in its path (`/media/<token>/assets/<id>/v<n>/master.m3u8`);
+every URI inside the playlists is relative, so it inherits the token, and no rendition
+above the plan's height is listed or served.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import datetime as dt
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 from google.api_core.exceptions import NotFound
@@ -33,6 +33,7 @@ from storage.playback import PlaybackRepository
 
 SLOT_TTL_MS = 90_000  # a stream holds its slot this long after its last heartbeat
 TOKEN_TTL_S = 6 * 3600
+SEGMENT_URL_TTL = dt.timedelta(minutes=10)
 _ASSET_KEY = re.compile(r"^assets/(?P<asset>[0-9a-f]{24})/v(?P<version>[0-9]+)/(?P<rest>.+)$")
 _RENDITION = re.compile(r"^(?P<height>[0-9]{3,4})p/")
 
@@ -42,7 +43,9 @@ class PlaybackService:
                  entitlements: EntitlementService, media: MediaRepository, sessions: PlaybackRepository,
                  signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore) -> None:
         self._store = store
-        self._rendered: dict[tuple[str, str], str] = {}
+        self.local_media = store.local_path("probe") is not None
+        self._published: dict[tuple[str, int], list[Rendition]] = {}
+        self._playlists: dict[str, bytes] = {}
         self._viewers = viewers
         self._catalog = catalog
         self._history = history
@@ -69,7 +72,7 @@ class PlaybackService:
                            entitlement.max_height, expires)
         return {
             "session_id": session["_id"],
-            "manifest_path": f"/media/{grant.prefix}master.m3u8?t={self._signer.sign(grant)}",
+            "manifest_path": f"/media/{self._signer.sign(grant)}/{grant.prefix}master.m3u8",
             "expires_at": iso(expires * 1000),
             "resume_position": await self._history.resume_position(viewer.profile_id, content_id),
             "max_height": entitlement.max_height,
@@ -137,50 +140,41 @@ class PlaybackService:
         return grant
 
     async def master(self, key: str, grant: MediaGrant) -> str:
+        """The renditions the plan allows. Their URIs are relative, so they inherit the token
+        in the path: one signature covers every playlist and segment of this playback."""
         match = _ASSET_KEY.match(key)
-        asset = await self._media.asset(match.group("asset")) if match else None
-        if asset is None or asset["status"] != "ready" or str(asset["version"]) != match.group("version"):
+        if match is None:
             raise errors.NotFound("No such media.", code="media_not_found")
-        renditions = [Rendition(**r) for r in asset["renditions"]]
+        renditions = await self._renditions(match.group("asset"), int(match.group("version")))
         allowed = [r for r in renditions if r.height <= grant.max_height] or [min(renditions, key=lambda r: r.height)]
+        return master_playlist(allowed, lambda name: f"{name}/index.m3u8")
 
-        def uri(name: str) -> str:
-            sub = MediaGrant(grant.account_id, grant.playback_id, f"{grant.prefix}{name}/", grant.max_height,
-                             grant.expires)
-            return f"{name}/index.m3u8?t={self._signer.sign(sub)}"
+    async def _renditions(self, asset_id: str, version: int) -> list[Rendition]:
+        """An asset version's renditions never change once published: cached."""
+        cached = self._published.get((asset_id, version))
+        if cached is None:
+            asset = await self._media.asset(asset_id)
+            if asset is None or asset["status"] != "ready" or int(asset["version"]) != version:
+                raise errors.NotFound("No such media.", code="media_not_found")
+            cached = [Rendition(**r) for r in asset["renditions"]]
+            if len(self._published) >= 10_000:
+                self._published.clear()
+            self._published[(asset_id, version)] = cached
+        return cached
 
-        return master_playlist(allowed, uri)
+    async def stored_playlist(self, key: str) -> bytes:
+        """A rendition playlist kept in cloud storage (immutable per version, so cached)."""
+        cached = self._playlists.get(key)
+        if cached is None:
+            try:
+                cached = await self._store.read(key)
+            except (OSError, BadKey, NotFound):
+                raise errors.NotFound("No such media.", code="media_not_found") from None
+            if len(self._playlists) >= 2_000:
+                self._playlists.clear()
+            self._playlists[key] = cached
+        return cached
 
-    async def variant(self, key: str, grant: MediaGrant, token: str) -> str:
-        """A rendition's playlist with every segment URL signed.
-
-        Local disk: this playlist's token is appended to each segment (one signature covers
-        them all). Cloud storage: each segment becomes a V4 signed URL of the bucket, so the
-        app never streams video bytes; those renderings are cached per token.
-        """
-        cached = self._rendered.get((key, token))
-        if cached is not None:
-            return cached
-        try:
-            text = (await self._store.read(key)).decode()
-        except (OSError, BadKey, NotFound):
-            raise errors.NotFound("No such media.", code="media_not_found") from None
-        if self._store.local_path(key) is not None:
-            rendered = self.sign_variant(text, lambda uri: f"{uri}?t={token}")
-        else:
-            folder = key.rsplit("/", 1)[0]
-            ttl = dt.timedelta(seconds=max(60, grant.expires - int(time.time())))
-            signer = self._store.signed_url  # type: ignore[attr-defined]
-            rendered = await asyncio.to_thread(self.sign_variant, text, lambda uri: signer(f"{folder}/{uri}", ttl))
-        if len(self._rendered) >= 512:
-            self._rendered.pop(next(iter(self._rendered)))
-        self._rendered[(key, token)] = rendered
-        return rendered
-
-    @staticmethod
-    def sign_variant(text: str, sign: Callable[[str], str]) -> str:
-        out = []
-        for line in text.splitlines():
-            stripped = line.strip()
-            out.append(sign(stripped) if stripped and not stripped.startswith("#") else line)
-        return "\n".join(out) + "\n"
+    def segment_url(self, key: str) -> str:
+        """Cloud storage: a short-lived V4 signed URL for the one segment being fetched."""
+        return self._store.signed_url(key, SEGMENT_URL_TTL)  # type: ignore[attr-defined]

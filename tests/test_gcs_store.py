@@ -71,18 +71,18 @@ async def test_playback_from_gcs_signs_every_segment(start_server, gcs, clip, tm
     _, _, play = await playable_title(served, clip)
     assert any(name.endswith("/360p/seg_00000.ts") for name in gcs.objects)
     assert not (served.runtime.settings.data_dir / "media" / "assets").exists()  # nothing on local disk
-    manifest = urlsplit(play["manifest_url"])
-    master = await served.client.get(f"{manifest.path}?{manifest.query}")
-    variant_uri = next(line for line in master.text.splitlines() if line.startswith("240p/"))
-    base = manifest.path.rsplit("/", 1)[0]
-    variant = await served.client.get(f"{base}/{variant_uri}")
-    assert variant.status_code == 200, variant.text
-    segment_urls = [line for line in variant.text.splitlines() if line.startswith("http")]
-    assert segment_urls and all(u.startswith(gcs.url + "/" + BUCKET + "/") and "X-Goog-Signature=" in u
-                                for u in segment_urls)
+    manifest = urlsplit(play["manifest_url"]).path
+    base = manifest.rsplit("/", 1)[0]
+    variant = await served.client.get(f"{base}/240p/index.m3u8")
+    assert variant.status_code == 200 and "#EXT-X-ENDLIST" in variant.text, variant.text
+    segment = next(line for line in variant.text.splitlines() if line.startswith("seg_"))
+    redirect = await served.client.get(f"{base}/240p/{segment}")
+    assert redirect.status_code == 302  # the app never streams video bytes from cloud storage
+    signed = redirect.headers["location"]
+    assert signed.startswith(gcs.url + "/" + BUCKET + "/") and "X-Goog-Signature=" in signed
     async with httpx.AsyncClient() as client:
-        seg = await client.get(segment_urls[0])
+        seg = await client.get(signed)
     assert seg.status_code == 200 and seg.content[:1] == b"G" and gcs.signed_fetches == 1
-    token = manifest.query.removeprefix("t=")
-    direct = await served.client.get(f"{base}/240p/seg_00000.ts?t={token}")
-    assert direct.status_code == 404  # with GCS the app never streams video bytes
+    missing = await served.client.get(f"{base}/1080p/seg_00000.ts")  # allowed by the plan, never encoded
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(missing.headers["location"])).status_code == 404

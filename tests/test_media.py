@@ -86,17 +86,18 @@ async def test_upload_resume_transcode_and_signed_playback(media_server, clip) -
     assert started.status_code == 200, started.text
     play = started.json()
     assert play["max_height"] == 360 and play["resume_position"] == 0
-    manifest = urlsplit(play["manifest_url"])
-    master = await served.client.get(f"{manifest.path}?{manifest.query}")
+    manifest = urlsplit(play["manifest_url"]).path
+    assert manifest.startswith("/media/") and manifest.endswith("/master.m3u8")
+    master = await served.client.get(manifest)
     assert master.status_code == 200
     assert master.headers["content-type"].startswith("application/vnd.apple.mpegurl")
     text = master.text
     assert "RESOLUTION=480x360" in text and "RESOLUTION=320x240" in text and "480p" not in text
     for attr in ("BANDWIDTH=", "AVERAGE-BANDWIDTH=", 'CODECS="avc1.', "mp4a.40.2"):
         assert attr in text
-    variant_uri = next(line for line in text.splitlines() if line.startswith("360p/"))
-    base = manifest.path.rsplit("/", 1)[0]
-    variant = await served.client.get(f"{base}/{variant_uri}")
+    assert "360p/index.m3u8" in text.splitlines()  # relative: it inherits the token in the path
+    base = manifest.rsplit("/", 1)[0]
+    variant = await served.client.get(f"{base}/360p/index.m3u8")
     assert variant.status_code == 200 and "#EXT-X-ENDLIST" in variant.text
     segment_uri = next(line for line in variant.text.splitlines() if line.startswith("seg_"))
     segment_url = f"{base}/360p/{segment_uri}"
@@ -107,25 +108,30 @@ async def test_upload_resume_transcode_and_signed_playback(media_server, clip) -
     assert ranged.status_code == 206 and len(ranged.content) == 188
 
     # Every refusal: quality above the plan, tampered, missing, expired, other title, traversal.
-    master_token = manifest.query.removeprefix("t=")
-    assert_error(await served.client.get(f"{base}/480p/index.m3u8?t={master_token}"), 403, "quality_not_in_plan")
-    tampered = master_token[:-2] + ("AA" if not master_token.endswith("AA") else "BB")
-    assert_error(await served.client.get(f"{manifest.path}?t={tampered}"), 403, "media_token_invalid")
-    assert_error(await served.client.get(manifest.path), 403, "media_token_invalid")
-    variant_token = variant_uri.split("t=")[1]
-    assert_error(await served.client.get(f"{base}/240p/index.m3u8?t={variant_token}"), 403, "media_token_invalid")
+    token, key = manifest.removeprefix("/media/").split("/", 1)
+    asset_prefix = key.rsplit("/", 1)[0]
+    assert_error(await served.client.get(f"{base}/480p/index.m3u8"), 403, "quality_not_in_plan")
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert_error(await served.client.get(f"/media/{tampered}/{key}"), 403, "media_token_invalid")
+    assert_error(await served.client.get(f"/media/{key}"), 403, "media_token_invalid")
     signer = MediaSigner(derive_key(served.platform.secret_key, "media-urls"))
-    prefix = manifest.path.removeprefix("/media/").rsplit("/", 1)[0] + "/"
-    expired = signer.sign(MediaGrant(viewer["user"]["id"], play["session_id"], prefix, 360, int(time.time()) - 5))
-    assert_error(await served.client.get(f"{manifest.path}?t={expired}"), 403, "media_token_invalid")
+    expired = signer.sign(MediaGrant(viewer["user"]["id"], play["session_id"], asset_prefix + "/", 360,
+                                     int(time.time()) - 5))
+    assert_error(await served.client.get(f"/media/{expired}/{key}"), 403, "media_token_invalid")
     other_asset = signer.sign(MediaGrant(viewer["user"]["id"], play["session_id"],
                                          "assets/000000000000000000000000/v1/", 1080, int(time.time()) + 60))
-    assert_error(await served.client.get(f"{manifest.path}?t={other_asset}"), 403, "media_token_invalid")
-    for evil in (f"{base}/360p/../../../../../config/settings.py?t={master_token}",
-                 f"{base}/360p/%2e%2e/%2e%2e/%2e%2e/secret_key?t={master_token}",
-                 f"{base}/360p/..%2f..%2fsecret_key?t={master_token}",
-                 f"/media/%2e%2e%2fsecret_key?t={master_token}",
-                 f"{base}/360p/seg_00000.ts%00.m3u8?t={master_token}"):
+    assert_error(await served.client.get(f"/media/{other_asset}/{key}"), 403, "media_token_invalid")
+    narrow = signer.sign(MediaGrant(viewer["user"]["id"], play["session_id"], asset_prefix + "/240p/", 360,
+                                    int(time.time()) + 60))
+    assert_error(await served.client.get(f"/media/{narrow}/{asset_prefix}/360p/index.m3u8"), 403,
+                 "media_token_invalid")
+    assert (await served.client.get(f"/media/{narrow}/{asset_prefix}/240p/index.m3u8")).status_code == 200
+    for evil in (f"{base}/360p/../../../../../config/settings.py",
+                 f"{base}/360p/%2e%2e/%2e%2e/%2e%2e/secret_key",
+                 f"{base}/360p/..%2f..%2fsecret_key",
+                 f"/media/{token}/%2e%2e%2fsecret_key",
+                 f"/media/{token}/{asset_prefix}/360p/seg_00000.ts%00.m3u8",
+                 f"/media/{token}/{asset_prefix}/..%5c..%5csecret_key"):
         resp = await served.client.get(evil)
         assert resp.status_code in (403, 404), evil
         assert resp.headers["content-type"].startswith("application/json"), evil

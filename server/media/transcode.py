@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -70,6 +71,8 @@ async def _run(args: list[str], on_progress: Callable[[float], Awaitable[None]] 
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
     )
+    with contextlib.suppress(OSError):  # encoding must never starve the web server on the same host
+        os.setpriority(os.PRIO_PROCESS, proc.pid, 10)
     assert proc.stdout is not None and proc.stderr is not None
     stderr_task = asyncio.ensure_future(proc.stderr.read())
     try:
