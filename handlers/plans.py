@@ -21,7 +21,7 @@ class ComplimentaryBody(Body):
 class PlanPatch(Body):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
     price_cents: int | None = Field(default=None, ge=0, le=1_000_000)
-    max_height: int | None = Field(default=None, ge=144, le=4320)
+    max_height: int | None = Field(default=None, ge=240, le=4320)  # the lowest rung of the ladder
     streams: int | None = Field(default=None, ge=1, le=10)
     active: bool | None = None
 

@@ -85,15 +85,20 @@ class MediaHandler(BaseHandler, StaticFileHandler):
 
     @endpoint("A signed playlist or media segment", tags=TAGS, errors=(403, 404))
     async def get(self, token: str, key: str, include_body: bool = True) -> None:
-        self.set_header("Cache-Control", "private, max-age=3600")
         if self.key.endswith("/master.m3u8"):
             self._playlist((await self.playback.master(self.key, self.grant)).encode())
         elif self.playback.local_media:
+            self.set_header("Cache-Control", "private, max-age=3600")  # immutable per asset version
             await StaticFileHandler.get(self, self.key, include_body)
         elif self.key.endswith(".m3u8"):
             self._playlist(await self.playback.stored_playlist(self.key))
         else:
+            self.set_header("Cache-Control", "no-store")  # the signed URL outlives no cache
             self.redirect(await asyncio.to_thread(self.playback.segment_url, self.key))
+
+    @endpoint("Headers of a signed playlist or media segment", tags=TAGS, errors=(403, 404))
+    async def head(self, token: str, key: str) -> None:
+        await self.get(token, key, include_body=False)
 
     def _playlist(self, body: bytes) -> None:
         self.set_header("Content-Type", PLAYLIST_TYPE)

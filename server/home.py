@@ -4,27 +4,24 @@ always present (possibly empty) so clients can rely on the shape; genre rows wit
 visible title are left out.
 
 Trending, new releases and the genre rows are the same for every profile with the same
-maturity ceiling, so they are computed once per ceiling and kept for SHARED_TTL_S seconds
-in this process (one computation even when many requests arrive on a cold cache). A
-publish or an archive therefore reaches these rows within that time; the personal rows
-(continue watching, recommended) are always read fresh.
+maturity ceiling, so they are computed once per ceiling and kept for a short while
+(server/shared_cache.py). A publish or an archive therefore reaches these rows within
+that time; the personal rows (continue watching, recommended) are always read fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 from server.catalog import CatalogService
 from server.history import HistoryService
 from server.recommendations import RecommendationService
+from server.shared_cache import SharedCache
 from server.viewers import Viewer
 
 ROW_SIZE = 20
 MAX_GENRE_ROWS = 8
-SHARED_TTL_S = 30.0
 
 
 def _row(row_id: str, title: str, items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -33,20 +30,17 @@ def _row(row_id: str, title: str, items: list[dict[str, Any]], **extra: Any) -> 
 
 class HomeService:
     def __init__(self, catalog: CatalogService, history: HistoryService, recommendations: RecommendationService,
-                 *, shared_ttl_s: float = SHARED_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 shared: SharedCache) -> None:
         self._catalog = catalog
         self._history = history
         self._recommendations = recommendations
-        self._ttl = shared_ttl_s
-        self._clock = clock
-        self._shared: dict[int, tuple[float, list[dict[str, Any]]]] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._shared = shared
 
     async def home(self, viewer: Viewer) -> dict[str, Any]:
         continuing, recommended, shared = await asyncio.gather(
             self._history.continue_watching(viewer, ROW_SIZE),
             self._recommendations.for_viewer(viewer, ROW_SIZE),
-            self._shared_rows(viewer),
+            self._shared.get(("home", viewer.max_level), lambda: self._compute_shared(viewer)),
         )
         rows = [
             _row("continue_watching", "Continue watching", continuing),
@@ -54,19 +48,6 @@ class HomeService:
             *shared,
         ]
         return {"profile_id": viewer.profile_id, "rows": rows}
-
-    async def _shared_rows(self, viewer: Viewer) -> list[dict[str, Any]]:
-        level = viewer.max_level
-        cached = self._shared.get(level)
-        if cached and cached[0] > self._clock():
-            return cached[1]
-        async with self._locks.setdefault(level, asyncio.Lock()):
-            cached = self._shared.get(level)
-            if cached and cached[0] > self._clock():
-                return cached[1]
-            rows = await self._compute_shared(viewer)
-            self._shared[level] = (self._clock() + self._ttl, rows)
-            return rows
 
     async def _compute_shared(self, viewer: Viewer) -> list[dict[str, Any]]:
         genres = (await self._catalog.genres())[:MAX_GENRE_ROWS]

@@ -146,7 +146,9 @@ class PlaybackService:
         if match is None:
             raise errors.NotFound("No such media.", code="media_not_found")
         renditions = await self._renditions(match.group("asset"), int(match.group("version")))
-        allowed = [r for r in renditions if r.height <= grant.max_height] or [min(renditions, key=lambda r: r.height)]
+        allowed = [r for r in renditions if r.height <= grant.max_height]
+        if not allowed:
+            raise errors.Forbidden("Your plan does not include any quality of this title.", code="quality_not_in_plan")
         return master_playlist(allowed, lambda name: f"{name}/index.m3u8")
 
     async def _renditions(self, asset_id: str, version: int) -> list[Rendition]:

@@ -9,16 +9,21 @@ from typing import Any
 from server.catalog import CatalogService
 from server.history import HistoryService
 from server.recommender import POPULAR_REASON
+from server.shared_cache import SharedCache
 from server.timeutil import iso
 from server.viewers import Viewer
 from storage.recommendations import RecommendationRepository
 
+POPULAR_POOL = 100  # popular titles kept per maturity ceiling for the top-up
+
 
 class RecommendationService:
-    def __init__(self, store: RecommendationRepository, catalog: CatalogService, history: HistoryService) -> None:
+    def __init__(self, store: RecommendationRepository, catalog: CatalogService, history: HistoryService,
+                 shared: SharedCache) -> None:
         self._store = store
         self._catalog = catalog
         self._history = history
+        self._shared = shared
 
     async def for_viewer(self, viewer: Viewer, limit: int = 20) -> dict[str, Any]:
         doc = await self._store.get(viewer.profile_id)
@@ -37,7 +42,12 @@ class RecommendationService:
         if len(items) < limit:
             started = await self._history.started_titles(viewer)
             exclude = set(started) | {i["title"]["id"] for i in items}
-            for card in await self._catalog.top(viewer, "popular", limit - len(items), exclude=exclude):
-                items.append({"title": card, "reason": POPULAR_REASON, "score": 0.0})
+            popular = await self._shared.get(("popular", viewer.max_level),
+                                             lambda: self._catalog.top(viewer, "popular", POPULAR_POOL))
+            for card in popular:
+                if len(items) >= limit:
+                    break
+                if card["id"] not in exclude:
+                    items.append({"title": card, "reason": POPULAR_REASON, "score": 0.0})
         return {"items": items, "next_cursor": None,
                 "computed_at": iso(doc["computed_ms"]) if doc and doc.get("computed_ms") else None}

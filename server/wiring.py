@@ -36,6 +36,7 @@ from server.recommendations import RecommendationService
 from server.releases import ReleaseEvents
 from server.reviews import ReviewService
 from server.sessions import SessionService
+from server.shared_cache import SharedCache
 from server.social import ProviderConfig, ProviderVerifier, SocialService
 from server.staff import StaffService
 from server.throttle import LoginThrottle
@@ -176,7 +177,8 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
     catalog = CatalogService(title_repo, season_repo, episode_repo, category_repo)
     history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog)
     recommendation_repo = recommendations.RecommendationRepository(db)
-    recommendation_service = RecommendationService(recommendation_repo, catalog, history_service)
+    shared_rows = SharedCache()
+    recommendation_service = RecommendationService(recommendation_repo, catalog, history_service, shared_rows)
     content_admin = ContentAdminService(title_repo, season_repo, episode_repo, category_repo, audit_log,
                                         releases.emit)
     data_dir = Path(settings.data_dir)
@@ -209,7 +211,7 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
         history=history_service,
         reviews=ReviewService(review_repo, title_repo, catalog, audit_log),
         recommendations=recommendation_service,
-        home=HomeService(catalog, history_service, recommendation_service),
+        home=HomeService(catalog, history_service, recommendation_service, shared_rows),
         content_admin=content_admin,
         releases=releases,
         content_jobs=ContentJobs(content_admin, releases.emit, recommendation_sources),

@@ -106,6 +106,10 @@ async def test_upload_resume_transcode_and_signed_playback(media_server, clip) -
     assert segment.content[:1] == b"G"  # MPEG-TS sync byte
     ranged = await served.client.get(segment_url, headers={"Range": "bytes=0-187"})
     assert ranged.status_code == 206 and len(ranged.content) == 188
+    head = await served.client.head(segment_url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(segment.content)
+    gz = await served.client.get(f"{base}/360p/index.m3u8", headers={"Accept-Encoding": "gzip"})
+    assert gz.headers.get("content-encoding") == "gzip" and "#EXT-X-ENDLIST" in gz.text
 
     # Every refusal: quality above the plan, tampered, missing, expired, other title, traversal.
     token, key = manifest.removeprefix("/media/").split("/", 1)
