@@ -33,6 +33,7 @@ from server.platform import Platform
 from server.playback import PlaybackService
 from server.profiles import ProfileService
 from server.recommendations import RecommendationService
+from server.release_notifications import ReleaseNotifier
 from server.releases import ReleaseEvents
 from server.reviews import ReviewService
 from server.sessions import SessionService
@@ -174,6 +175,7 @@ def build_services(platform: Platform, hashing: PasswordHashing | None = None) -
     history_repo, watchlist_repo = history.HistoryRepository(db), watchlist.WatchlistRepository(db)
     review_repo = reviews.ReviewRepository(db)
     releases = ReleaseEvents()
+    releases.subscribe(ReleaseNotifier(history_repo, notification_service))
     catalog = CatalogService(title_repo, season_repo, episode_repo, category_repo)
     history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog)
     recommendation_repo = recommendations.RecommendationRepository(db)

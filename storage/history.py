@@ -18,7 +18,8 @@ from storage.paging import PageResult, paginate
 # 10), and nx-27017 only uses single-field indexes (tests/test_catalog_storage.py).
 INDEXES = {
     "history": [IndexModel([("profile_id", ASCENDING)], name="profile")],
-    "title_progress": [IndexModel([("profile_id", ASCENDING)], name="profile")],
+    "title_progress": [IndexModel([("profile_id", ASCENDING)], name="profile"),
+                       IndexModel([("title_id", ASCENDING)], name="title")],
 }
 
 ACTIVE_STATES = ("watching", "up_next")  # a title in one of these belongs in "continue watching"
@@ -72,6 +73,12 @@ class HistoryRepository:
     async def started_titles(self, profile_id: str, limit: int = 500) -> list[dict[str, Any]]:
         cursor = self._progress.find({"profile_id": profile_id}, {"title_id": 1, "state": 1})
         return [d async for d in cursor.sort("last_watched_ms", DESCENDING).limit(limit)]
+
+    async def accounts_watching(self, title_id: str) -> AsyncIterator[str]:
+        """Accounts with any profile that started this title (release notifications)."""
+        async for doc in self._progress.find({"title_id": title_id}, {"user_id": 1}).batch_size(5000):
+            if doc.get("user_id"):
+                yield doc["user_id"]
 
     async def all_title_progress(self) -> AsyncIterator[dict[str, Any]]:
         """Every (profile, title) pair, for the recommendation job."""
