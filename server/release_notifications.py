@@ -3,8 +3,7 @@ one notification per account (not per profile), through the notification service
 preferences and delivery channels apply.
 
 A new title has no audience yet: viewers cannot see (so cannot list) a title before it is
-published. When "coming soon" titles become listable, their watchlists are the audience
-(`WatchlistRepository.accounts_waiting`)."""
+published. When "coming soon" titles become listable, their watchlists are the audience."""
 
 from __future__ import annotations
 
