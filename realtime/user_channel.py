@@ -3,24 +3,11 @@ subscription updates, session revocations)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from handlers.notifications import ReadBody
 from realtime.events import Ack, event, ok
 from realtime.gateway import AuthedNamespace, Gateway, user_room
 from server.notifications import NotificationService
 from server.permissions import Principal
-
-
-class ReadPayload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-    ids: list[str] | None = Field(default=None, max_length=500)
-    all: bool = False
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ReadPayload:
-        if (self.ids is None) == (not self.all):
-            raise ValueError("send either ids or all: true")
-        return self
 
 
 class UserChannel(AuthedNamespace):
@@ -31,8 +18,8 @@ class UserChannel(AuthedNamespace):
     async def joined(self, sid: str, principal: Principal) -> None:
         await self.gateway.sio.enter_room(sid, user_room(principal.user_id), namespace=self.namespace)
 
-    @event("notifications.read", ReadPayload)
-    async def on_notifications_read(self, sid: str, principal: Principal, payload: ReadPayload) -> Ack:
+    @event("notifications.read", ReadBody)
+    async def on_notifications_read(self, sid: str, principal: Principal, payload: ReadBody) -> Ack:
         updated = await self.notifications.mark_read(principal.user_id, None if payload.all else payload.ids)
         return ok(updated=updated)
 
