@@ -1,10 +1,10 @@
 """Titles (movies and series): one document each, with the numbers viewers sort by.
 
 Episodes, seasons, reviews and history live in their own collections. Array fields
-(`genres`, `categories`, `search_keys`) are always queried with `$all`, never with bare
-equality: on nx-27017 a bare `{"genres": "drama"}` against an indexed array field matches
-nothing in `find` (tests/test_catalog_storage.py), while `$all` is right on both servers
-and uses the multikey index on MongoDB.
+(`genres`, `categories`, `languages`, `search_keys`) are always queried with `$all`,
+never with bare equality: on nx-27017 a bare `{"genres": "drama"}` against an indexed
+array field matches nothing in `find` (tests/test_catalog_storage.py), while `$all` is
+right on both servers and uses the multikey index on MongoDB.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ INDEXES = {
         IndexModel([("status", ASCENDING), ("rating_avg", DESCENDING)], name="visible_rating"),
         IndexModel([("status", ASCENDING), ("trending_score", DESCENDING)], name="visible_trending"),
         IndexModel([("genres", ASCENDING), ("popularity", DESCENDING)], name="genre_popular"),
+        # Multikey: `$all` of the query's keys uses it on MongoDB. (A text index over the keys
+        # would let nx-27017 search through SQLite FTS too, but nx-27017 cannot re-create a
+        # text index on a collection that has documents, so the server could not restart:
+        # tests/test_catalog_storage.py.)
         IndexModel([("search_keys", ASCENDING)], name="search_keys"),
         IndexModel([("status", ASCENDING), ("publish_at_ms", ASCENDING)], name="scheduled"),
         IndexModel([("created_at", ASCENDING)], name="created_at"),
@@ -54,6 +58,11 @@ INDEXES = {
 def contains(value: str) -> dict[str, Any]:
     """Array membership in the one form both servers get right (see the module docstring)."""
     return {"$all": [value]}
+
+
+def search_query(keys: list[str]) -> dict[str, Any]:
+    """Titles having every key (each a normalized word prefix, server/text_search.py)."""
+    return {"search_keys": {"$all": keys}}
 
 
 def visible_query(now_ms: int, max_level: int) -> dict[str, Any]:
@@ -136,9 +145,8 @@ class TitleRepository:
         query = visible_query(now_ms, max_level)
         if kind:
             query["type"] = kind
-        required = [*(keys or [])]
-        if required:
-            query["search_keys"] = {"$all": required}
+        if keys:
+            query.update(search_query(keys))
         if genre:
             query["genres"] = contains(genre)
         if category:
@@ -184,7 +192,7 @@ class TitleRepository:
         if kind:
             query["type"] = kind
         if keys:
-            query["search_keys"] = {"$all": keys}
+            query.update(search_query(keys))
         return await paginate(self._titles, query, sort_key="created_at", limit=limit, cursor=cursor,
                               projection={"search_keys": 0})
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import TEXT, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from storage.mongo import connect
 
@@ -56,26 +56,23 @@ async def test_array_membership_with_all_and_in_is_right_with_or_without_an_inde
     assert await coll.count_documents({"genres": {"$all": ["comedy"]}}) == 1
 
 
-async def test_text_search_on_array_keys_narrows_and_all_keeps_the_and(db: AsyncDatabase) -> None:
-    """The search shape of storage/titles.py: `$text` on one key over a text index on the
-    array, plus `$all`, alone and inside the `$and` that keyset paging wraps it in."""
-    coll = db.search
-    await coll.create_indexes([IndexModel([("keys", TEXT)], default_language="none", name="search_text")])
-    await coll.insert_many([
-        {"_id": "a", "keys": ["m", "ma", "mat", "matrix", "k", "ke", "keanu"], "n": 3},
-        {"_id": "b", "keys": ["m", "ma", "mat", "matilda", "r", "ro", "roald"], "n": 2},
-        {"_id": "c", "keys": ["k", "ke", "kes", "m", "mo"], "n": 1},
-    ])
-
-    async def ids(query: dict) -> list[str]:
-        return [d["_id"] async for d in coll.find(query).sort([("n", -1), ("_id", -1)])]
-
-    assert await ids({"$text": {"$search": "mat"}, "keys": {"$all": ["mat"]}}) == ["a", "b"]
-    assert await ids({"$text": {"$search": "mat"}, "keys": {"$all": ["mat", "ke"]}}) == ["a"]
-    assert await ids({"$text": {"$search": "matri"}, "keys": {"$all": ["matri"]}}) == []  # exact keys only
-    paged = {"$and": [{"$text": {"$search": "ke"}, "keys": {"$all": ["ke"]}},
-                      {"$or": [{"n": {"$lt": 3}}, {"n": 3, "_id": {"$lt": "a"}}]}]}
-    assert await ids(paged) == ["c"]
+async def test_deviation_text_index_cannot_be_created_again_once_there_are_documents(db: AsyncDatabase) -> None:
+    """nx-27017 0.8.1: `create_indexes` with a text index that already exists fails with
+    OperationFailure "constraint failed" once the collection has documents (MongoDB accepts
+    an identical index again). storage/mongo.ensure_indexes runs at every start, so a text
+    index in a repository's INDEXES would stop the server from restarting; the catalog
+    searches with `$all` over a regular index instead."""
+    coll = db.text_again
+    model = IndexModel([("keys", TEXT)], default_language="none", name="search_text")
+    await coll.create_indexes([model])
+    await coll.insert_one({"_id": "a", "keys": ["x"]})
+    try:
+        await coll.create_indexes([model])
+        observed = "accepted"
+    except OperationFailure as exc:
+        observed = "constraint failed" if "constraint failed" in str(exc) else f"other: {exc}"
+    _expect(await _on_nx(db), "text index created again on a non-empty collection", observed,
+            mongodb="accepted", nx="constraint failed")
 
 
 async def test_deviation_equality_on_an_indexed_array_field_matches_nothing(db: AsyncDatabase) -> None:

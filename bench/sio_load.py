@@ -1,0 +1,598 @@
+"""Shared by the Socket.IO benchmarks: a minimal raw-websocket Socket.IO client, the load
+generator process built on it, and the driver-side helpers (servers, /proc readings).
+
+    .venv/bin/python bench/sio_load.py --generate     (started by the benchmarks, not by hand)
+
+The client speaks the real wire protocol over one TCP connection per socket, with no
+library between it and the bytes: an HTTP/1.1 websocket upgrade of
+`GET /socket.io/?EIO=4&transport=websocket`, then Engine.IO v4 / Socket.IO v5 packets in
+websocket text frames: the server's open packet `0{...}`, our namespace connect
+`40{"token":...}` for "/", its answer `40{"sid":...}` (or `44{...}` when refused), pings
+`2` answered with pongs `3`, and events `42["name",{...}]`. Each socket is one
+`asyncio.Protocol` (no task, no stream reader), so one generator process drives
+thousands of sockets for a few KB each and little CPU. With `deflate=True` it offers
+`permessage-deflate` in the upgrade as browsers do, and inflates what the server
+compresses.
+
+A generator process is driven through JSON lines: one command per line on its stdin,
+one answer per line on its stdout:
+
+    {"cmd": "connect", "group": G, "host": H, "port": P, "tokens": [...], "addrs": [...],
+     "concurrency": C, "timeout": S, "deflate": false}
+        -> {"ok": n, "failed": m, "errors": {reason: count}, "seconds": s}
+    {"cmd": "wait", "group": G, "per_client": k, "count": c, "timeout": S}
+        -> once the sockets of G hold k events per live socket, or c events in all when
+           "count" is given (or at the timeout):
+           {"events": count, "live": n, "complete": bool}
+    {"cmd": "take", "group": G}
+        -> {"events": [[arrival_time, name, data], ...], "live": n}  (handed over and forgotten)
+    {"cmd": "status", "group": G}
+        -> {"live": n, "closed": m, "pings": p, "events": e, "close_reasons": {why: count},
+            "first_close": time}  (closed: sockets the server closed, or the network)
+    {"cmd": "close", "group": G}  -> {"closed": n}
+    {"cmd": "exit"}
+
+Arrival times are `time.time()` taken when the bytes were read from the socket, so they
+compare with a `time.time()` taken in another process of the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+PER_GENERATOR = 2500  # sockets per generator process (each costs a few KB and no task)
+LINE_LIMIT = 1 << 28  # JSON lines between driver and generators carry tokens and events
+
+
+def raise_nofile() -> int:
+    """Raise this process's soft limit on open files to the hard one; returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    pass
+
+
+class SioSocket(asyncio.Protocol):
+    """One Socket.IO client socket on namespace "/" over a raw websocket."""
+
+    def __init__(self, group: Group, host: str, port: int, auth: dict[str, Any], deflate: bool) -> None:
+        self.group = group
+        self.host, self.port = host, port
+        self.auth = json.dumps(auth, separators=(",", ":")).encode()
+        self.deflate = deflate
+        self.inflater: Any = None
+        self.inflate_reset = False
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = False
+        self.fragments: list[bytes] = []
+        self.fragment_compressed = False
+        self.events: list[tuple[float, bytes]] = []
+        self.close_reason = ""
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ready.add_done_callback(_retrieve)  # a late failure after a timeout is not an error to log
+        self.live = False
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        extensions = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if self.deflate else ""
+        self.transport.write(
+            f"GET {SIO_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{extensions}\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.buf += data
+        if not self.upgraded:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > 16384:
+                    self._fail("oversized upgrade answer")
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            del self.buf[: end + 4]
+            status = head.split("\r\n", 1)[0]
+            if " 101 " not in status + " ":
+                self._fail(f"upgrade refused: {status[:60]}")
+                return
+            self.upgraded = True
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "sec-websocket-extensions" and "permessage-deflate" in value:
+                    self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self.inflate_reset = "server_no_context_takeover" in value
+        self._frames(now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.live:  # closed by the server (or the network), not by us
+            self.group.closed += 1
+            self.group.close_reasons[self.close_reason or "tcp closed"] += 1
+            self.group.first_close = self.group.first_close or time.time()
+        self.live = False
+        self.group.sockets.discard(self)
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before the namespace connect"))
+
+    # websocket framing
+
+    def _frames(self, now: float) -> None:
+        buf = self.buf
+        while len(buf) >= 2:
+            b0, b1 = buf[0], buf[1]
+            length, offset = b1 & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, offset = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, offset = int.from_bytes(buf[2:10], "big"), 10
+            if b1 & 0x80:  # servers never mask; skip the key if one does
+                offset += 4
+            if len(buf) < offset + length:
+                return
+            payload = bytes(buf[offset:offset + length])
+            del buf[: offset + length]
+            opcode, fin, compressed = b0 & 0x0F, b0 & 0x80, bool(b0 & 0x40)
+            if opcode in (0x1, 0x2, 0x0):
+                if opcode != 0x0:
+                    self.fragments, self.fragment_compressed = [], compressed
+                self.fragments.append(payload)
+                if fin:
+                    message = b"".join(self.fragments)
+                    self.fragments = []
+                    if self.fragment_compressed and self.inflater is not None:
+                        message = self.inflater.decompress(message + b"\x00\x00\xff\xff")
+                        if self.inflate_reset:
+                            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self._packet(message, now)
+            elif opcode == 0x9:  # websocket ping: pong
+                self._send(payload, opcode=0xA)
+            elif opcode == 0x8:
+                self.close_reason = self.close_reason or "websocket close frame"
+                if self.transport is not None:
+                    self.transport.close()
+                return
+
+    def _send(self, payload: bytes, opcode: int = 0x1) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        n = len(payload)
+        if n < 126:
+            header = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        if n:
+            key = (mask * (n // 4 + 1))[:n]
+            payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+        self.transport.write(header + mask + payload)
+
+    # Engine.IO / Socket.IO packets
+
+    def _packet(self, packet: bytes, now: float) -> None:
+        if packet == b"2":  # Engine.IO ping
+            self._send(b"3")
+            self.group.pings += 1
+        elif packet.startswith(b"42"):  # an event on "/"
+            self.events.append((now, packet))
+            self.group.arrived(self)
+        elif packet.startswith(b"40"):
+            if not self.ready.done():
+                self.live = True
+                self.group.sockets.add(self)
+                self.ready.set_result(None)
+        elif packet.startswith(b"44"):
+            self._fail("refused: " + _refusal(packet))
+        elif packet.startswith(b"0"):  # Engine.IO open: connect to "/" with the auth payload
+            self._send(b"40" + self.auth)
+        elif packet.startswith(b"41") or packet == b"1":
+            self.close_reason = "socket.io disconnect" if packet.startswith(b"41") else "engine.io close"
+            if self.transport is not None:
+                self.transport.close()
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(Refused(reason))
+        if self.transport is not None:
+            self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _refusal(packet: bytes) -> str:
+    try:
+        body = json.loads(packet[2:])
+        return str((body.get("data") or {}).get("code") or body.get("message"))[:60]
+    except (ValueError, AttributeError):
+        return packet[:60].decode(errors="replace")
+
+
+class Group:
+    """The sockets of one benchmark target inside one generator process."""
+
+    def __init__(self) -> None:
+        self.sockets: set[SioSocket] = set()
+        self.closed = 0
+        self.close_reasons: Counter[str] = Counter()
+        self.first_close = 0.0
+        self.pings = 0
+        self.events = 0
+        self._target = 0
+        self._reached = asyncio.Event()
+        self._waiting = False
+
+    def arrived(self, sock: SioSocket) -> None:
+        self.events += 1
+        if self._waiting and self.events >= self._target:
+            self._reached.set()
+
+    async def wait(self, per_client: int, timeout: float, count: int | None = None) -> bool:
+        self._target = count if count is not None else per_client * len(self.sockets)
+        self._reached.clear()
+        self._waiting = True
+        try:
+            if self.events < self._target:
+                await asyncio.wait_for(self._reached.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting = False
+
+    def take_events(self) -> list[list[Any]]:
+        out = []
+        for sock in self.sockets:
+            for at, raw in sock.events:
+                try:
+                    name, data = json.loads(raw[2:])[:2]
+                except ValueError:
+                    name, data = "?", raw.decode(errors="replace")
+                out.append([at, name, data])
+            sock.events = []
+        self.events = 0
+        return out
+
+
+async def connect_one(group: Group, host: str, port: int, token: str, addr: str | None,
+                      timeout: float, deflate: bool) -> None:
+    loop = asyncio.get_running_loop()
+    sock = SioSocket(group, host, port, {"token": token}, deflate)
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: sock, host, port,
+                                                      local_addr=(addr, 0) if addr else None), timeout)
+        await asyncio.wait_for(asyncio.shield(sock.ready), timeout)
+    except BaseException:
+        sock.close()
+        raise
+
+
+# --- the generator process -------------------------------------------------------------------
+
+
+async def _connect_many(group: Group, cmd: dict[str, Any]) -> dict[str, Any]:
+    tokens: list[str] = cmd["tokens"]
+    addrs: list[str] = cmd.get("addrs") or [None]  # type: ignore[list-item]
+    sem = asyncio.Semaphore(int(cmd.get("concurrency", 50)))
+    errors: Counter[str] = Counter()
+    started = time.monotonic()
+    deadline = started + float(cmd.get("total_timeout", 600))
+
+    async def one(i: int, token: str) -> bool:
+        async with sem:
+            if time.monotonic() > deadline:
+                errors["total timeout"] += 1
+                return False
+            try:
+                await connect_one(group, cmd["host"], int(cmd["port"]), token, addrs[i % len(addrs)],
+                                  float(cmd.get("timeout", 30)), bool(cmd.get("deflate")))
+                return True
+            except TimeoutError:
+                errors["timeout"] += 1
+            except Refused as exc:
+                errors[str(exc)] += 1
+            except OSError as exc:
+                errors[f"{type(exc).__name__}: {exc.strerror or exc}"[:80]] += 1
+            except Exception as exc:
+                errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
+            return False
+
+    results = await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens)))
+    return {"ok": sum(results), "failed": len(results) - sum(results), "errors": dict(errors),
+            "seconds": time.monotonic() - started}
+
+
+async def _generator_main() -> None:
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    groups: dict[str, Group] = {}
+
+    def answer(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        kind = cmd["cmd"]
+        if kind == "exit":
+            break
+        group = groups.setdefault(cmd.get("group", ""), Group())
+        if kind == "connect":
+            answer(await _connect_many(group, cmd))
+        elif kind == "wait":
+            count = cmd.get("count")
+            complete = await group.wait(int(cmd.get("per_client", 1)), float(cmd.get("timeout", 30)),
+                                        None if count is None else int(count))
+            answer({"events": group.events, "live": len(group.sockets), "complete": complete})
+        elif kind == "take":
+            answer({"events": group.take_events(), "live": len(group.sockets)})
+        elif kind == "status":
+            answer({"live": len(group.sockets), "closed": group.closed, "pings": group.pings,
+                    "events": group.events, "close_reasons": dict(group.close_reasons),
+                    "first_close": group.first_close})
+        elif kind == "close":
+            n = len(group.sockets)
+            for sock in list(group.sockets):
+                sock.live = False
+                sock.close()
+            group.sockets.clear()
+            await asyncio.sleep(0.2)
+            answer({"closed": n})
+        else:
+            answer({"error": f"unknown command {kind!r}"})
+    for group in groups.values():
+        for sock in list(group.sockets):
+            sock.close()
+
+
+# --- driver side ---------------------------------------------------------------------------------
+
+
+class Generator:
+    """One generator process, driven from the benchmark through its stdin/stdout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls) -> Generator:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--generate", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            limit=LINE_LIMIT)
+        return cls(proc)
+
+    async def ask(self, wait_s: float, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd, separators=(",", ":")).encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), wait_s)
+        if not line:
+            raise RuntimeError(f"generator {self.proc.pid} exited ({self.proc.returncode})")
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b'{"cmd":"exit"}\n')
+                await self.proc.stdin.drain()
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except (TimeoutError, OSError, ConnectionError):
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_generators(n: int) -> list[Generator]:
+    return list(await asyncio.gather(*(Generator.start() for _ in range(n))))
+
+
+def generators_for(clients: int) -> int:
+    return max(1, -(-clients // PER_GENERATOR))
+
+
+def source_addrs(index: int) -> list[str]:
+    """Loopback source addresses of generator `index` (spreads ephemeral ports)."""
+    return [f"127.0.{index + 1}.{j}" for j in range(1, 5)]
+
+
+async def connect_all(gens: list[Generator], group: str, port: int, tokens: list[str], *,
+                      concurrency: int = 100, timeout: float = 30, deflate: bool = False) -> dict[str, Any]:
+    """Split `tokens` (one per socket) over the generators and connect them all."""
+    per = -(-len(tokens) // len(gens))
+    each = max(1, concurrency // len(gens))
+    started = time.monotonic()
+    answers = await asyncio.gather(*(
+        g.ask(900, cmd="connect", group=group, host="127.0.0.1", port=port, tokens=tokens[i * per:(i + 1) * per],
+              addrs=source_addrs(i), concurrency=each, timeout=timeout, total_timeout=600, deflate=deflate)
+        for i, g in enumerate(gens)))
+    errors: Counter[str] = Counter()
+    for a in answers:
+        errors.update(a["errors"])
+    return {"ok": sum(a["ok"] for a in answers), "failed": sum(a["failed"] for a in answers),
+            "errors": dict(errors), "seconds": time.monotonic() - started}
+
+
+async def status_all(gens: list[Generator], group: str) -> dict[str, Any]:
+    answers = await asyncio.gather(*(g.ask(30, cmd="status", group=group) for g in gens))
+    out: dict[str, Any] = {k: sum(a[k] for a in answers) for k in ("live", "closed", "pings", "events")}
+    reasons: Counter[str] = Counter()
+    for a in answers:
+        reasons.update(a["close_reasons"])
+    out["close_reasons"] = dict(reasons)
+    out["first_close"] = min((a["first_close"] for a in answers if a["first_close"]), default=0.0)
+    return out
+
+
+async def close_all(gens: list[Generator], group: str) -> int:
+    answers = await asyncio.gather(*(g.ask(120, cmd="close", group=group) for g in gens))
+    return sum(a["closed"] for a in answers)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc), NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_idle(pid: int, timeout: float = 120.0, step: float = 0.5, idle_share: float = 0.05
+                    ) -> tuple[float, float]:
+    """Wait until the process uses under `idle_share` of a core over `step` seconds (or
+    `timeout`); returns (CPU seconds it used meanwhile, seconds waited until it was idle)."""
+    started, cpu0 = time.monotonic(), cpu_seconds(pid)
+    last = cpu0
+    while time.monotonic() - started < timeout:
+        await asyncio.sleep(step)
+        now = cpu_seconds(pid)
+        if now - last < idle_share * step:
+            return now - cpu0, time.monotonic() - started - step
+        last = now
+    return cpu_seconds(pid) - cpu0, time.monotonic() - started
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average (other work competes for the same cores)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of a live process in KB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The inherited environment without any setting of ours, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NAMELESS_") and k not in ("MONGO_URL", "REDIS_URL")}
+    env.update(extra)
+    return env
+
+
+def start_app(port: int, tmp: Path, name: str = "app", **env: str) -> tuple[subprocess.Popen, Path]:
+    """`run.py` as a subprocess on `port`, data under tmp/name, stderr to tmp/name.log."""
+    full = clean_env(NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(port), NAMELESS_DATA_DIR=str(tmp / name), **env)
+    log = tmp / f"{name}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp, env=full,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    return proc, log
+
+
+def start_script(script: str, args: list[str], tmp: Path, name: str, env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen, Path]:
+    log = tmp / f"{name}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, script, *args], cwd=tmp, env=env or clean_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    return proc, log
+
+
+def wait_until_answers(proc: subprocess.Popen, port: int, path: str, name: str, log: Path | None,
+                       timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            detail = log.read_text(errors="replace")[-2000:] if log else ""
+            sys.exit(f"{name} exited with {proc.returncode} before answering\n{detail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(request)
+                if s.recv(12).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{name} did not answer {path} within {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60, name: str = "", log: Path | None = None) -> float:
+    """SIGTERM, wait up to `timeout` s (then SIGKILL); returns the seconds it took to exit.
+    A slow or killed exit is reported on stderr with the tail of the process's log."""
+    if proc.poll() is not None:
+        return 0.0
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    killed = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        killed = True
+    took = time.monotonic() - started
+    if killed or took > 15:
+        tail = log.read_text(errors="replace")[-1500:] if log and log.exists() else ""
+        print(f"warning: {name or proc.args} took {took:.1f} s to stop after SIGTERM"
+              f"{' and was killed' if killed else ''}\n{tail}", file=sys.stderr)
+    return took
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--generate"]:
+        asyncio.run(_generator_main())
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,357 @@
+"""Fan-out: time for one emit to reach every member of a room of 1,000 and of 10,000
+Socket.IO clients, through the app's Gateway against a bare python-socketio server on
+Tornado, same run, same load generator.
+
+    .venv/bin/python bench/socket_fanout.py [--sizes 1000,2000] [--rounds 5] [--deflate]
+
+What is measured, and why this way: the app has no room with more than one user's
+devices yet (a user's room `user:{id}` holds at most 10 sockets, MAX_SOCKETS_PER_USER),
+so no HTTP endpoint of run.py can emit to 1,000 sockets at once. Instead
+`socket_fanout.py --serve-app PORT` is the real server built the way run.py builds it
+(`server.runtime.Runtime`: embedded nx-27017, platform, services, the app's routes, the
+Gateway with its UserChannel on "/"), plus three bench-only routes added to the same
+Tornado application:
+
+- `POST /bench/tokens?users=N`: creates N users and a session for each through the
+  app's own services (AccountService.create_user without a password, so no argon2, and
+  SessionService.start) and returns their access tokens;
+- `POST /bench/join`: puts every socket connected on "/" into the room `bench:fanout`
+  (`sio.enter_room`), standing in for a party room that clients would join;
+- `POST /bench/emit?seq=K`: takes `t0 = time.time()`, then `await Gateway.emit(
+  "notification", payload, room="bench:fanout")` (the app's emit path: its manager,
+  latency histogram and counters), and answers with t0 and how long the emit call took.
+
+Clients connect through the real handshake and the real UserChannel `on_connect` (token
+check against the database, per-user cap, registry, metrics, joining `user:{id}`), so
+each socket carries the app's real per-connection state. The baseline
+(`--serve-bare PORT`) is a python-socketio `AsyncServer(async_mode="tornado")` that accepts
+every connection, with the same three routes around `sio.emit(...)`.
+
+The load generator (`sio_load.py`, raw websocket Socket.IO clients, 2,500 sockets per
+process) holds N sockets on one server at a time (bare first, then the app; the other
+server is idle meanwhile: on 2 cores, 10,000 idle sockets on the other server would cost
+it a large share of a core in Engine.IO pings), and stamps every `notification` with
+`time.time()` as its bytes are read. Latency of one delivery = arrival - t0 (same
+machine, same clock). For each server and size: one warm-up emit, then `--rounds` emits;
+it prints p50, p99 and max over every delivery of every round, the time the emit call
+took inside the server, and the CPU the server and the generators used while delivering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sio_load import (
+    ROOT,
+    close_all,
+    connect_all,
+    cpu_seconds,
+    free_port,
+    generators_for,
+    load_average,
+    percentile,
+    raise_nofile,
+    start_generators,
+    start_script,
+    status_all,
+    stop,
+    wait_idle,
+    wait_until_answers,
+)
+
+ROOM = "bench:fanout"
+PER_USER = 10  # realtime/gateway.py MAX_SOCKETS_PER_USER
+
+
+# --- the two servers (each runs in its own process) -----------------------------------------
+
+
+def bench_routes(sio: Any, emit: Any, mint: Any) -> list:
+    """The three bench routes, the same for the app and the bare server."""
+    import tornado.web
+
+    class BenchHandler(tornado.web.RequestHandler):
+        def check_xsrf_cookie(self) -> None:  # the app turns XSRF on; these are loopback bench routes
+            pass
+
+    class Tokens(BenchHandler):
+        async def post(self) -> None:
+            self.finish({"tokens": await mint(int(self.get_query_argument("users")))})
+
+    class Join(BenchHandler):
+        async def post(self) -> None:
+            joined = 0
+            for sid, _ in list(sio.manager.get_participants("/", None)):
+                await sio.enter_room(sid, ROOM, namespace="/")
+                joined += 1
+            self.finish({"joined": joined})
+
+    class Emit(BenchHandler):
+        async def post(self) -> None:
+            seq = int(self.get_query_argument("seq"))
+            t0 = time.time()
+            payload = {"id": secrets.token_hex(12), "kind": "account", "title": "Fan-out",
+                       "body": "One notice to every member of the room.", "data": {"seq": seq, "t0": t0},
+                       "created_ms": int(t0 * 1000)}
+            await emit("notification", payload, room=ROOM, namespace="/")
+            self.finish({"t0": t0, "emit_s": time.time() - t0})
+
+    return [(r"/bench/tokens", Tokens), (r"/bench/join", Join), (r"/bench/emit", Emit)]
+
+
+def serve_app() -> None:
+    """The real server, built as run.py builds it, plus the bench routes."""
+    import signal
+
+    sys.path.insert(0, str(ROOT))
+    from config import load_settings
+    from server.logs import configure_logging
+    from server.runtime import Runtime
+    from server.sessions import ClientInfo
+
+    raise_nofile()
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        runtime = Runtime(settings)
+        await runtime.start()
+        assert runtime.services is not None and runtime.app is not None
+        services = runtime.services
+        run_id = secrets.token_hex(4)
+        made = 0
+
+        async def mint(users: int) -> list[str]:
+            nonlocal made
+            tokens: list[str] = []
+            for start in range(0, users, 50):
+                async def one(i: int) -> str:
+                    user = await services.accounts.create_user(
+                        f"fan-{run_id}-{i}@example.com", f"Fan {i}", password=None, email_verified=True)
+                    pair = await services.sessions.start(str(user["_id"]), ClientInfo(ip="127.0.0.1"),
+                                                         method="password")
+                    return pair.access_token
+                tokens += await asyncio.gather(*(one(made + i) for i in range(start, min(users, start + 50))))
+            made += users
+            return tokens
+
+        runtime.app.add_handlers(r".*$", bench_routes(services.gateway.sio, services.gateway.emit, mint))
+        stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_event.set)
+        await stop_event.wait()
+        await runtime.stop()
+
+    asyncio.run(main())
+
+
+def serve_bare(port: int) -> None:
+    """python-socketio on Tornado accepting every connection on "/", plus the bench routes."""
+    import signal
+
+    import socketio
+    import tornado.web
+
+    raise_nofile()
+    sio = socketio.AsyncServer(async_mode="tornado", logger=False, engineio_logger=False)
+
+    @sio.event
+    async def connect(sid: str, environ: dict, auth: object = None) -> bool:
+        return True
+
+    async def mint(users: int) -> list[str]:
+        return ["bare"] * users
+
+    class Health(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.finish({"status": "ok"})
+
+    async def main() -> None:
+        app = tornado.web.Application(
+            [(r"/healthz", Health), (r"/socket\.io/", socketio.get_tornado_handler(sio)),
+             *bench_routes(sio, sio.emit, mint)],
+            log_function=lambda handler: None)
+        app.listen(port, "127.0.0.1")
+        stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_event.set)
+        await stop_event.wait()
+
+    asyncio.run(main())
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+async def one_round(name: str, proc: Any, api: httpx.AsyncClient, gens: list, seq: int, live: int,
+                    timeout: float) -> dict[str, Any]:
+    cpu0, gen0 = cpu_seconds(proc.pid), sum(cpu_seconds(g.proc.pid) for g in gens)
+    started = time.monotonic()
+    resp = await api.post(f"/bench/emit?seq={seq}")
+    resp.raise_for_status()
+    sent = resp.json()
+    waits = await asyncio.gather(*(g.ask(timeout + 30, cmd="wait", group=name, per_client=1, timeout=timeout)
+                                   for g in gens))
+    wall = time.monotonic() - started
+    window_cpu = cpu_seconds(proc.pid) - cpu0
+    window_gen = sum(cpu_seconds(g.proc.pid) for g in gens) - gen0
+    taken = await asyncio.gather(*(g.ask(120, cmd="take", group=name) for g in gens))
+    arrivals = sorted(at - sent["t0"] for t in taken for at, event, data in t["events"]
+                      if event == "notification" and isinstance(data, dict) and data.get("data", {}).get("seq") == seq)
+    return {"t0": sent["t0"], "emit_s": sent["emit_s"], "latencies": arrivals, "expected": live,
+            "complete": all(w["complete"] for w in waits), "server_cpu_s": window_cpu, "generator_cpu_s": window_gen,
+            "window_s": wall}
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for r in rounds for x in r["latencies"])
+    window = sum(r["window_s"] for r in rounds)
+    emits = sorted(r["emit_s"] for r in rounds)
+    return {
+        "rounds": len(rounds),
+        "delivered": len(lat), "expected": sum(r["expected"] for r in rounds),
+        "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000, "max_ms": lat[-1] * 1000 if lat else
+        float("nan"),
+        "round_p99_ms": [percentile(sorted(r["latencies"]), 99) * 1000 for r in rounds],
+        "emit_call_ms": percentile(emits, 50) * 1000,
+        "server_cpu_share": sum(r["server_cpu_s"] for r in rounds) / window if window else float("nan"),
+        "generator_cpu_share": sum(r["generator_cpu_s"] for r in rounds) / window if window else float("nan"),
+        "server_cpu_s_per_round": sum(r["server_cpu_s"] for r in rounds) / len(rounds),
+        "generator_cpu_s_per_round": sum(r["generator_cpu_s"] for r in rounds) / len(rounds),
+    }
+
+
+async def run_size(size: int, servers: dict[str, tuple[Any, int]], args: argparse.Namespace) -> dict[str, Any]:
+    """Each server in turn, alone: connect `size` sockets, put them in the room, emit
+    (1 warm-up + `--rounds`), close them all and wait until the server is idle again."""
+    gens = await start_generators(generators_for(size))
+    out: dict[str, Any] = {"generators": len(gens)}
+    seq = 0
+    try:
+        for name, (proc, port) in servers.items():
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as api:
+                users = -(-size // PER_USER)
+                resp = await api.post(f"/bench/tokens?users={users}")
+                resp.raise_for_status()
+                tokens = [t for t in resp.json()["tokens"] for _ in range(PER_USER)][:size]
+                connected = await connect_all(gens, name, port, tokens, concurrency=args.concurrency,
+                                              deflate=args.deflate)
+                joined = (await api.post("/bench/join")).json()["joined"]
+                live = (await status_all(gens, name))["live"]
+                out[f"{name}_connect"] = {**connected, "joined": joined}
+                print(f"{size}: {name}: {connected['ok']}/{size} connected in {connected['seconds']:.1f} s,"
+                      f" {joined} in the room", file=sys.stderr)
+                await wait_idle(proc.pid, timeout=30)
+                rounds = []
+                for r in range(args.rounds + 1):  # round 0 is a warm-up, not counted
+                    seq += 1
+                    result = await one_round(name, proc, api, gens, seq, live, args.timeout)
+                    if r > 0:
+                        rounds.append(result)
+                    await asyncio.sleep(args.pause)
+                out[name] = summarize(rounds)
+                state = await status_all(gens, name)
+                out[name].update(dropped=state["closed"], close_reasons=state["close_reasons"])
+                await close_all(gens, name)
+                cpu, busy = await wait_idle(proc.pid)  # let it digest the disconnects before what comes next
+                out[f"{name}_close"] = {"cpu_s": cpu, "busy_s": busy}
+    finally:
+        for g in gens:
+            await g.stop()
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        app_port, bare_port = free_port(), free_port()
+        from sio_load import clean_env
+        app, app_log = start_script(__file__, ["--serve-app"], tmp, "app", clean_env(
+            NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(app_port), NAMELESS_DATA_DIR=str(tmp / "app"),
+            PYTHONPATH=str(ROOT)))
+        bare, bare_log = start_script(__file__, ["--serve-bare", str(bare_port)], tmp, "bare")
+        try:
+            wait_until_answers(app, app_port, "/readyz", "app bench server", app_log)
+            wait_until_answers(bare, bare_port, "/healthz", "bare socketio", bare_log)
+            servers = {"bare": (bare, bare_port), "app": (app, app_port)}
+            for size in args.sizes:
+                results[str(size)] = await run_size(size, servers, args)
+                results[str(size)]["load_average"] = f"{load_start}-{load_average()}"
+        finally:
+            stop(app, name="run.py", log=app_log)
+            stop(bare, name="bare server", log=bare_log)
+    return results
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=_sizes, default=[1000, 2000],
+                   help="room sizes (default 1000,2000; target 1000,10000)")
+    p.add_argument("--rounds", type=int, default=5, help="measured emits per server and size (default 5)")
+    p.add_argument("--pause", type=float, default=0.5, help="seconds between emits (default 0.5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one emit's deliveries")
+    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight over all generators")
+    p.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return p
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    if args.serve_app:
+        serve_app()
+        return 0
+    if args.serve_bare is not None:
+        serve_bare(args.serve_bare)
+        return 0
+    raise_nofile()
+    results = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps({"sizes": args.sizes, "rounds": args.rounds, "deflate": args.deflate, **results}))
+    else:
+        print(f"Fan-out of one emit to a room: {args.rounds} rounds per server and size (+1 warm-up),"
+              f" one server at a time, deflate {'offered' if args.deflate else 'off'}, {os.cpu_count()} CPUs")
+        print(f"{'room':>6} {'':13}{'delivered':>12}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'emit call ms':>14}"
+              f"{'srv CPU':>9}{'gen CPU':>9}")
+        for size, res in results.items():
+            for name, label in (("bare", "bare socketio"), ("app", "nameless app")):
+                r = res[name]
+                print(f"{size:>6} {label:13}{r['delivered']:>6}/{r['expected']:<5}{r['p50_ms']:>9.1f}"
+                      f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['emit_call_ms']:>14.1f}{r['server_cpu_share']:>9.0%}"
+                      f"{r['generator_cpu_share']:>9.0%}")
+            a, b = res["app"], res["bare"]
+            print(f"{size:>6} ratio app/bare: p50 {a['p50_ms'] / b['p50_ms']:.2f}, p99 {a['p99_ms'] / b['p99_ms']:.2f}"
+                  f" ({res['generators']} generator processes; load average {res['load_average']})")
+        print("(latency: emit triggered in the server -> notification read by the client; CPU: share of one core"
+              " from the trigger until every generator had all its deliveries, server process and all generator"
+              " processes together)")
+    bad = [f"{size}/{name}" for size, res in results.items() for name in ("bare", "app")
+           if res[name]["delivered"] < res[name]["expected"]]
+    if bad:
+        print(f"warning: deliveries missing for {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
