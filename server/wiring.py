@@ -124,8 +124,10 @@ class Services:
         await self.plans.seed_defaults()
         if self.workers:
             self.jobs.start()
+            await self.content_jobs.start()  # scheduled publish, trending, recommendations
 
     async def stop(self) -> None:
+        await self.content_jobs.stop()
         await self.jobs.stop()
         await self.ops.stop()
         await self.gateway.stop()
