@@ -73,7 +73,15 @@ class Gateway:
         self._unsubscribe: Any = None
 
     def handler(self) -> type[tornado.web.RequestHandler]:
-        return socketio.get_tornado_handler(self.sio)
+        base = socketio.get_tornado_handler(self.sio)
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def get_compression_options(self) -> None:
+                # Socket.IO frames are small JSON; permessage-deflate would keep a zlib pair
+                # per browser socket (~190 KB each instead of ~42 KB; bench/README.md).
+                return None
+
+        return Handler
 
     def register(self, *namespaces: socketio.AsyncNamespace) -> None:
         for ns in namespaces:
