@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 from sio_load import (
     ROOT,
+    clean_env,
     close_all,
     connect_all,
     cpu_seconds,
@@ -279,7 +280,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
         tmp = Path(tmpdir)
         app_port, bare_port = free_port(), free_port()
-        from sio_load import clean_env
         app, app_log = start_script(__file__, ["--serve-app"], tmp, "app", clean_env(
             NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(app_port), NAMELESS_DATA_DIR=str(tmp / "app"),
             PYTHONPATH=str(ROOT)))

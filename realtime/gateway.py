@@ -9,6 +9,7 @@ Redis manager; without it the in-process manager serves one process.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -94,8 +95,10 @@ class Gateway:
         """Tell every local socket goodbye (Tornado's close_all_connections skips websockets)."""
         if self._unsubscribe is not None:
             await self._unsubscribe()
+        # python-socketio's disconnect is O(rooms) per socket: bound the goodbye so a mass
+        # disconnect cannot outlive the stop deadline (bench/README.md, Socket.IO findings).
         with contextlib.suppress(Exception):
-            await self.sio.eio.disconnect()
+            await asyncio.wait_for(self.sio.eio.disconnect(), self.platform.settings.shutdown_grace_seconds or 1)
         await self.sio.shutdown()
 
     async def _on_revoked(self, message: dict[str, Any]) -> None:
