@@ -70,7 +70,7 @@ def make_app(platform: Platform, services: Services, *,
                         *playback.media_routes(s.playback, s.media_store)]
     rules += [(API_PREFIX + pattern, *rest) for pattern, *rest in api_routes]
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
-    rules.append((r"/socket\.io/", s.gateway.handler()))
+    rules.insert(0, (r"/socket\.io/", s.gateway.handler()))  # matched first: every socket upgrade and poll
     rules.append((API_PREFIX + r"/openapi\.json", openapi.OpenApiHandler, {"rules": documented, "version": VERSION}))
     settings: dict[str, Any] = {
         "platform": platform,
