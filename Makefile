@@ -24,12 +24,13 @@ chromium:
 run: $(STAMP) $(WEB_DEPS)
 	$(PY) run.py
 
-test: $(STAMP) $(WEB_DEPS) chromium
-	$(PY) -m ruff check .
+test: lint $(WEB_DEPS) chromium
 	$(PY) -m pytest
 
+# ruff, then the import contract in .importlinter (layers point down; edges never import storage).
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(PY) bench/healthz.py

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"run.py: invalid setting: {exc}", file=sys.stderr)
         return 2
-    from server.logs import configure_logging
+    from server.core.logs import configure_logging
 
     configure_logging(settings.log_level)
     if args.command == "createsuperuser":
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def create_superuser(settings: Settings, args: argparse.Namespace) -> int:
-    from server import errors
-    from server.permissions import Role
-    from server.runtime import Runtime
+    from server.app.runtime import Runtime
+    from server.core import errors
+    from server.core.permissions import Role
 
     email = args.email or (await asyncio.to_thread(input, "Email: ")).strip()
     password = args.password or os.environ.get("NAMELESS_SUPERUSER_PASSWORD")
@@ -95,7 +95,7 @@ async def create_superuser(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> int:
-    from server.runtime import Runtime
+    from server.app.runtime import Runtime
 
     runtime = Runtime(settings)
     stop = asyncio.Event()
@@ -114,9 +114,9 @@ async def serve(settings: Settings) -> int:
 
 
 async def load_demo(settings: Settings, clips: int) -> int:
-    from server.demo import load_demo as load_catalog
-    from server.demo_media import load_demo_media
-    from server.runtime import Runtime
+    from server.app.demo.catalog import load_demo as load_catalog
+    from server.app.demo.media import load_demo_media
+    from server.app.runtime import Runtime
 
     runtime = Runtime(settings)
     await runtime.start(serve_http=False)

@@ -1,9 +1,13 @@
-"""The one base handler: the HTTP edge every endpoint shares.
+"""The HTTP edge every endpoint shares, and one base handler per route group.
 
-It parses and size-limits JSON bodies, validates them with pydantic, maps the error
-hierarchy to the contract's error shape, stamps a request id and security headers on
-every response, applies CORS and rate limits, and records metrics. Handlers stay thin:
+`BaseHandler` parses and size-limits JSON bodies, validates them with pydantic, maps the
+error hierarchy to the contract's error shape, stamps a request id and security headers
+on every response, applies CORS and rate limits, and records metrics. Handlers stay thin:
 parse, call a service, shape the reply.
+
+Each route group (`handlers.routing`) has its base here, which carries the group's
+policy: content security policy, body limit, XSRF and whether the per-IP limit applies.
+A handler inherits its group's policy and never sets it itself.
 """
 
 from __future__ import annotations
@@ -11,19 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import tornado.web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from server import errors
-from server.logs import request_id_var
-from server.permissions import Principal
+from server.core import errors
+from server.core.fields import validate
+from server.core.logs import request_id_var
+from server.core.permissions import Principal
+from server.identity.sessions import SESSION_COOKIE, ClientInfo
 from server.platform import Platform
-from server.sessions import ClientInfo
 
 log = logging.getLogger("nameless.http")
 
@@ -73,7 +79,7 @@ def endpoint(
     """Describe a handler method: its OpenAPI entry and who may call it.
 
     `auth=True` requires a signed-in user; `permission` also requires that permission
-    (see server.permissions). BaseHandler.prepare enforces both before the method runs,
+    (see server.core.permissions). BaseHandler.prepare enforces both before the method runs,
     so every endpoint is checked in this one place.
     """
     if permission is not None:
@@ -86,15 +92,6 @@ def endpoint(
         return fn
 
     return mark
-
-
-def validation_details(exc: ValidationError) -> dict[str, Any]:
-    """Field-level messages keyed by dotted path, never echoing the offending input."""
-    fields: dict[str, str] = {}
-    for err in exc.errors(include_input=False, include_url=False):
-        path = ".".join(str(p) for p in err.get("loc", ())) or "body"
-        fields.setdefault(path, err.get("msg", "invalid"))
-    return {"fields": fields}
 
 
 def stamp_request(handler: tornado.web.RequestHandler, csp: str) -> str:
@@ -123,8 +120,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     csp = API_CSP
     max_body_bytes: int | None = None  # None: the JSON limit from settings
-    rate_scope = "api"
-    ip_rate_limited = True  # health probes opt out: a load balancer must never see a 429
+    rate_scope = "api"  # the rate limiter's key space, shared by every group
+    ip_rate_limited = True
+    xsrf_always = False
 
     @property
     def platform(self) -> Platform:
@@ -287,17 +285,10 @@ class BaseHandler(tornado.web.RequestHandler):
             raise errors.ValidationFailed(
                 "The body must be a JSON object.", details={"fields": {"body": "must be an object"}}
             )
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise errors.ValidationFailed(details=validation_details(exc)) from None
+        return validate(model, data)
 
     def parse_query(self, model: type[M]) -> M:
-        data = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise errors.ValidationFailed(details=validation_details(exc)) from None
+        return validate(model, {k: self.get_query_argument(k) for k in self.request.query_arguments})
 
     async def enforce_rate_limit(self, key: str, limit: int, window: int, scope: str) -> None:
         decision = await self.platform.rate_limiter.hit(f"{self.rate_scope}:{key}", limit, window)
@@ -359,15 +350,11 @@ class BaseHandler(tornado.web.RequestHandler):
         """Whether this request would be authenticated by the staff session cookie."""
         return self.get_cookie(SESSION_COOKIE) is not None and "Authorization" not in self.request.headers
 
-    xsrf_always = False  # pages set this: their forms carry the token even before sign-in
-
     def check_xsrf_cookie(self) -> None:
         # Bearer-token requests cannot be forged cross-site; cookie sessions and forms can.
         if self.request.method in _STATE_CHANGING and (self.xsrf_always or self.uses_cookie_auth()):
             super().check_xsrf_cookie()
 
-
-SESSION_COOKIE = "nameless_session"
 
 
 def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
@@ -377,7 +364,67 @@ def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
     return errors.from_status(exc.status_code)
 
 
-class NotFoundHandler(BaseHandler):
+class ApiHandler(BaseHandler):
+    """`/api/v1`: JSON bodies up to the configured limit, the per-IP limit, XSRF only for
+    requests carried by the staff session cookie."""
+
+
+class PageHandler(BaseHandler):
+    """Staff pages: the page CSP, form bodies parsed by Tornado, XSRF on every post (forms
+    carry the token even before sign-in), the staff cookie as the session."""
+
+    csp = PAGE_CSP
+    xsrf_always = True
+    _stream_request_body = False  # forms are small; Tornado parses them (and _xsrf) for us
+
+    def get_template_path(self) -> str:
+        return self.application.settings["web_templates"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, errors.Unauthorized) and self.request.method == "GET":
+            self.redirect("/login?next=" + urllib.parse.quote(self.request.uri or "/admin", safe=""))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def uses_cookie_auth(self) -> bool:
+        return "Authorization" not in self.request.headers
+
+    def form(self, name: str, limit: int = 1024) -> str:
+        return self.get_body_argument(name, "", strip=True)[:limit]
+
+
+class MediaFileHandler(BaseHandler):
+    """`/media`: no per-IP limit, since a player fetches a segment every few seconds and the
+    signed token in the path is the gate."""
+
+    ip_rate_limited = False
+
+
+class ProbeHandler(BaseHandler):
+    """Health, readiness and metrics: never rate limited, so a load balancer or a scraper
+    never sees a 429."""
+
+    ip_rate_limited = False
+
+
+class WebhookHandler(BaseHandler):
+    """`/webhooks`: calls from payment and messaging providers. Never XSRF (the provider's
+    signature over the raw body is the proof), the per-IP limit, JSON size limit."""
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """Static assets with the same security headers as everything else."""
+
+    def set_default_headers(self) -> None:
+        stamp_request(self, PAGE_CSP)
+        self.clear_header("Cache-Control")
+
+
+class NotFoundHandler(ApiHandler):
     """Every unknown route: a JSON 404 in the contract's shape."""
 
     async def prepare(self) -> None:

@@ -1,29 +1,11 @@
-"""Shared reply models and field types for the handlers' request and response bodies."""
+"""Reply models the OpenAPI document describes; request field types live in
+`server.core.fields`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-from storage.paging import DEFAULT_LIMIT, MAX_LIMIT
-
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-Otp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32)]
-
-
-class Body(BaseModel):
-    """Request bodies: strict types, so `{"$ne": null}` where a string belongs is a 400."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", str_max_length=10_000)
-
-
-class PageQuery(Body):
-    model_config = ConfigDict(strict=False, extra="ignore")
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=512)
+from pydantic import BaseModel
 
 
 class Page(BaseModel):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from realtime.events import TokenBucket
-from server.permissions import Principal
+from server.core.permissions import Principal
 
 log = logging.getLogger("nameless.realtime")
 

@@ -9,11 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from handlers.base import validation_details
-from server import errors
-from server.permissions import Principal
+from server.core import errors
+from server.core.fields import validate
+from server.core.permissions import Principal
 
 log = logging.getLogger("nameless.realtime")
 
@@ -78,10 +78,7 @@ def event(
                 if model is not None:
                     if not isinstance(payload, dict):
                         raise errors.ValidationFailed(details={"fields": {"payload": "must be an object"}})
-                    try:
-                        payload = model.model_validate(payload)
-                    except ValidationError as exc:
-                        raise errors.ValidationFailed(details=validation_details(exc)) from None
+                    payload = validate(model, payload)
                 return await fn(self, sid, principal, payload)
             except errors.ApiError as err:
                 return failure(err)

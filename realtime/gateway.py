@@ -22,13 +22,12 @@ from typing import Any
 import socketio
 import tornado.web
 
-from handlers.base import SESSION_COOKIE
 from realtime.connections import ConnectionRegistry
 from realtime.events import failure
-from server import errors
-from server.permissions import Principal
+from server.core import errors
+from server.core.permissions import Principal
+from server.identity.sessions import REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
 from server.platform import Platform
-from server.sessions import REVOCATIONS_CHANNEL, SessionService
 
 log = logging.getLogger("nameless.realtime")
 

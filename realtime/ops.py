@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from realtime.gateway import AuthedNamespace, Gateway
-from server.permissions import Principal
+from server.core.permissions import Principal
 
 log = logging.getLogger("nameless.realtime")
 

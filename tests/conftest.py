@@ -16,7 +16,7 @@ import redis
 from pymongo.errors import PyMongoError
 
 from config import load_settings
-from server.runtime import Runtime
+from server.app.runtime import Runtime
 from storage.embedded_mongo import EmbeddedMongo
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -125,6 +125,6 @@ async def social_server(start_server, providers) -> Served:
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory: pytest.TempPathFactory):
     """Six seconds of ffmpeg's test pattern and a tone (640x480), made once per run."""
-    from tests.media_helpers import make_clip
+    from tests.media.helpers import make_clip
 
     return make_clip(tmp_path_factory.mktemp("clips"))

@@ -15,13 +15,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from server import errors
-from server.audit import AuditLog
+from server.core import errors
+from server.core.clock import now, to_ms
+from server.core.ids import new_id, valid_id
+from server.core.permissions import Principal
+from server.media.pipeline import TRANSCODE
 from server.media.probe import NotAVideo, probe
-from server.permissions import Principal
-from server.timeutil import now, to_ms
-from storage.ids import new_id, valid_id
-from storage.media import MediaRepository
+from server.platform.job_queue import JobRunner
+from server.staff.audit import AuditLog
+from storage.media.assets import MediaRepository
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._()-]+")
 
@@ -35,7 +37,7 @@ def upload_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class UploadService:
-    def __init__(self, repo: MediaRepository, root: Path, audit: AuditLog, jobs: Any, *,
+    def __init__(self, repo: MediaRepository, root: Path, audit: AuditLog, jobs: JobRunner, *,
                  max_bytes: int, chunk_bytes: int) -> None:
         self._repo = repo
         self._root = Path(root)
@@ -122,7 +124,7 @@ class UploadService:
                                                                     "codec": info.video_codec},
             "upload_id": upload_id, "created_ms": to_ms(now()),
         })
-        job = await self._jobs.submit("transcode", {"upload_id": upload_id, "asset_id": asset_id})
+        job = await self._jobs.submit(TRANSCODE, {"upload_id": upload_id, "asset_id": asset_id})
         if not await self._repo.set_upload(upload_id, {"status": "processing", "asset_id": asset_id,
                                                        "job_id": job["_id"]}, expect_status="uploading"):
             raise errors.Conflict("This upload was completed concurrently.", code="upload_closed")

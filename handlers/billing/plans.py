@@ -1,0 +1,75 @@
+"""Plans, my subscription, and staff grants of complimentary plans."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from handlers.base import ApiHandler, endpoint
+from server.billing.entitlements import EntitlementService
+from server.core.fields import Body
+from server.core.ids import ID_PATTERN
+
+PlanId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,40}$")]
+
+
+class ComplimentaryBody(Body):
+    plan_id: PlanId
+    days: int = Field(ge=1, le=3650)
+
+
+class PlanPatch(Body):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
+    price_cents: int | None = Field(default=None, ge=0, le=1_000_000)
+    max_height: int | None = Field(default=None, ge=240, le=4320)  # the lowest rung of the ladder
+    streams: int | None = Field(default=None, ge=1, le=10)
+    active: bool | None = None
+
+
+class EntitlementHandler(ApiHandler):
+    def initialize(self, entitlements: EntitlementService) -> None:
+        self.entitlements = entitlements
+
+
+class PlansHandler(EntitlementHandler):
+    @endpoint("Plans with prices, max quality and simultaneous streams", tags=("billing",))
+    async def get(self) -> None:
+        self.reply({"items": await self.entitlements.plans(), "next_cursor": None})
+
+
+class MySubscriptionHandler(EntitlementHandler):
+    @endpoint("My subscription: status, plan, period end", auth=True, tags=("billing",))
+    async def get(self) -> None:
+        self.reply(await self.entitlements.subscription_view(self.user.user_id))
+
+
+class ComplimentaryHandler(EntitlementHandler):
+    @endpoint("Grant a complimentary plan for some days", body=ComplimentaryBody, permission="users.entitlements",
+              tags=("admin",), errors=(404, 409, 422))
+    async def post(self, user_id: str) -> None:
+        body = self.parse(ComplimentaryBody)
+        self.reply(await self.entitlements.grant_complimentary(self.user, user_id, body.plan_id, body.days,
+                                                               self.client_ip))
+
+    @endpoint("End a complimentary plan now", permission="users.entitlements", tags=("admin",), errors=(404,))
+    async def delete(self, user_id: str) -> None:
+        self.reply(await self.entitlements.end_complimentary(self.user, user_id, self.client_ip))
+
+
+class AdminPlanHandler(EntitlementHandler):
+    @endpoint("Edit a plan", body=PlanPatch, permission="plans.manage", tags=("admin",), errors=(404,))
+    async def patch(self, plan_id: str) -> None:
+        body = self.parse(PlanPatch)
+        self.reply(await self.entitlements.update_plan(self.user, plan_id, body.model_dump(exclude_none=True),
+                                                       self.client_ip))
+
+
+def routes(entitlements: EntitlementService) -> list:
+    deps = {"entitlements": entitlements}
+    return [
+        (r"/plans", PlansHandler, deps),
+        (r"/me/subscription", MySubscriptionHandler, deps),
+        (rf"/admin/users/(?P<user_id>{ID_PATTERN})/complimentary", ComplimentaryHandler, deps),
+        (r"/admin/plans/(?P<plan_id>[a-z0-9_-]{1,40})", AdminPlanHandler, deps),
+    ]

@@ -1,0 +1,88 @@
+"""The in-app inbox, notification preferences and push device registration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from handlers.base import ApiHandler, endpoint
+from server.core.fields import Body, PageQuery
+from server.notifications.inbox import NotificationService, ReadBody, notification_view
+
+TAGS = ("notifications",)
+ChannelPrefs = dict[Literal["push", "email", "in_app"], bool]
+
+
+class InboxQuery(PageQuery):
+    unread: bool = False
+
+
+class PreferencesPatch(Body):
+    new_episode: ChannelPrefs | None = None
+    release: ChannelPrefs | None = None
+    billing: ChannelPrefs | None = None
+    promotions: ChannelPrefs | None = None
+    account: ChannelPrefs | None = None
+
+
+class DeviceBody(Body):
+    platform: Literal["android", "ios", "web"]
+
+
+class NotificationsHandler(ApiHandler):
+    def initialize(self, notifications: NotificationService) -> None:
+        self.notifications = notifications
+
+
+class InboxHandler(NotificationsHandler):
+    @endpoint("My notifications, newest first", auth=True, tags=TAGS)
+    async def get(self) -> None:
+        query = self.parse_query(InboxQuery)
+        page = await self.notifications.inbox(self.user.user_id, query.unread, query.limit, query.cursor)
+        self.reply({
+            "items": [notification_view(d) for d in page.items],
+            "next_cursor": page.next_cursor,
+            "unread_count": await self.notifications.unread_count(self.user.user_id),
+        })
+
+
+class ReadHandler(NotificationsHandler):
+    @endpoint("Mark notifications read: some ids, or all", body=ReadBody, auth=True, tags=TAGS)
+    async def post(self) -> None:
+        body = self.parse(ReadBody)
+        updated = await self.notifications.mark_read(self.user.user_id, None if body.all else body.ids)
+        self.reply({"updated": updated})
+
+
+class PreferencesHandler(NotificationsHandler):
+    @endpoint("My notification preferences per kind and channel", auth=True, tags=TAGS)
+    async def get(self) -> None:
+        self.reply({"preferences": await self.notifications.preferences(self.user.user_id)})
+
+    @endpoint("Change notification preferences", body=PreferencesPatch, auth=True, tags=TAGS)
+    async def patch(self) -> None:
+        body = self.parse(PreferencesPatch)
+        changes = {k: v for k, v in body.model_dump(exclude_none=True).items()}
+        self.reply({"preferences": await self.notifications.update_preferences(self.user.user_id, changes)})
+
+
+class DeviceHandler(NotificationsHandler):
+    @endpoint("Register this device for push", body=DeviceBody, status=204, auth=True, tags=TAGS)
+    async def put(self, push_token: str) -> None:
+        body = self.parse(DeviceBody)
+        await self.notifications.register_device(self.user.user_id, push_token, body.platform)
+        self.no_content()
+
+    @endpoint("Stop push to this device", status=204, auth=True, tags=TAGS, errors=(404,))
+    async def delete(self, push_token: str) -> None:
+        await self.notifications.remove_device(self.user.user_id, push_token)
+        self.no_content()
+
+
+def routes(notifications: NotificationService) -> list:
+    deps = {"notifications": notifications}
+    return [
+        (r"/me/notifications", InboxHandler, deps),
+        (r"/me/notifications/read", ReadHandler, deps),
+        (r"/me/notification-preferences", PreferencesHandler, deps),
+        (r"/me/devices/(?P<push_token>[A-Za-z0-9:_\-.]{8,4096})", DeviceHandler, deps),
+    ]

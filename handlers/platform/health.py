@@ -1,0 +1,69 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import hmac
+
+from pydantic import BaseModel
+
+from handlers.base import ProbeHandler, endpoint
+from server.core import errors
+from server.platform.metrics import PROMETHEUS_CONTENT_TYPE
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+    instance_id: str
+
+
+class HealthzHandler(ProbeHandler):
+    @endpoint("The process is alive", response=Health, tags=("operations",))
+    def get(self) -> None:
+        self.reply({"status": "ok"})
+
+
+class ReadyzHandler(ProbeHandler):
+    @endpoint("Database, cache and queue are reachable", response=Readiness, tags=("operations",), errors=(503,))
+    async def get(self) -> None:
+        checks = await self.platform.check()
+        down = sorted(name for name, state in checks.items() if state != "up")
+        body = {"status": "ok" if not down else "unavailable", "checks": checks,
+                "instance_id": self.platform.instance_id}
+        if down:
+            body["error"] = {
+                "code": "dependency_down",
+                "message": f"Not ready: {', '.join(down)} down.",
+                "details": {"down": down},
+            }
+        self.reply(body, 503 if down else 200)
+
+
+class MetricsHandler(ProbeHandler):
+    """Internal: scrapers on loopback, or with NAMELESS_METRICS_TOKEN as a bearer token."""
+
+    @endpoint("Prometheus metrics (internal or token)", tags=("operations",), errors=(403,))
+    def get(self) -> None:
+        if not self._allowed():
+            raise errors.Forbidden("Metrics are for internal scrapers.", code="metrics_forbidden")
+        self.set_header("Content-Type", PROMETHEUS_CONTENT_TYPE)
+        self.finish(self.platform.metrics.render())
+
+    def _allowed(self) -> bool:
+        token = self.platform.settings.metrics_token
+        header = self.request.headers.get("Authorization", "")
+        if token is not None and header.startswith("Bearer "):
+            return hmac.compare_digest(header[7:].encode(), token.get_secret_value().encode())
+        return self.client_ip in ("127.0.0.1", "::1") and "X-Forwarded-For" not in self.request.headers
+
+
+def routes() -> list:
+    return [
+        (r"/healthz", HealthzHandler),
+        (r"/readyz", ReadyzHandler),
+        (r"/metrics", MetricsHandler),
+    ]

@@ -1,0 +1,20 @@
+"""When the catalog's roll-ups run in a serving process: trending every few minutes,
+recommendations every quarter of an hour (`server.catalog.rollups` does the work)."""
+
+from __future__ import annotations
+
+from jobs.periodic import Periodic
+from server.catalog import rollups
+from server.catalog.rollups import RecommendationSources
+
+TRENDING_INTERVAL_S = 5 * 60.0
+RECOMMENDATIONS_INTERVAL_S = 15 * 60.0
+
+
+def schedules(sources: RecommendationSources, *, trending_interval_s: float = TRENDING_INTERVAL_S,
+              recommendations_interval_s: float = RECOMMENDATIONS_INTERVAL_S) -> list[Periodic]:
+    return [
+        Periodic("trending", trending_interval_s, lambda: rollups.trending(sources.titles), initial_delay_s=5.0),
+        Periodic("recommendations", recommendations_interval_s, lambda: rollups.recommend(sources),
+                 initial_delay_s=30.0),
+    ]

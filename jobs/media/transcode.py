@@ -1,0 +1,11 @@
+"""The transcode job kind: the job queue runs the media pipeline for each completed upload,
+under a renewed lease, retried with backoff, given up after the last attempt."""
+
+from __future__ import annotations
+
+from server.media.pipeline import TRANSCODE, TranscodePipeline
+from server.platform.job_queue import JobRunner
+
+
+def register(queue: JobRunner, pipeline: TranscodePipeline) -> None:
+    queue.register(TRANSCODE, pipeline.run, pipeline.gave_up)

@@ -1,0 +1,15 @@
+"""The domains in wiring order: each may use what the ones before it provide."""
+
+from __future__ import annotations
+
+from server.app.domains import billing, catalog, identity, media, notifications, platform, staff
+from server.app.wiring import Product, build
+from server.platform import Platform
+
+DOMAINS = [identity.wire, platform.wire, notifications.wire, staff.wire, catalog.wire, billing.wire, media.wire]
+
+
+def wire_product(platform_: Platform) -> Product:
+    product = build(platform_, DOMAINS)
+    product.services.gateway.register(*product.namespaces)
+    return product

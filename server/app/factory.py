@@ -1,0 +1,63 @@
+"""The application factory: the route table, built around one platform and its services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from handlers import routing
+from handlers.base import NotFoundHandler, StaticHandler
+from handlers.platform import openapi
+from server.app.wiring import Product
+from server.platform import Platform
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+VERSION = "0.1.0"
+
+
+class Compress(tornado.web.GZipContentEncoding):
+    """gzip as Tornado does, plus HLS playlists (text, and ~12x smaller compressed), never
+    for a partial (206) response."""
+
+    CONTENT_TYPES = tornado.web.GZipContentEncoding.CONTENT_TYPES | {"application/vnd.apple.mpegurl"}
+
+    def transform_first_chunk(
+        self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+    ) -> tuple[int, Any, bytes]:
+        if status_code == 206:
+            self._gzipping = False
+            return status_code, headers, chunk
+        return super().transform_first_chunk(status_code, headers, chunk, finishing)
+
+
+def make_app(platform: Platform, product: Product, *,
+             extra_settings: dict[str, Any] | None = None) -> tornado.web.Application:
+    """Every route of the product, group by group; handlers get their collaborators
+    through the table."""
+    services = product.services
+    rules: list[Any] = []
+    for group in routing.GROUPS:
+        rules += group.rules(product.routes(group.name))
+    documented = [(pattern, handler) for pattern, handler, *_ in rules]
+    rules.insert(0, (r"/socket\.io/", services.gateway.handler()))  # matched first: every socket upgrade and poll
+    rules += routing.API.rules([(r"/openapi\.json", openapi.OpenApiHandler,
+                                 {"rules": documented, "version": VERSION})])
+    settings: dict[str, Any] = {
+        "platform": platform,
+        "authenticator": services.sessions,
+        "in_flight": set(),
+        "default_handler_class": NotFoundHandler,
+        "xsrf_cookies": True,
+        "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict", "secure": False},
+        "cookie_secret": platform.secret_key.decode(),
+        "transforms": [Compress],
+        "log_function": lambda handler: None,  # BaseHandler.on_finish logs every request
+        "web_templates": str(WEB / "templates"),
+        "static_path": str(WEB / "static"),
+        "static_url_prefix": "/static/",
+        "static_handler_class": StaticHandler,
+    }
+    settings.update(extra_settings or {})
+    return tornado.web.Application(rules, **settings)

@@ -1,0 +1,110 @@
+"""What a viewer may watch, decided in one place from the account's one subscription
+record: plan (max quality, simultaneous streams), status, period end, and its source
+(Stripe billing, or a complimentary grant by staff). Playback and watch parties ask
+this service, never the record directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from server.core import errors
+from server.core.clock import iso, now, to_ms
+from server.core.permissions import Principal
+from server.staff.audit import AuditLog
+from storage.billing.plans import PlanRepository
+
+ENTITLED_STATUSES = ("active", "trialing", "past_due")  # past_due keeps access while Stripe retries
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    plan_id: str
+    max_height: int
+    streams: int
+    source: str
+
+
+def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": plan["_id"], "name": plan["name"], "price_cents": plan["price_cents"], "currency": plan["currency"],
+        "interval": plan["interval"], "max_height": plan["max_height"], "streams": plan["streams"],
+    }
+
+
+class EntitlementService:
+    def __init__(self, plans: PlanRepository, audit: AuditLog) -> None:
+        self._plans = plans
+        self._audit = audit
+
+    async def plans(self) -> list[dict[str, Any]]:
+        return [plan_view(p) for p in await self._plans.list(active_only=True)]
+
+    async def current(self, user_id: str) -> Entitlement | None:
+        sub = await self._plans.subscription(user_id)
+        if sub is None or sub.get("status") not in ENTITLED_STATUSES:
+            return None
+        if int(sub.get("current_period_end_ms") or 0) <= to_ms(now()):
+            return None
+        plan = await self._plans.get(sub["plan_id"])
+        if plan is None:
+            return None
+        return Entitlement(plan["_id"], int(plan["max_height"]), int(plan["streams"]), sub.get("source", "stripe"))
+
+    async def require(self, user_id: str) -> Entitlement:
+        entitlement = await self.current(user_id)
+        if entitlement is None:
+            raise errors.PaymentRequired("Choose a plan to start watching.", code="subscription_required")
+        return entitlement
+
+    async def subscription_view(self, user_id: str) -> dict[str, Any]:
+        sub = await self._plans.subscription(user_id)
+        if sub is None:
+            return {"status": "none", "plan": None, "current_period_end": None, "cancel_at_period_end": False,
+                    "source": None}
+        plan = await self._plans.get(sub["plan_id"])
+        expired = int(sub.get("current_period_end_ms") or 0) <= to_ms(now())
+        status = "canceled" if expired and sub.get("source") == "complimentary" else sub.get("status", "none")
+        return {
+            "status": status,
+            "plan": plan_view(plan) if plan else None,
+            "current_period_end": iso(sub.get("current_period_end_ms")),
+            "cancel_at_period_end": bool(sub.get("cancel_at_period_end")),
+            "source": sub.get("source"),
+        }
+
+    async def grant_complimentary(self, actor: Principal, user_id: str, plan_id: str, days: int,
+                                  ip: str) -> dict[str, Any]:
+        if await self._plans.get(plan_id) is None:
+            raise errors.Unprocessable("No such plan.", code="plan_not_found")
+        current = await self._plans.subscription(user_id)
+        if current is not None and current.get("source") == "stripe" and current.get("status") in ENTITLED_STATUSES:
+            raise errors.Conflict("This account pays through Stripe; cancel that first.", code="paid_subscription")
+        end = to_ms(now()) + days * DAY_MS
+        await self._plans.put_subscription(user_id, {
+            "plan_id": plan_id, "status": "active", "source": "complimentary",
+            "current_period_end_ms": end, "cancel_at_period_end": True, "updated_ms": to_ms(now()),
+        })
+        await self._audit.record(actor, "subscription.complimentary", target_type="user", target_id=user_id,
+                                 ip=ip, details={"plan_id": plan_id, "days": days})
+        return await self.subscription_view(user_id)
+
+    async def end_complimentary(self, actor: Principal, user_id: str, ip: str) -> dict[str, Any]:
+        current = await self._plans.subscription(user_id)
+        if current is None or current.get("source") != "complimentary":
+            raise errors.NotFound("No complimentary plan on this account.", code="complimentary_not_found")
+        await self._plans.put_subscription(user_id, {**{k: v for k, v in current.items() if k != "_id"},
+                                                     "status": "canceled", "current_period_end_ms": to_ms(now()),
+                                                     "updated_ms": to_ms(now())})
+        await self._audit.record(actor, "subscription.complimentary_end", target_type="user", target_id=user_id,
+                                 ip=ip)
+        return await self.subscription_view(user_id)
+
+    async def update_plan(self, actor: Principal, plan_id: str, changes: dict[str, Any], ip: str) -> dict[str, Any]:
+        plan = await self._plans.update(plan_id, changes) if changes else await self._plans.get(plan_id)
+        if plan is None:
+            raise errors.NotFound("No such plan.", code="plan_not_found")
+        await self._audit.record(actor, "plan.update", target_type="plan", target_id=plan_id, ip=ip,
+                                 details=changes)
+        return plan_view(plan) | {"active": bool(plan.get("active"))}

@@ -1,0 +1,184 @@
+"""What viewers may see of the catalog, and how it is browsed and searched.
+
+The visibility rule lives here and only here: a title is visible when it is published,
+inside its availability window, and within the profile's maturity ceiling (kids profiles
+see titles rated up to KIDS_MAX_RATING). Everything a viewer reads about a title (detail,
+episodes, reviews, watchlist, home rows, recommendations) goes through `visible_title` or
+the visible queries below, so a draft, a scheduled or an archived title is a 404 and
+never appears in a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from server.catalog.text_search import query_keys
+from server.catalog.viewers import Viewer
+from server.core import errors
+from server.core.clock import iso, now, to_ms
+from storage.catalog.categories import CategoryRepository
+from storage.catalog.episodes import EpisodeRepository
+from storage.catalog.seasons import SeasonRepository
+from storage.catalog.titles import FOREVER_MS, TitleRepository
+
+
+def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
+    count = int(doc.get("rating_count", 0))
+    total = int(doc.get("rating_sum", 0))
+    return {"average": round(total / count, 2) if count > 0 else None, "count": count}
+
+
+def title_card(doc: dict[str, Any]) -> dict[str, Any]:
+    """The compact form every list shows."""
+    return {
+        "id": str(doc["_id"]),
+        "type": doc.get("type"),
+        "title": doc.get("title"),
+        "year": doc.get("year"),
+        "genres": list(doc.get("genres", [])),
+        "maturity_rating": doc.get("maturity_rating"),
+        "artwork": dict(doc.get("artwork") or {}),
+        "runtime_s": doc.get("runtime_s"),
+        "rating": rating_view(doc),
+    }
+
+
+def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(doc["_id"]),
+        "title_id": doc["title_id"],
+        "season": doc["season_number"],
+        "number": doc["number"],
+        "name": doc.get("name"),
+        "synopsis": doc.get("synopsis", ""),
+        "runtime_s": doc.get("runtime_s"),
+        "artwork": dict(doc.get("artwork") or {}),
+        "published_at": iso(doc.get("published_ms")) if doc.get("published_ms") else None,
+    }
+
+
+def title_detail(doc: dict[str, Any], seasons: list[dict[str, Any]] | None) -> dict[str, Any]:
+    end = doc.get("window_end_ms", FOREVER_MS)
+    detail = {
+        **title_card(doc),
+        "original_title": doc.get("original_title"),
+        "synopsis": doc.get("synopsis", ""),
+        "categories": list(doc.get("categories", [])),
+        "languages": list(doc.get("languages", [])),
+        "audio_tracks": list(doc.get("audio_tracks", [])),
+        "subtitle_tracks": list(doc.get("subtitle_tracks", [])),
+        "cast": list(doc.get("cast", [])),
+        "crew": list(doc.get("crew", [])),
+        "published_at": iso(doc.get("published_ms")) if doc.get("published_ms") else None,
+        "available_until": None if end >= FOREVER_MS else iso(end),
+    }
+    if seasons is not None:
+        detail["seasons"] = seasons
+    return detail
+
+
+class CatalogService:
+    def __init__(self, titles: TitleRepository, seasons: SeasonRepository, episodes: EpisodeRepository,
+                 categories: CategoryRepository, clock: Callable[[], int] | None = None) -> None:
+        self._titles = titles
+        self._seasons = seasons
+        self._episodes = episodes
+        self._categories = categories
+        self._clock = clock or (lambda: to_ms(now()))
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    # --- the rule ------------------------------------------------------------------
+
+    async def visible_title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
+        """The title if this profile may see it now; otherwise 404, whatever the reason."""
+        doc = await self._titles.get_visible(title_id, self.now_ms(), viewer.max_level)
+        if doc is None:
+            raise errors.NotFound("No such title.", code="title_not_found")
+        return doc
+
+    async def visible_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        docs = await self._titles.visible_by_ids(ids, self.now_ms(), viewer.max_level)
+        return {tid: title_card(doc) for tid, doc in docs.items()}
+
+    async def any_cards(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Cards whatever the status, for the viewer's own records (history)."""
+        return {tid: title_card(doc) for tid, doc in (await self._titles.by_ids(ids)).items()}
+
+    # --- browsing ------------------------------------------------------------------
+
+    async def browse(self, viewer: Viewer, *, kind: str | None = None, genre: str | None = None,
+                     category: str | None = None, language: str | None = None, q: str | None = None,
+                     sort: str = "popular", limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        keys = None
+        if q is not None and q.strip():
+            keys = query_keys(q)
+            if not keys:  # only punctuation: nothing can match
+                return {"items": [], "next_cursor": None}
+        page = await self._titles.browse(self.now_ms(), viewer.max_level, kind=kind, genre=genre,
+                                         category=category, language=language, keys=keys, sort=sort,
+                                         limit=limit, cursor=cursor)
+        return {"items": [title_card(d) for d in page.items], "next_cursor": page.next_cursor}
+
+    async def top(self, viewer: Viewer, sort: str, limit: int, *, genre: str | None = None,
+                  exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+        docs = await self._titles.top(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
+                                      exclude=exclude)
+        return [title_card(d) for d in docs]
+
+    async def title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
+        doc = await self.visible_title(viewer, title_id)
+        seasons = None
+        if doc.get("type") == "series":
+            counts = await self._episodes.season_counts(str(doc["_id"]), published_only=True)
+            seasons = [
+                {"number": s["number"], "name": s.get("name") or f"Season {s['number']}",
+                 "synopsis": s.get("synopsis", ""), "episode_count": counts.get(s["number"], 0)}
+                for s in await self._seasons.for_title(str(doc["_id"]))
+                if counts.get(s["number"], 0) > 0
+            ]
+        return title_detail(doc, seasons)
+
+    async def episodes(self, viewer: Viewer, title_id: str, season: int | None, limit: int,
+                       cursor: str | None) -> dict[str, Any]:
+        doc = await self.visible_title(viewer, title_id)
+        if doc.get("type") != "series":
+            return {"items": [], "next_cursor": None}
+        page = await self._episodes.page(str(doc["_id"]), season=season, published_only=True, limit=limit,
+                                         cursor=cursor)
+        return {"items": [episode_view(e) for e in page.items], "next_cursor": page.next_cursor}
+
+    async def categories(self) -> list[dict[str, Any]]:
+        return [category_view(c) for c in await self._categories.all()]
+
+    async def genres(self) -> list[dict[str, Any]]:
+        return [category_view(c) for c in await self._categories.all("genre")]
+
+    # --- what playback and history need ------------------------------------------
+
+    async def resolve_content(self, content_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A playable id is a movie's title id or an episode id: (title, episode or None)."""
+        episode = await self._episodes.get(content_id)
+        if episode is not None:
+            title = await self._titles.get(episode["title_id"])
+            if title is not None:
+                return title, episode
+        title = await self._titles.get(content_id)
+        if title is None or title.get("type") != "movie":
+            raise errors.NotFound("No such title or episode.", code="content_not_found")
+        return title, None
+
+    async def next_episode(self, title_id: str, after: dict[str, Any] | None) -> dict[str, Any] | None:
+        if after is None:
+            return await self._episodes.first(title_id)
+        return await self._episodes.next_after(title_id, int(after["order_key"]))
+
+    async def episodes_by_ids(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return await self._episodes.by_ids(ids)
+
+
+def category_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(doc["_id"]), "slug": doc["slug"], "name": doc["name"], "kind": doc["kind"],
+            "position": doc.get("position", 0)}

@@ -1,0 +1,53 @@
+"""Reading a profile's suggestions: the list the recommendation job stored, filtered again
+by what the profile may see now and has not finished since, topped up with popular titles
+(so a new profile, or one the job has not reached yet, still gets a full row)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.catalog.browse import CatalogService
+from server.catalog.history import HistoryService
+from server.catalog.recommender import POPULAR_REASON
+from server.catalog.viewers import Viewer
+from server.core.clock import iso
+from server.core.shared_cache import SharedCache
+from storage.catalog.recommendations import RecommendationRepository
+
+POPULAR_POOL = 100  # popular titles kept per maturity ceiling for the top-up
+
+
+class RecommendationService:
+    def __init__(self, store: RecommendationRepository, catalog: CatalogService, history: HistoryService,
+                 shared: SharedCache) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._history = history
+        self._shared = shared
+
+    async def for_viewer(self, viewer: Viewer, limit: int = 20) -> dict[str, Any]:
+        doc = await self._store.get(viewer.profile_id)
+        stored = list(doc.get("items", [])) if doc else []
+        ids = [str(item["title_id"]) for item in stored]
+        cards = await self._catalog.visible_cards(viewer, ids)
+        finished = await self._history.finished_titles(viewer, ids)
+        items: list[dict[str, Any]] = []
+        for item in stored:
+            tid = str(item["title_id"])
+            if tid in cards and tid not in finished:
+                items.append({"title": cards[tid], "reason": item.get("reason") or POPULAR_REASON,
+                              "score": float(item.get("score", 0.0))})
+            if len(items) >= limit:
+                break
+        if len(items) < limit:
+            started = await self._history.started_titles(viewer)
+            exclude = set(started) | {i["title"]["id"] for i in items}
+            popular = await self._shared.get(("popular", viewer.max_level),
+                                             lambda: self._catalog.top(viewer, "popular", POPULAR_POOL))
+            for card in popular:
+                if len(items) >= limit:
+                    break
+                if card["id"] not in exclude:
+                    items.append({"title": card, "reason": POPULAR_REASON, "score": 0.0})
+        return {"items": items, "next_cursor": None,
+                "computed_at": iso(doc["computed_ms"]) if doc and doc.get("computed_ms") else None}

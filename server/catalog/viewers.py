@@ -1,0 +1,43 @@
+"""Who is watching: the account and one of its profiles, resolved once per viewer request.
+
+Viewer endpoints take an optional `profile_id`; it must belong to the signed-in account
+(another account's profile is a 404, like any private object) and defaults to the
+account's first profile. What the profile may see (its maturity ceiling) is decided here,
+once, and carried along in the `Viewer`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
+from server.core import errors
+from storage.identity.profiles import ProfileRepository
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: str
+    profile_id: str
+    kids: bool = False
+    name: str = ""
+
+    @property
+    def max_level(self) -> int:
+        return KIDS_MAX_LEVEL if self.kids else ADULT_MAX_LEVEL
+
+
+class ViewerResolver:
+    def __init__(self, profiles: ProfileRepository) -> None:
+        self._profiles = profiles
+
+    async def resolve(self, user_id: str, profile_id: str | None) -> Viewer:
+        if profile_id:
+            doc = await self._profiles.get(user_id, profile_id)
+        else:
+            found = await self._profiles.for_user(user_id)
+            doc = found[0] if found else None
+        if doc is None:
+            raise errors.NotFound("No such profile.", code="profile_not_found")
+        return Viewer(user_id=user_id, profile_id=str(doc["_id"]), kids=bool(doc.get("kids")),
+                      name=str(doc.get("name", "")))

@@ -1,0 +1,69 @@
+"""The media pipeline, run as the `transcode` job: source upload → HLS ladder in a staging folder → every file into the
+media store under a new immutable version prefix → one write that makes it playable.
+
+A job killed half-way leaves only an unreferenced, partial version behind; the retry
+(a new attempt, so a new version) removes it and starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from server.core.clock import now, to_ms
+from server.media.probe import probe
+from server.media.transcode import rendition_doc, transcode
+from server.platform.job_queue import Progress
+from storage.media.assets import MediaRepository
+from storage.objects.store import MediaStore
+
+log = logging.getLogger("nameless.media")
+
+TRANSCODE = "transcode"  # the job kind
+
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".jpg": "image/jpeg"}
+
+
+class TranscodePipeline:
+    def __init__(self, repo: MediaRepository, store: MediaStore, uploads_dir: Path, staging_dir: Path) -> None:
+        self._repo = repo
+        self._store = store
+        self._uploads = Path(uploads_dir)
+        self._staging = Path(staging_dir)
+
+    async def run(self, job: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        upload_id, asset_id = job["payload"]["upload_id"], job["payload"]["asset_id"]
+        version = int(job["attempts"])
+        source = self._uploads / f"{upload_id}.part"
+        staging = self._staging / f"{asset_id}-v{version}"
+        for earlier in range(1, version):  # a killed attempt's partial files
+            await self._store.delete_prefix(f"assets/{asset_id}/v{earlier}/")
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+        staging.mkdir(parents=True)
+        try:
+            info = await probe(source)
+            renditions = await transcode(source, staging, info, lambda p: progress(p * 0.9))
+            prefix = f"assets/{asset_id}/v{version}/"
+            files = sorted(p for p in staging.rglob("*") if p.is_file())
+            for i, path in enumerate(files):
+                rel = path.relative_to(staging).as_posix()
+                ctype = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+                await self._store.put_file(path, prefix + rel, ctype)
+                if i % 20 == 0:
+                    await progress(0.9 + 0.09 * i / len(files))
+            await self._repo.publish_version(asset_id, version, [rendition_doc(r) for r in renditions],
+                                             info.duration, to_ms(now()))
+            await self._repo.set_upload(upload_id, {"status": "ready"})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        return {"asset_id": asset_id, "version": version, "renditions": [r.name for r in renditions]}
+
+    async def gave_up(self, job: dict[str, Any]) -> None:
+        payload = job["payload"]
+        await self._repo.set_upload(payload["upload_id"], {"status": "failed", "error": "transcode_failed"})
+        asset = await self._repo.asset(payload["asset_id"])
+        if asset is not None and asset["status"] != "ready":
+            await self._repo.put_asset({**asset, "status": "failed"})

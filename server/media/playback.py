@@ -1,0 +1,189 @@
+"""Starting, keeping and stopping playback; rendering signed playlists.
+
+Start checks, in order: the profile may see the title (catalog rules), the account is
+entitled (plan, or a complimentary grant), the title has a ready asset, and a stream slot
+is free (slots are playback sessions whose heartbeats are recent). The manifest URL carries
+a token for the asset version in its path (`/media/<token>/assets/<id>/v<n>/master.m3u8`);
+every URI inside the playlists is relative, so it inherits the token, and no rendition
+above the plan's height is listed or served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from typing import Any
+
+from google.api_core.exceptions import NotFound
+
+from server.billing.entitlements import EntitlementService
+from server.catalog.browse import CatalogService
+from server.catalog.history import HistoryService
+from server.catalog.viewers import Viewer, ViewerResolver
+from server.core import errors
+from server.core.clock import iso, now, to_ms
+from server.media.signing import BadToken, MediaGrant, MediaSigner
+from server.media.transcode import Rendition, master_playlist
+from storage.media.assets import MediaRepository
+from storage.media.playback import PlaybackRepository
+from storage.objects.store import BadKey, MediaStore, check_key
+from storage.state.ephemeral import EphemeralStore
+
+SLOT_TTL_MS = 90_000  # a stream holds its slot this long after its last heartbeat
+TOKEN_TTL_S = 6 * 3600
+SEGMENT_URL_TTL = dt.timedelta(minutes=10)
+_ASSET_KEY = re.compile(r"^assets/(?P<asset>[0-9a-f]{24})/v(?P<version>[0-9]+)/(?P<rest>.+)$")
+_RENDITION = re.compile(r"^(?P<height>[0-9]{3,4})p/")
+
+
+class PlaybackService:
+    def __init__(self, viewers: ViewerResolver, catalog: CatalogService, history: HistoryService,
+                 entitlements: EntitlementService, media: MediaRepository, sessions: PlaybackRepository,
+                 signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore) -> None:
+        self._store = store
+        local = store.local_path("probe")
+        self.local_media = local is not None
+        self.local_root = str(local.parent) if local is not None else None
+        self._published: dict[tuple[str, int], list[Rendition]] = {}
+        self._playlists: dict[str, bytes] = {}
+        self._viewers = viewers
+        self._catalog = catalog
+        self._history = history
+        self._entitlements = entitlements
+        self._media = media
+        self._sessions = sessions
+        self._signer = signer
+        self._ephemeral = ephemeral
+
+    async def start(self, user_id: str, content_id: str, profile_id: str | None) -> dict[str, Any]:
+        viewer = await self._viewers.resolve(user_id, profile_id)
+        title, _ = await self._catalog.resolve_content(content_id)
+        await self._catalog.visible_title(viewer, str(title["_id"]))
+        entitlement = await self._entitlements.require(user_id)
+        asset = await self._media.ready_for_content(content_id)
+        if asset is None:
+            raise errors.NotFound("This title cannot be played yet.", code="content_not_playable")
+        session = await self._claim_slot(user_id, entitlement.streams, {
+            "user_id": user_id, "profile_id": viewer.profile_id, "content_id": content_id,
+            "asset_id": asset["_id"], "version": asset["version"], "position": 0.0, "state": "starting",
+        })
+        expires = int(time.time()) + TOKEN_TTL_S
+        grant = MediaGrant(user_id, session["_id"], f"assets/{asset['_id']}/v{asset['version']}/",
+                           entitlement.max_height, expires)
+        return {
+            "session_id": session["_id"],
+            "manifest_path": f"/media/{self._signer.sign(grant)}/{grant.prefix}master.m3u8",
+            "expires_at": iso(expires * 1000),
+            "resume_position": await self._history.resume_position(viewer.profile_id, content_id),
+            "max_height": entitlement.max_height,
+        }
+
+    async def _claim_slot(self, user_id: str, streams: int, doc: dict[str, Any]) -> dict[str, Any]:
+        """Count and create under a short per-account lock, so two devices starting at
+        once cannot both take the last slot."""
+        lock = f"playback-start:{user_id}"
+        for _ in range(50):
+            if await self._ephemeral.set(lock, "1", 5, only_new=True):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise errors.Conflict("Another stream is starting; try again.", code="start_in_progress")
+        try:
+            at = to_ms(now())
+            active = await self._sessions.active(user_id, at - SLOT_TTL_MS)
+            if len(active) >= streams:
+                raise errors.RateLimited(
+                    SLOT_TTL_MS // 1000, f"Your plan allows {streams} stream(s) at a time.", code="too_many_streams"
+                )
+            return await self._sessions.create({**doc, "ended": False, "created_ms": at, "heartbeat_ms": at})
+        finally:
+            await self._ephemeral.delete(lock)
+
+    async def playable(self, content_id: str) -> bool:
+        return await self._media.ready_for_content(content_id) is not None
+
+    async def heartbeat(self, user_id: str, session_id: str, position: float, state: str) -> dict[str, Any]:
+        session = await self._sessions.get(user_id, session_id)
+        if session is None:
+            raise errors.NotFound("No such playback session.", code="playback_session_not_found")
+        if session["ended"]:
+            raise errors.Conflict("This playback session has ended.", code="playback_session_ended")
+        await self._sessions.beat(user_id, session_id, to_ms(now()), position, state)
+        asset = await self._media.asset(session["asset_id"])
+        duration = float(asset.get("duration") or 0) if asset else 0.0
+        progress = await self._history.record_progress(
+            Viewer(user_id=user_id, profile_id=session["profile_id"]), session["content_id"], position, duration
+        )
+        if state == "ended":
+            await self._sessions.end(user_id, session_id, to_ms(now()))
+        return {"ok": True, "completed": bool(progress.get("completed"))}
+
+    async def stop(self, user_id: str, session_id: str) -> None:
+        if not await self._sessions.end(user_id, session_id, to_ms(now())):
+            if await self._sessions.get(user_id, session_id) is None:
+                raise errors.NotFound("No such playback session.", code="playback_session_not_found")
+
+    # --- signed media ---------------------------------------------------------------
+
+    def authorize(self, key: str, token: str | None) -> MediaGrant:
+        """The grant for this file, or 403: bad/expired/missing token, other path, above plan
+        (404 for a key that cannot be one of ours)."""
+        try:
+            check_key(key)
+        except BadKey:
+            raise errors.NotFound("No such media.", code="media_not_found") from None
+        try:
+            grant = self._signer.verify(token)
+        except BadToken:
+            raise errors.Forbidden("This media link is not valid.", code="media_token_invalid") from None
+        if not grant.covers(key):
+            raise errors.Forbidden("This media link does not cover this file.", code="media_token_invalid")
+        match = _ASSET_KEY.match(key)
+        rendition = _RENDITION.match(match.group("rest")) if match else None
+        if rendition is not None and int(rendition.group("height")) > grant.max_height:
+            raise errors.Forbidden("Your plan does not include this quality.", code="quality_not_in_plan")
+        return grant
+
+    async def master(self, key: str, grant: MediaGrant) -> str:
+        """The renditions the plan allows. Their URIs are relative, so they inherit the token
+        in the path: one signature covers every playlist and segment of this playback."""
+        match = _ASSET_KEY.match(key)
+        if match is None:
+            raise errors.NotFound("No such media.", code="media_not_found")
+        renditions = await self._renditions(match.group("asset"), int(match.group("version")))
+        allowed = [r for r in renditions if r.height <= grant.max_height]
+        if not allowed:
+            raise errors.Forbidden("Your plan does not include any quality of this title.", code="quality_not_in_plan")
+        return master_playlist(allowed, lambda name: f"{name}/index.m3u8")
+
+    async def _renditions(self, asset_id: str, version: int) -> list[Rendition]:
+        """An asset version's renditions never change once published: cached."""
+        cached = self._published.get((asset_id, version))
+        if cached is None:
+            asset = await self._media.asset(asset_id)
+            if asset is None or asset["status"] != "ready" or int(asset["version"]) != version:
+                raise errors.NotFound("No such media.", code="media_not_found")
+            cached = [Rendition(**r) for r in asset["renditions"]]
+            if len(self._published) >= 10_000:
+                self._published.clear()
+            self._published[(asset_id, version)] = cached
+        return cached
+
+    async def stored_playlist(self, key: str) -> bytes:
+        """A rendition playlist kept in cloud storage (immutable per version, so cached)."""
+        cached = self._playlists.get(key)
+        if cached is None:
+            try:
+                cached = await self._store.read(key)
+            except (OSError, BadKey, NotFound):
+                raise errors.NotFound("No such media.", code="media_not_found") from None
+            if len(self._playlists) >= 2_000:
+                self._playlists.clear()
+            self._playlists[key] = cached
+        return cached
+
+    def segment_url(self, key: str) -> str:
+        """Cloud storage: a short-lived V4 signed URL for the one segment being fetched."""
+        return self._store.signed_url(key, SEGMENT_URL_TTL)  # type: ignore[attr-defined]

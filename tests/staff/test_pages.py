@@ -1,0 +1,134 @@
+"""Staff sign-in by form: cookie session, CSRF, safe redirects, page security headers."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from handlers.staff.pages import safe_next
+from tests.helpers import PASSWORD, assert_error, make_staff, signup
+
+pytestmark = pytest.mark.asyncio
+
+
+def xsrf_of(html: str) -> str:
+    match = re.search(r'name="_xsrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+async def browser(served) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=served.url, timeout=10, follow_redirects=False)
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD, next_url: str = "/admin"):
+    page = await client.get("/login", params={"next": next_url})
+    assert page.status_code == 200
+    return await client.post("/login", data={"_xsrf": xsrf_of(page.text), "email": email, "password": password,
+                                             "next": xsrf_next(page.text)})
+
+
+def xsrf_next(html: str) -> str:
+    return re.search(r'name="next" value="([^"]*)"', html).group(1)
+
+
+async def test_staff_sign_in_sets_a_hardened_cookie(server) -> None:
+    staff = await make_staff(server, ["support_agent"])
+    async with await browser(server) as client:
+        resp = await sign_in(client, staff["email"], next_url="/console")
+        assert resp.status_code == 302 and resp.headers["location"] == "/console"
+        cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith("nameless_session="))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        home = await client.get("/admin")
+        assert home.status_code == 200 and staff["email"] in home.text
+        assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+        assert "script-src 'self'" in home.headers["content-security-policy"]
+        assert home.headers["x-frame-options"] == "DENY"
+        # The cookie also authenticates the API for the staff pages' own scripts.
+        api = await client.get("/api/v1/admin/users")
+        assert api.status_code == 200
+
+
+async def test_form_posts_need_the_csrf_token(server) -> None:
+    staff = await make_staff(server, ["admin"])
+    async with await browser(server) as client:
+        await client.get("/login")
+        forged = await client.post("/login", data={"email": staff["email"], "password": PASSWORD})
+        assert_error(forged, 403, "csrf_failed")
+        assert (await sign_in(client, staff["email"])).status_code == 302
+        # A signed-in cookie session cannot change state without the token (cross-site forgery).
+        no_token = await client.post("/logout")
+        assert_error(no_token, 403, "csrf_failed")
+        api_forgery = await client.put("/api/v1/admin/users/000000000000000000000000/roles", json={"roles": []})
+        assert_error(api_forgery, 403, "csrf_failed")
+        token = client.cookies["_xsrf"]
+        out = await client.post("/logout", data={"_xsrf": token})
+        assert out.status_code == 302 and out.headers["location"] == "/login"
+        after = await client.get("/admin")
+        assert after.status_code == 302 and after.headers["location"].startswith("/login?next=")
+
+
+async def test_viewers_cannot_use_the_staff_sign_in(server) -> None:
+    viewer = await signup(server.client)
+    async with await browser(server) as client:
+        resp = await sign_in(client, viewer["email"])
+        assert resp.status_code == 403 and "staff only" in resp.text
+        assert "nameless_session" not in client.cookies
+
+
+async def test_wrong_password_and_escaping(server) -> None:
+    async with await browser(server) as client:
+        resp = await sign_in(client, '"><script>alert(1)</script>@example.com', "wrong")
+        assert resp.status_code in (400, 401)
+        assert "<script>alert(1)</script>" not in resp.text
+
+
+async def test_suspended_staff_cookie_stops_working(server) -> None:
+    admin = await make_staff(server, ["admin"])
+    agent = await make_staff(server, ["support_agent"])
+    async with await browser(server) as client:
+        await sign_in(client, agent["email"])
+        assert (await client.get("/admin")).status_code == 200
+        await server.client.post(f"/api/v1/admin/users/{agent['id']}/suspend", json={"reason": "left"},
+                                 headers=admin["headers"])
+        assert (await client.get("/admin")).status_code == 302
+        assert_error(await client.get("/api/v1/admin/users"), 401, "session_revoked")
+
+
+async def test_tampered_cookie_is_refused(server) -> None:
+    agent = await make_staff(server, ["support_agent"])
+    async with await browser(server) as client:
+        await sign_in(client, agent["email"])
+        value = client.cookies["nameless_session"]
+        client.cookies.set("nameless_session", value[:-3] + "AAA")
+        assert_error(await client.get("/api/v1/admin/users"), 401, "not_authenticated")
+
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example/phish", "//evil.example", "/\\evil.example", "\\\\evil.example", "http:/evil",
+    "%2F%2Fevil.example", "/admin\r\nSet-Cookie: x=1", "javascript:alert(1)", "/api/v1/me", "/login",
+    "", None,
+])
+async def test_open_redirects_are_refused(target) -> None:
+    assert safe_next(target) == "/admin"
+
+
+async def test_redirect_target_is_kept_for_staff_pages(server) -> None:
+    assert safe_next("/ops") == "/ops"
+    assert safe_next("/console/queue?x=1") == "/console/queue?x=1"
+    agent = await make_staff(server, ["support_agent"])
+    async with await browser(server) as client:
+        resp = await sign_in(client, agent["email"], next_url="https://evil.example/")
+        assert resp.status_code == 302 and resp.headers["location"] == "/admin"
+
+
+async def test_static_assets_carry_security_headers(server) -> None:
+    resp = await server.client.get("/static/style.css")
+    assert resp.status_code == 200 and resp.headers["x-frame-options"] == "DENY"
+    assert_error(await server.client.get("/static/../config/settings.py"), 404, "route_not_found") \
+        if (await server.client.get("/static/../config/settings.py")).headers.get("content-type", "").startswith(
+            "application/json") else None
+    traversal = await server.client.get("/static/%2e%2e/%2e%2e/config/settings.py")
+    assert traversal.status_code in (403, 404) and "SecretStr" not in traversal.text
