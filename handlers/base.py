@@ -5,9 +5,8 @@ error hierarchy to the contract's error shape, stamps a request id and security 
 on every response, applies CORS and rate limits, and records metrics. Handlers stay thin:
 parse, call a service, shape the reply.
 
-Each route group (`handlers.routing`) has its base here, which carries the group's
-policy: content security policy, body limit, XSRF and whether the per-IP limit applies.
-A handler inherits its group's policy and never sets it itself.
+The policy attributes (`csp`, `max_body_bytes`, `xsrf_always`, `ip_rate_limited`) are
+set by the route groups' base handlers in `handlers.routing`, never by an endpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -364,69 +362,9 @@ def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
     return errors.from_status(exc.status_code)
 
 
-class ApiHandler(BaseHandler):
-    """`/api/v1`: JSON bodies up to the configured limit, the per-IP limit, XSRF only for
-    requests carried by the staff session cookie."""
-
-
-class PageHandler(BaseHandler):
-    """Staff pages: the page CSP, form bodies parsed by Tornado, XSRF on every post (forms
-    carry the token even before sign-in), the staff cookie as the session."""
-
-    csp = PAGE_CSP
-    xsrf_always = True
-    _stream_request_body = False  # forms are small; Tornado parses them (and _xsrf) for us
-
-    def get_template_path(self) -> str:
-        return self.application.settings["web_templates"]
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, errors.Unauthorized) and self.request.method == "GET":
-            self.redirect("/login?next=" + urllib.parse.quote(self.request.uri or "/admin", safe=""))
-            return
-        super().write_error(status_code, **kwargs)
-
-    def uses_cookie_auth(self) -> bool:
-        return "Authorization" not in self.request.headers
-
-    def form(self, name: str, limit: int = 1024) -> str:
-        return self.get_body_argument(name, "", strip=True)[:limit]
-
-
-class MediaFileHandler(BaseHandler):
-    """`/media`: no per-IP limit, since a player fetches a segment every few seconds and the
-    signed token in the path is the gate."""
-
-    ip_rate_limited = False
-
-
-class ProbeHandler(BaseHandler):
-    """Health, readiness and metrics: never rate limited, so a load balancer or a scraper
-    never sees a 429."""
-
-    ip_rate_limited = False
-
-
-class WebhookHandler(BaseHandler):
-    """`/webhooks`: calls from payment and messaging providers. Never XSRF (the provider's
-    signature over the raw body is the proof), the per-IP limit, JSON size limit."""
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
-
 class StaticHandler(tornado.web.StaticFileHandler):
     """Static assets with the same security headers as everything else."""
 
     def set_default_headers(self) -> None:
         stamp_request(self, PAGE_CSP)
         self.clear_header("Cache-Control")
-
-
-class NotFoundHandler(ApiHandler):
-    """Every unknown route: a JSON 404 in the contract's shape."""
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        self.reject(errors.NotFound("There is nothing at this address.", code="route_not_found"))

@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.models import Page
+from handlers.routing import ApiHandler
 from server.catalog.admin import TITLE_STATUSES, ContentAdminService
 from server.catalog.maturity import RATINGS
 from server.core import errors

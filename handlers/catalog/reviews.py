@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
 from handlers.models import Page
+from handlers.routing import ApiHandler
 from server.catalog.reviews import MAX_TEXT, ReviewService
 from server.catalog.viewers import ViewerResolver
 from server.core.fields import Body

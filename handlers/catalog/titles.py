@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
 from handlers.models import Page
+from handlers.routing import ApiHandler
 from server.catalog.browse import CatalogService
 from server.catalog.home import HomeService
 from server.catalog.viewers import ViewerResolver

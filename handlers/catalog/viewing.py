@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from handlers.base import ApiHandler
+from handlers.routing import ApiHandler
 from server.catalog.viewers import Viewer, ViewerResolver
 from server.core.fields import Id, PageQuery
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import EmailStr
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.models import SignedUp, Tokens
+from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Otp, Password, Secret, Text
 from server.identity.accounts import AccountService

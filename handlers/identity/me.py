@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.models import Account
+from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Language, Otp, Secret, Text
 from server.core.ids import ID_PATTERN

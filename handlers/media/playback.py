@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import Field
 from tornado.web import StaticFileHandler
 
-from handlers.base import ApiHandler, MediaFileHandler, endpoint
+from handlers.base import endpoint
+from handlers.routing import ApiHandler, MediaFileHandler
 from server.core import errors
 from server.core.fields import Body, Id
 from server.core.ids import ID_PATTERN

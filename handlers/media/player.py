@@ -5,7 +5,8 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from handlers.base import PAGE_CSP, PageHandler, StaticHandler, endpoint
+from handlers.base import PAGE_CSP, StaticHandler, endpoint
+from handlers.routing import PageHandler
 
 VENDOR = Path(__file__).resolve().parents[2] / "web" / "node_modules"
 

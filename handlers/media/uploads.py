@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
+from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Id
 from server.core.ids import ID_PATTERN

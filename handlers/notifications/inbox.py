@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
+from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery
 from server.notifications.inbox import NotificationService, ReadBody, notification_view
 

@@ -6,7 +6,8 @@ import hmac
 
 from pydantic import BaseModel
 
-from handlers.base import ProbeHandler, endpoint
+from handlers.base import endpoint
+from handlers.routing import ProbeHandler
 from server.core import errors
 from server.platform.metrics import PROMETHEUS_CONTENT_TYPE
 

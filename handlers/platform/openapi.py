@@ -9,7 +9,8 @@ import tornado.web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from handlers.base import ApiHandler, EndpointSpec, endpoint
+from handlers.base import EndpointSpec, endpoint
+from handlers.routing import ApiHandler
 
 _GROUP = re.compile(r"\(\?P<([a-z_]+)>[^)]*\)")
 _METHODS = ("get", "post", "put", "patch", "delete")

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.models import Page
+from handlers.routing import ApiHandler
 from server.core.fields import PageQuery
 from server.staff.audit import AuditLog
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from handlers.base import PageHandler, StaticHandler, endpoint
+from handlers.base import StaticHandler, endpoint
+from handlers.routing import PageHandler
 from server.core import errors
 from server.identity.accounts import AccountService
 from server.identity.sessions import SESSION_COOKIE, SessionService

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from handlers.base import ApiHandler, endpoint
+from handlers.base import endpoint
 from handlers.models import Account, Page
+from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery, Text
 from server.core.ids import ID_PATTERN
 from server.identity.accounts import account_view

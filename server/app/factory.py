@@ -8,8 +8,9 @@ from typing import Any
 import tornado.web
 
 from handlers import routing
-from handlers.base import NotFoundHandler, StaticHandler
+from handlers.base import StaticHandler
 from handlers.platform import openapi
+from handlers.routing import NotFoundHandler
 from server.app.wiring import Product
 from server.platform import Platform
 

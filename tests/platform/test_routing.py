@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from handlers import routing
-from handlers.base import ApiHandler, MediaFileHandler, PageHandler, ProbeHandler, StaticHandler
+from handlers.base import StaticHandler
 from handlers.platform.health import HealthzHandler
+from handlers.routing import ApiHandler, MediaFileHandler, PageHandler, ProbeHandler
 
 
 def test_a_handler_outside_its_groups_base_is_refused() -> None:
