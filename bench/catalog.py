@@ -4,7 +4,7 @@
                                       [--duration 10] [--connections 50] [--json]
 
 Starts an nx-27017 server (the embedded default) and bulk-loads it with documents of
-exactly the shape the services write (server.content_admin.new_title_document, the
+exactly the shape the services write (server.catalog.admin.new_title_document, the
 repositories' history and watchlist shapes): titles with genres, people and search keys,
 series with seasons and episodes, and history rows spread over many profiles, plus one
 signed-up viewer with a history of their own. Then it starts `run.py` on that database
@@ -23,26 +23,38 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import (
+    NAN,
+    ROOT,
+    CpuMeter,
+    Result,
+    free_port,
+    have_wrk,
+    parse_wrk_latency,
+    run_command,
+    scratch_dir,
+    start_app,
+    stop,
+    wait_until_answers,
+    wrk_command,
+    wrk_seconds,
+)
+
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import healthz  # noqa: E402
-import httpx  # noqa: E402
-from pymongo import MongoClient  # noqa: E402
+import httpx
+from pymongo import MongoClient
 
-from server.content_admin import new_title_document  # noqa: E402
-from server.timeutil import now, to_ms  # noqa: E402
-from storage.episodes import order_key  # noqa: E402
-from storage.ids import new_id  # noqa: E402
-from storage.titles import search_query, visible_query  # noqa: E402
+from server.catalog.admin import new_title_document
+from server.core.clock import now, to_ms
+from server.core.ids import new_id
+from storage.catalog.episodes import order_key
+from storage.catalog.titles import search_query, visible_query
 
 WORDS = ("shadow night river crown glass winter echo iron silver storm garden north harbour empire "
          "signal orbit paper fire stone velvet hollow ember tide falcon quiet atlas lantern cipher "
@@ -209,27 +221,17 @@ def wait_idle(port: int, timeout: float = 300.0) -> float:
     sys.exit("the app did not drain its in-flight requests")
 
 
-def run_wrk(port: int, path: str, token: str | None, args: argparse.Namespace, duration: float) -> healthz.Result:
-    seconds = max(1, round(duration))
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency", "--timeout", "60s"]
-    if token:
-        cmd += ["-H", f"Authorization: Bearer {token}"]
-    out = healthz._run([*cmd, f"http://127.0.0.1:{port}{path}"], seconds + 60)
+def run_wrk(port: int, path: str, token: str | None, args: argparse.Namespace, duration: float) -> Result:
+    options = ["--latency", "--timeout", "60s", *(["-H", f"Authorization: Bearer {token}"] if token else [])]
+    cmd = [*wrk_command(args.threads, args.connections, duration, *options), f"http://127.0.0.1:{port}{path}"]
+    out = run_command(cmd, wrk_seconds(duration) + 60)
     if os.environ.get("BENCH_DEBUG"):
         print(out, file=sys.stderr)
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))  # "8.37s " has a trailing space
-    if len(pct) < 2 or int(re.search(r"^\s*(\d+) requests in", out, re.MULTILINE).group(1)) == 0:
+    figures = parse_wrk_latency(out)
+    if figures is None or figures["requests"] == 0:
         print(out, file=sys.stderr)
-        return healthz.Result(rps=0.0, p50_ms=float("nan"), p99_ms=float("nan"), requests=0, non2xx=0, errors=1)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return healthz.Result(
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        p50_ms=healthz._wrk_ms(pct["50"]), p99_ms=healthz._wrk_ms(pct["99"]),
-        requests=int(re.search(r"^\s*(\d+) requests in", out, re.MULTILINE).group(1)),
-        non2xx=int(non2xx.group(1)) if non2xx else 0,
-        errors=sum(int(n) for n in socket_errors.groups()) if socket_errors else 0,
-    )
+        return Result(rps=0.0, p50_ms=NAN, p99_ms=NAN, requests=0, non2xx=0, errors=1)
+    return Result(**figures)
 
 
 def main() -> int:
@@ -245,28 +247,22 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated substrings: run only the matching endpoints")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not healthz.shutil.which("wrk"):
+    if not have_wrk():
         sys.exit("bench/catalog.py needs wrk (apt-get install wrk)")
     from storage.embedded_mongo import EmbeddedMongo
 
-    with tempfile.TemporaryDirectory(prefix="nameless-catalog-bench-") as tmp_name:
-        tmp = args.workdir or Path(tmp_name)
+    with scratch_dir("nameless-catalog-bench-") as scratch:
+        tmp = args.workdir or scratch
         tmp.mkdir(parents=True, exist_ok=True)
         state_file = tmp / "loaded.json"
         state = json.loads(state_file.read_text()) if state_file.exists() else None
         mongo = EmbeddedMongo(tmp / "mongo")
         url = mongo.start()
-        port = healthz.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NAMELESS_") and k not in ("REDIS_URL",)}
-        env.update(NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(port), NAMELESS_DATA_DIR=str(tmp / "data"),
-                   NAMELESS_MONGO_DB="bench", MONGO_URL=url, NAMELESS_RATE_LIMIT_IP=str(10**9),
-                   NAMELESS_RATE_LIMIT_USER=str(10**9))
-        log = tmp / "app.log"
-        with log.open("wb") as err:
-            app = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        port = free_port()
+        app, log = start_app(port, tmp, data_dir=tmp / "data", NAMELESS_MONGO_DB="bench", MONGO_URL=url,
+                             NAMELESS_RATE_LIMIT_IP=str(10**9), NAMELESS_RATE_LIMIT_USER=str(10**9))
         try:
-            healthz.wait_until_answers(app, port, "/healthz", "app", log)
+            wait_until_answers(app, port, "/healthz", "app", log)
             base = f"http://127.0.0.1:{port}/api/v1"
             client = MongoClient(url, tz_aware=True)
             db = client["bench"]
@@ -302,7 +298,7 @@ def main() -> int:
             if args.only:
                 wanted = args.only.split(",")
                 targets = [t for t in targets if t[0] == "GET /healthz" or any(w in t[0] for w in wanted)]
-            results: dict[str, healthz.Result] = {}
+            results: dict[str, Result] = {}
             for name, path, auth in targets:
                 wait_idle(port)
                 t0 = time.monotonic()
@@ -315,13 +311,13 @@ def main() -> int:
                     sys.exit(f"{name} answered {check.status_code}: {check.text[:300]}\n{tail}")
                 run_wrk(port, path, auth, args, 1.0)  # warm-up, not counted
                 wait_idle(port)
-                before, t0 = healthz.cpu_seconds(app.pid), time.monotonic()
+                meter = CpuMeter(app.pid)
                 result = run_wrk(port, path, auth, args, args.duration)
-                result.server_cpu = (healthz.cpu_seconds(app.pid) - before) / (time.monotonic() - t0)
+                (result.server_cpu,), _ = meter.shares()
                 results[name] = result
             client.close()
         finally:
-            healthz.stop(app)
+            stop(app)
             mongo.stop()
     base_rps = results["GET /healthz"].rps
     if args.json:

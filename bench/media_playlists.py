@@ -15,7 +15,7 @@ relative and inherits it. Measurements, each with its baseline in the same run:
    `authorize` + the cached `stored_playlist`. Each figure is the median of
    `--inproc-rounds` runs of `--inproc-seconds` (bounded in calls).
 2. Cloud Storage segments (`--skip-gcs` to leave out): one V4 signed URL per segment
-   request, `storage.gcs_store.GcsMediaStore.signed_url` with a freshly generated RSA-2048
+   request, `storage.objects.gcs.GcsMediaStore.signed_url` with a freshly generated RSA-2048
    service-account key (signed locally, no network), median of rounds, wall and CPU per
    URL. What the previous scheme paid per rendition playlist request (every segment of the
    title signed) is derived as `--segments` x that cost, not measured.
@@ -30,12 +30,13 @@ relative and inherits it. Measurements, each with its baseline in the same run:
    sessions, against a bare Tornado app (`--bare-server`, its own process) on the same
    paths (token ignored): the master from memory with the same text, rendition playlists
    with Tornado's plain `StaticFileHandler` on the same directory. Load: `wrk` (`-t1`,
-   keep-alive, a Lua script) when installed, else the asyncio generator of this file
-   (`--generate`), always in its own process; bare and app runs alternate `--rounds`
+   keep-alive, a Lua script) when installed, else the asyncio generator of
+   bench/harness.py, always in its own process; bare and app runs alternate `--rounds`
    times and each figure is the median.
 
-The shared pieces (app stack, load generators, wrk Lua runner) are imported by
-bench/media_segments.py.
+The app stack (`AppStack`: the app with a ready asset) is imported by
+bench/media_segments.py; the processes, load generators and figures come from
+bench/harness.py.
 """
 
 from __future__ import annotations
@@ -45,31 +46,56 @@ import asyncio
 import gzip
 import json
 import os
-import re
-import resource
 import secrets
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import (
+    COUNTS,
+    CPU,
+    P50,
+    P99,
+    ROOT,
+    RPS,
+    RUN_PY,
+    Column,
+    TransferResult,
+    app_env,
+    create_superuser,
+    free_port,
+    generator_main,
+    header_line,
+    load_average_line,
+    load_paths,
+    mb_s_column,
+    median_result,
+    pick_generator,
+    ratio_figures,
+    ratio_line,
+    result_line,
+    rss_kb,
+    run_tornado,
+    scratch_dir,
+    start_script,
+    stop,
+    wait_until_answers,
+)
+
 sys.path.insert(0, str(ROOT))
 
-from server.media.ladder import AUDIO_CODEC, AUDIO_KBPS, LADDER, even_width  # noqa: E402
-from server.media.signing import MediaGrant, MediaSigner  # noqa: E402
-from server.media.transcode import Rendition, master_playlist, rendition_doc  # noqa: E402
+from server.media.ladder import AUDIO_CODEC, AUDIO_KBPS, LADDER, even_width
+from server.media.signing import MediaGrant, MediaSigner
+from server.media.transcode import Rendition, master_playlist, rendition_doc
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 ADMIN_EMAIL = "bench-media-root@example.com"
+START_TIMEOUT = 90.0  # seconds for run.py and the bare servers to answer
 
 
 # --- synthetic title ------------------------------------------------------------------------
@@ -102,246 +128,6 @@ def render_variant(durations: list[float]) -> str:
 
 def fake_id(rng_bytes: bytes | None = None) -> str:
     return (rng_bytes or secrets.token_bytes(12)).hex()
-
-
-# --- small process helpers (same as bench/healthz.py) -----------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("NAMELESS_") and k not in ("MONGO_URL", "REDIS_URL")}
-    env.update(extra)
-    return env
-
-
-def wait_until_answers(proc: subprocess.Popen, port: int, path: str, name: str, log: Path | None,
-                       timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            sys.exit(f"{name} exited with {proc.returncode} before answering\n{detail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(request)
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{name} did not answer {path} within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-# --- load generators (always a process of their own) -------------------------------------------
-
-
-@dataclass
-class Result:
-    rps: float
-    mb_s: float  # 10^6 bytes/s read by the client (headers included)
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    bytes: int
-    non2xx: int
-    errors: int
-    seconds: float = float("nan")
-    server_cpu: float = float("nan")
-    generator_cpu: float = float("nan")
-    db_cpu: float = float("nan")  # the app's MongoDB process (nx-27017), when it has one
-
-
-WRK_SCRIPT = """
-local paths = {%(paths)s}
-local i = 0
-request = function()
-  i = i + 1
-  if i > #paths then i = 1 end
-  return wrk.format("GET", paths[i])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("WRKJSON %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f %%.0f\\n",
-    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write, e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def _safe_path(path: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_./?=&%-]+", path):
-        raise ValueError(f"unexpected characters in {path!r}")
-    return path
-
-
-def run_wrk(port: int, paths: list[str], connections: int, duration: float, threads: int, tmp: Path) -> Result:
-    seconds = max(1, round(duration))
-    script = tmp / f"wrk-{secrets.token_hex(4)}.lua"
-    script.write_text(WRK_SCRIPT % {"paths": ", ".join(f'"{_safe_path(p)}"' for p in paths)})
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
-           f"http://127.0.0.1:{port}/"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    if done.returncode != 0:
-        sys.exit(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
-    found = re.search(r"^WRKJSON (.+)$", done.stdout, re.MULTILINE)
-    if not found:
-        sys.exit(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
-    req, nbytes, dur_us, c, r, w, t, status, p50, p99 = (float(x) for x in found.group(1).split())
-    secs = dur_us / 1e6
-    return Result(rps=req / secs, mb_s=nbytes / secs / 1e6, p50_ms=p50 / 1000, p99_ms=p99 / 1000,
-                  requests=int(req), bytes=int(nbytes), non2xx=int(status), errors=int(c + r + w + t), seconds=secs)
-
-
-async def _client(port: int, next_path, until: float, latencies: list[float], counts: dict) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    try:
-        while time.monotonic() < until:
-            path = next_path()
-            if path is None:
-                return
-            started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionError("closed by server")
-            got = len(status_line)
-            length = None
-            while True:
-                line = await reader.readline()
-                got += len(line)
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if length is None:
-                raise ConnectionError("response without Content-Length")
-            remaining = length
-            while remaining:  # read big bodies in pieces, without keeping them
-                chunk = await reader.read(min(remaining, 1 << 18))
-                if not chunk:
-                    raise ConnectionError("closed mid-body")
-                remaining -= len(chunk)
-            latencies.append(time.perf_counter() - started)
-            counts["bytes"] += got + length
-            status = int(status_line.split()[1])
-            counts["ok" if 200 <= status < 400 else "non2xx"] += 1
-    finally:
-        writer.close()
-
-
-async def _generate(port: int, paths: list[str], connections: int, duration: float, once: bool) -> dict:
-    latencies: list[float] = []
-    counts = {"ok": 0, "non2xx": 0, "bytes": 0}
-    state = {"i": 0}
-
-    def next_path() -> str | None:
-        i = state["i"]
-        state["i"] += 1
-        if once:
-            return paths[i] if i < len(paths) else None
-        return paths[i % len(paths)]
-
-    started = time.monotonic()
-    results = await asyncio.gather(
-        *(_client(port, next_path, started + duration, latencies, counts) for _ in range(connections)),
-        return_exceptions=True,
-    )
-    elapsed = time.monotonic() - started
-    latencies.sort()
-    return {"rps": len(latencies) / elapsed, "mb_s": counts["bytes"] / elapsed / 1e6,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "requests": len(latencies), "bytes": counts["bytes"], "non2xx": counts["non2xx"],
-            "errors": sum(1 for r in results if isinstance(r, BaseException)), "seconds": elapsed}
-
-
-def run_python_generator(port: int, paths: list[str], connections: int, duration: float, tmp: Path,
-                         once: bool = False) -> Result:
-    paths_file = tmp / f"paths-{secrets.token_hex(4)}.json"
-    paths_file.write_text(json.dumps(paths))
-    cmd = [sys.executable, __file__, "--generate", str(port), "--paths-file", str(paths_file),
-           "--connections", str(connections), "--duration", str(duration)] + (["--once"] if once else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    if done.returncode != 0:
-        sys.exit(f"load generator failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return Result(**json.loads(done.stdout))
-
-
-def load(server_pid: int, port: int, paths: list[str], *, generator: str, connections: int, duration: float,
-         tmp: Path, threads: int = 1, once: bool = False, db_pid: int | None = None) -> Result:
-    """One load run with the CPU the server and the generator used (shares of one core)."""
-    server0, gen0 = cpu_seconds(server_pid), children_cpu_seconds()
-    db0 = cpu_seconds(db_pid) if db_pid else float("nan")
-    started = time.monotonic()
-    if generator == "wrk" and not once:
-        result = run_wrk(port, paths, connections, duration, threads, tmp)
-    else:
-        result = run_python_generator(port, paths, connections, duration, tmp, once=once)
-    elapsed = time.monotonic() - started
-    result.server_cpu = (cpu_seconds(server_pid) - server0) / elapsed
-    result.generator_cpu = (children_cpu_seconds() - gen0) / elapsed
-    if db_pid:
-        result.db_cpu = (cpu_seconds(db_pid) - db0) / elapsed
-    return result
-
-
-def median(results: list[Result]) -> Result:
-    mid = statistics.median
-    return Result(
-        rps=mid([r.rps for r in results]), mb_s=mid([r.mb_s for r in results]),
-        p50_ms=mid([r.p50_ms for r in results]), p99_ms=mid([r.p99_ms for r in results]),
-        requests=sum(r.requests for r in results), bytes=sum(r.bytes for r in results),
-        non2xx=sum(r.non2xx for r in results), errors=sum(r.errors for r in results),
-        seconds=sum(r.seconds for r in results),
-        server_cpu=mid([r.server_cpu for r in results]), generator_cpu=mid([r.generator_cpu for r in results]),
-        db_cpu=mid([r.db_cpu for r in results]),
-    )
-
-
-def pick_generator(choice: str) -> str:
-    if choice == "auto":
-        return "wrk" if shutil.which("wrk") else "python"
-    if choice == "wrk" and not shutil.which("wrk"):
-        sys.exit("wrk is not installed (apt-get install wrk), use --generator python")
-    return choice
 
 
 # --- the real app with a synthetic, ready asset ---------------------------------------------------
@@ -387,24 +173,18 @@ class AppStack:
 
         self.mongo = EmbeddedMongo(self.tmp / "mongo")
         url = self.mongo.start()
-        self.env = clean_env(
+        self.env = app_env(
+            self.port, self.data_dir,
             MONGO_URL=url, NAMELESS_MONGO_DB=f"bench_{secrets.token_hex(5)}",
-            NAMELESS_SECRET_KEY=secrets.token_urlsafe(36), NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(self.port),
-            NAMELESS_DATA_DIR=str(self.data_dir), NAMELESS_LOG_LEVEL=self.log_level,
+            NAMELESS_SECRET_KEY=secrets.token_urlsafe(36), NAMELESS_LOG_LEVEL=self.log_level,
             # All load comes from 127.0.0.1. /media/ is not IP-rate-limited anyway (MediaHandler).
             NAMELESS_RATE_LIMIT_IP=str(10**9), NAMELESS_RATE_LIMIT_AUTH=str(10**9),
             NAMELESS_RATE_LIMIT_USER=str(10**9),
         )
-        done = subprocess.run([sys.executable, str(ROOT / "run.py"), "createsuperuser", "--email", ADMIN_EMAIL],
-                              cwd=self.tmp, env={**self.env, "NAMELESS_SUPERUSER_PASSWORD": self.password},
-                              capture_output=True, text=True, timeout=180)
-        if done.returncode != 0:
-            sys.exit(f"createsuperuser failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        create_superuser(self.env, self.tmp, ADMIN_EMAIL, self.password, timeout=180)
         profiler = ["-m", "cProfile", "-o", str(Path(self.profile).resolve())] if self.profile else []
-        with self.log.open("wb") as err:
-            self.proc = subprocess.Popen([sys.executable, *profiler, str(ROOT / "run.py")], cwd=self.tmp, env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        wait_until_answers(self.proc, self.port, "/readyz", "run.py", self.log)
+        self.proc, self.log = start_script(str(RUN_PY), [], self.tmp, "app", self.env, python_args=profiler)
+        wait_until_answers(self.proc, self.port, "/readyz", "run.py", self.log, timeout=START_TIMEOUT)
 
     @property
     def db_pid(self) -> int | None:
@@ -419,7 +199,7 @@ class AppStack:
     async def _insert_asset(self, doc: dict[str, Any]) -> None:
         from pymongo import AsyncMongoClient
 
-        from storage.media import MediaRepository
+        from storage.media.assets import MediaRepository
 
         client: AsyncMongoClient = AsyncMongoClient(self.env["MONGO_URL"])
         try:
@@ -430,9 +210,9 @@ class AppStack:
     def rendition_urls(self, seeded: Seeded, rendition: str, count: int) -> list[str]:
         """`count` URLs of one rendition playlist, each with the token of another playback
         session of the same viewer: what `count` players' fetches look like. Signed with the
-        app's own media key (derived from NAMELESS_SECRET_KEY as server/wiring.py does),
+        app's own media key (derived from NAMELESS_SECRET_KEY as server/app/domains/media.py does),
         with the grant PlaybackService.start gives (the asset version's prefix)."""
-        from server.tokens import derive_key
+        from server.identity.tokens import derive_key
 
         signer = MediaSigner(derive_key(self.env["NAMELESS_SECRET_KEY"].encode(), "media-urls"))
         grant = signer.verify(seeded.token)  # also checks that our key is the app's key
@@ -446,14 +226,14 @@ class AppStack:
         """A published movie with a ready two-hour asset, and a viewer's started playback."""
         import httpx
 
-        from storage.ids import new_id
+        from server.core.ids import new_id
 
         renditions = synthetic_renditions(segments)
         asset_id = new_id()
         prefix = f"assets/{asset_id}/v1/"
         version_dir = self.media_root / prefix
         variant_text = render_variant([segment_seconds] * segments)
-        for r in renditions:  # the layout TranscodeJob stores: <prefix><rendition>/index.m3u8 (+ segments)
+        for r in renditions:  # the layout TranscodePipeline stores: <prefix><rendition>/index.m3u8 (+ segments)
             (version_dir / r.name).mkdir(parents=True, exist_ok=True)
             (version_dir / r.name / "index.m3u8").write_text(variant_text)
         (version_dir / "master.m3u8").write_text(master_playlist(renditions, lambda name: f"{name}/index.m3u8"))
@@ -525,29 +305,6 @@ def serve_bare_playlists(port: int, root: str) -> None:
     run_tornado(port, [(BARE_MASTER, Preloaded), (BARE_FILES, tornado.web.StaticFileHandler, {"path": root})])
 
 
-def run_tornado(port: int, rules: list, **settings: Any) -> None:
-    import tornado.web
-
-    async def main() -> None:
-        app = tornado.web.Application(rules, log_function=lambda handler: None, **settings)
-        app.listen(port, "127.0.0.1")
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
-        await stop_event.wait()
-
-    asyncio.run(main())
-
-
-def start_script(args: list[str], tmp: Path, name: str, script: str = __file__) -> tuple[subprocess.Popen, Path]:
-    log = tmp / f"{name}.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, script, *args], cwd=tmp, env=clean_env(),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    return proc, log
-
-
 # --- in-process measurement -------------------------------------------------------------------------
 
 
@@ -605,7 +362,7 @@ def make_service(assets: CountingAssets, signer: MediaSigner, store: Any) -> Any
     built by parameter name, so it follows the constructor as the service evolves."""
     import inspect
 
-    from server.playback import PlaybackService
+    from server.media.playback import PlaybackService
 
     given = {"media": assets, "signer": signer, "store": store}
     params = list(inspect.signature(PlaybackService.__init__).parameters)[1:]
@@ -626,9 +383,9 @@ def service_account_info() -> dict[str, Any]:
 
 
 def gcs_store(stored: dict[str, bytes]) -> Any:
-    """storage.gcs_store.GcsMediaStore (real client, real signing) whose reads come from
+    """storage.objects.gcs.GcsMediaStore (real client, real signing) whose reads come from
     memory, so nothing touches the network."""
-    from storage.gcs_store import GcsMediaStore
+    from storage.objects.gcs import GcsMediaStore
 
     class InMemoryGcs(GcsMediaStore):
         async def read(self, key: str) -> bytes:
@@ -645,7 +402,7 @@ def gcs_segments(segments: int, seconds: float, rounds: int) -> dict[str, Any]:
     try:
         import datetime as dt
 
-        from server.playback import SEGMENT_URL_TTL
+        from server.media.playback import SEGMENT_URL_TTL
         store = gcs_store({})
     except ImportError as exc:
         return {"skipped": f"{exc}"}
@@ -758,41 +515,43 @@ def in_process(segments: int, segment_seconds: float, seconds: float, rounds: in
 
 
 KINDS = ("master", "rendition", "rendition_distinct")
+# the table of the HTTP runs; the DB CPU only where there is a DB (the app's runs)
+HTTP_COLUMNS = (RPS, mb_s_column(8), P50, P99, *COUNTS, *CPU, Column("DB CPU", "db_cpu", 8, ".0%", blank_nan=True))
 
 
 def over_http(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     stack = AppStack(tmp, args.log_level, args.profile_app)
     bare_port = free_port()
     bare: subprocess.Popen | None = None
-    runs: dict[str, list[Result]] = {f"{who}_{kind}": [] for kind in KINDS for who in ("bare", "app")}
+    runs: dict[str, list[TransferResult]] = {f"{who}_{kind}": [] for kind in KINDS for who in ("bare", "app")}
     try:
         stack.start()
         seeded = stack.seed(args.segments, args.segment_seconds)
         if len(seeded.variants) != len(LADDER):
             sys.exit(f"the master lists {sorted(seeded.variants)}, expected the full ladder")
-        bare, bare_log = start_script(["--bare-server", str(bare_port), "--bare-root", str(stack.media_root)],
+        bare, bare_log = start_script(__file__, ["--bare-server", str(bare_port), "--bare-root", str(stack.media_root)],
                                       tmp, "bare")
-        wait_until_answers(bare, bare_port, seeded.manifest, "bare tornado", bare_log)
+        wait_until_answers(bare, bare_port, seeded.manifest, "bare tornado", bare_log, timeout=START_TIMEOUT)
         checks = _check_responses(stack.port, bare_port, seeded.manifest, seeded.variants["1080p"], args.segments)
         paths = {"master": [seeded.manifest], "rendition": [seeded.variants["1080p"]],
                  "rendition_distinct": stack.rendition_urls(seeded, "1080p", args.distinct_tokens)}
         targets = {"bare": (bare, bare_port), "app": (stack.proc, stack.port)}
         common = {"generator": args.generator, "connections": args.connections, "tmp": tmp}
-        app_rss_kb = {"before": rss_kb(stack.proc.pid)}
+        app_rss_kb = {"before": rss_kb(stack.proc.pid, default=-1)}
         if args.warmup > 0:
             for kind in KINDS:
                 for proc, port in targets.values():
-                    load(proc.pid, port, paths[kind], duration=args.warmup, **common)
+                    load_paths(proc.pid, port, paths[kind], duration=args.warmup, **common)
         for _ in range(args.rounds):  # alternate, so drift in the machine hits both alike
             for kind in KINDS:
                 for who, (proc, port) in targets.items():
-                    runs[f"{who}_{kind}"].append(load(proc.pid, port, paths[kind], duration=args.duration,
-                                                      db_pid=stack.db_pid if who == "app" else None, **common))
-        app_rss_kb["after"] = rss_kb(stack.proc.pid)
+                    runs[f"{who}_{kind}"].append(load_paths(proc.pid, port, paths[kind], duration=args.duration,
+                                                            db_pid=stack.db_pid if who == "app" else None, **common))
+        app_rss_kb["after"] = rss_kb(stack.proc.pid, default=-1)
     finally:
         stop(bare)
         stack.stop()
-    results = {name: median(rs) for name, rs in runs.items()}
+    results = {name: median_result(rs) for name, rs in runs.items()}
     return {
         "results": {name: asdict(r) for name, r in results.items()},
         "rounds": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
@@ -800,16 +559,6 @@ def over_http(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "ratios": {kind: results[f"app_{kind}"].rps / results[f"bare_{kind}"].rps for kind in KINDS},
         "p99_ratios": {kind: results[f"app_{kind}"].p99_ms / results[f"bare_{kind}"].p99_ms for kind in KINDS},
     }
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
 def _check_responses(app_port: int, bare_port: int, master: str, rendition: str, segments: int) -> dict[str, Any]:
@@ -871,19 +620,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def generator_main(args: argparse.Namespace) -> int:
-    paths = json.loads(Path(args.paths_file).read_text())
-    print(json.dumps(asyncio.run(_generate(args.generate, paths, args.connections, args.duration, args.once))))
-    return 0
-
-
 def main() -> int:
     args = _parser().parse_args()
     if args.bare_server is not None:
         serve_bare_playlists(args.bare_server, args.bare_root)
         return 0
-    if args.generate is not None:
-        return generator_main(args)
+    if args.generate is not None:  # the generator process, by hand (the bench starts bench/harness.py --generate)
+        return generator_main(args.generate, json.loads(Path(args.paths_file).read_text()), args.connections,
+                              args.duration, args.once)
     args.generator = pick_generator(args.generator)
 
     out: dict[str, Any] = {"segments": args.segments, "segment_seconds": args.segment_seconds,
@@ -896,8 +640,8 @@ def main() -> int:
     if not args.skip_http:
         out.update(generator=args.generator, connections=args.connections, duration=args.duration,
                    rounds=args.rounds, distinct_tokens=args.distinct_tokens)
-        with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-            out["http"] = over_http(args, Path(tmpdir))
+        with scratch_dir() as tmp:
+            out["http"] = over_http(args, tmp)
     out["loadavg_end"] = os.getloadavg()
     if args.json:
         print(json.dumps(out))
@@ -913,7 +657,7 @@ def main() -> int:
 def report(out: dict[str, Any]) -> None:
     print(f"Playlists of a {out['segments'] * out['segment_seconds'] / 3600:g} h title: {out['segments']} segments"
           f" of {out['segment_seconds']:g} s per rendition, {out['renditions']} renditions, {out['cpus']} CPUs")
-    print(f"load average (1 min) at start {out['loadavg_start'][0]:.1f}, at end {out['loadavg_end'][0]:.1f}")
+    print(load_average_line(out["loadavg_start"], out["loadavg_end"]))
     ip = out.get("in_process")
     if ip:
         r, s = ip["rates"], ip["sizes"]
@@ -950,17 +694,12 @@ def report(out: dict[str, Any]) -> None:
         print(f"\nOver HTTP: {out['generator']}, {out['connections']} connections, {out['duration']:g} s per run,"
               f" median of {out['rounds']} alternated rounds; rendition_distinct = {out['distinct_tokens']} URLs"
               f" with tokens of distinct playback sessions, in turn")
-        print(f"{'':24}{'req/s':>9}{'MB/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'non-2xx':>9}{'errors':>8}"
-              f"{'server CPU':>12}{'load CPU':>10}{'DB CPU':>8}")
+        print(header_line(HTTP_COLUMNS, 24))
         for kind in KINDS:
             for who in ("bare", "app"):
-                x = http["results"][f"{who}_{kind}"]
-                print(f"{who + '_' + kind:24}{x['rps']:>9.0f}{x['mb_s']:>8.1f}{x['p50_ms']:>9.2f}{x['p99_ms']:>9.2f}"
-                      f"{x['requests']:>10}{x['non2xx']:>9}{x['errors']:>8}{x['server_cpu']:>12.0%}"
-                      f"{x['generator_cpu']:>10.0%}" + (f"{x['db_cpu']:>8.0%}" if x['db_cpu'] == x['db_cpu'] else ""))
+                print(result_line(f"{who}_{kind}", http["results"][f"{who}_{kind}"], HTTP_COLUMNS, 24))
         print("(CPU: share of one core used by the server, the load generator and the app's MongoDB process)")
-        print("ratio app/bare req/s: " + ", ".join(f"{k} {v:.2f}" for k, v in http["ratios"].items())
-              + "; p99: " + ", ".join(f"{k} {v:.2f}" for k, v in http["p99_ratios"].items()))
+        print(ratio_line("app/bare req/s", http["ratios"]) + "; p99: " + ratio_figures(http["p99_ratios"]))
         c = http["checks"]
         a, b = c["app"], c["bare"]
         print(f"bodies identical: master {a['master_bytes']:,} B, rendition {a['rendition_bytes']:,} B"

@@ -22,7 +22,7 @@ Phases (every loop bounded by a count or a duration):
   warm   `wrk` (`-t1`, 50 connections, a Lua script cycling through `--files` segments) for
          `--duration` s per server; `--rounds` alternated rounds, medians. The headline
          ratio app/bare (req/s and MB/s) comes from this phase.
-  first  the Python generator of bench/media_playlists.py (its own process), 50 connections,
+  first  the Python generator of bench/harness.py (its own process), 50 connections,
          each of `--cold-files` files never served before fetched once, then the same list
          again (now hashed by `bare`): first-fetch vs repeat throughput per server. A fresh
          file set every round. This is the case of a catalogue larger than Tornado's hash
@@ -40,33 +40,40 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from media_playlists import (
-    BARE_FILES,
-    AppStack,
-    Result,
+from harness import (
+    COUNTS,
+    CPU,
+    P50,
+    P99,
+    RPS,
+    TransferResult,
     free_port,
-    load,
-    median,
+    header_line,
+    load_average_line,
+    load_paths,
+    mb_s_column,
+    median_result,
     pick_generator,
+    ratio_figures,
+    ratio_line,
+    result_line,
     rss_kb,
     run_tornado,
-    segment_name,
+    scratch_dir,
     start_script,
     stop,
     wait_until_answers,
 )
+from media_playlists import BARE_FILES, START_TIMEOUT, AppStack, segment_name
 
 RENDITION = "480p"
 TS_PACKET = 188
+COLUMNS = (RPS, mb_s_column(9), P50, P99, *COUNTS, *CPU)  # the table of every phase
 
 
 def write_segment(path: Path, size: int) -> None:
@@ -113,9 +120,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     stack = AppStack(tmp, args.log_level, args.profile_app)
     bares: dict[str, subprocess.Popen] = {}
     ports = {"bare": free_port(), "bare_nohash": free_port()}
-    warm: dict[str, list[Result]] = {"bare": [], "app": []}
-    first: dict[str, list[Result]] = {name: [] for name in ("bare", "bare_nohash", "app")}
-    repeat: dict[str, list[Result]] = {name: [] for name in ("bare", "bare_nohash", "app")}
+    warm: dict[str, list[TransferResult]] = {"bare": [], "app": []}
+    first: dict[str, list[TransferResult]] = {name: [] for name in ("bare", "bare_nohash", "app")}
+    repeat: dict[str, list[TransferResult]] = {name: [] for name in ("bare", "bare_nohash", "app")}
     try:
         stack.start()
         seeded = stack.seed(1200, 6.0)
@@ -135,9 +142,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         for name, port in ports.items():
             extra = ["--no-hash"] if name == "bare_nohash" else []
-            bares[name], log = start_script(["--bare-server", str(port), "--bare-root", str(stack.media_root), *extra],
-                                            tmp, name, script=__file__)
-            wait_until_answers(bares[name], port, warm_urls[0], name, log)
+            bares[name], log = start_script(__file__, ["--bare-server", str(port), "--bare-root", str(stack.media_root),
+                                                       *extra], tmp, name)
+            wait_until_answers(bares[name], port, warm_urls[0], name, log, timeout=START_TIMEOUT)
         targets = {"bare": (bares["bare"], ports["bare"]), "bare_nohash": (bares["bare_nohash"], ports["bare_nohash"]),
                    "app": (stack.proc, stack.port)}
         checks = check_same_bytes({"app": stack.port, **ports}, warm_urls[0], (folder / segment_name(0)).read_bytes())
@@ -146,27 +153,28 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if args.warmup > 0:
             for name in warm:
                 proc, port = targets[name]
-                load(proc.pid, port, warm_urls, generator=args.generator, duration=args.warmup, **common)
+                load_paths(proc.pid, port, warm_urls, generator=args.generator, duration=args.warmup, **common)
         for r in range(args.rounds):  # alternate, so drift in the machine hits every server alike
             for name in warm:
                 proc, port = targets[name]
-                warm[name].append(load(proc.pid, port, warm_urls, generator=args.generator, duration=args.duration,
-                                       db_pid=stack.db_pid if name == "app" else None, **common))
+                warm[name].append(load_paths(proc.pid, port, warm_urls, generator=args.generator,
+                                             duration=args.duration, db_pid=stack.db_pid if name == "app" else None,
+                                             **common))
             for name in first:
                 proc, port = targets[name]
-                first[name].append(load(proc.pid, port, cold_sets[r], generator="python", duration=args.cold_timeout,
-                                        once=True, **common))
-                repeat[name].append(load(proc.pid, port, cold_sets[r], generator="python",
-                                         duration=args.cold_timeout, once=True, **common))
-        app_rss = rss_kb(stack.proc.pid)
+                first[name].append(load_paths(proc.pid, port, cold_sets[r], generator="python",
+                                              duration=args.cold_timeout, once=True, **common))
+                repeat[name].append(load_paths(proc.pid, port, cold_sets[r], generator="python",
+                                               duration=args.cold_timeout, once=True, **common))
+        app_rss = rss_kb(stack.proc.pid, default=-1)
     finally:
         for proc in bares.values():
             stop(proc)
         stack.stop()
 
-    w = {name: median(rs) for name, rs in warm.items()}
-    f = {name: median(rs) for name, rs in first.items()}
-    rp = {name: median(rs) for name, rs in repeat.items()}
+    w = {name: median_result(rs) for name, rs in warm.items()}
+    f = {name: median_result(rs) for name, rs in first.items()}
+    rp = {name: median_result(rs) for name, rs in repeat.items()}
     for name, rs in first.items():  # every cold file must have been fetched once
         short = [x.requests for x in rs if x.requests != args.cold_files]
         if short:
@@ -196,28 +204,25 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"Segments of {out['segment_bytes']:,} B ({RENDITION} rendition), {args.connections} connections,"
           f" {os.cpu_count()} CPUs; wrote {out['files'] + out['cold_files'] * args.rounds} files in"
           f" {out['write_seconds']:.1f} s")
-    print(f"load average (1 min) at start {out['loadavg_start'][0]:.1f}, at end {out['loadavg_end'][0]:.1f}")
-    header = (f"{'':14}{'req/s':>9}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'non-2xx':>9}{'errors':>8}"
-              f"{'server CPU':>12}{'load CPU':>10}")
+    print(load_average_line(out["loadavg_start"], out["loadavg_end"]))
 
     def rows(results: dict[str, Any]) -> None:
-        print(header)
+        print(header_line(COLUMNS, 14))
         for name, x in results.items():
-            print(f"{name:14}{x['rps']:>9.0f}{x['mb_s']:>9.1f}{x['p50_ms']:>9.2f}{x['p99_ms']:>9.2f}{x['requests']:>10}"
-                  f"{x['non2xx']:>9}{x['errors']:>8}{x['server_cpu']:>12.0%}{x['generator_cpu']:>10.0%}")
+            print(result_line(name, x, COLUMNS, 14))
 
     print(f"\nwarm: {args.generator}, {out['files']} files in turn, {args.duration:g} s per server, median of"
           f" {args.rounds} alternated rounds")
     rows(out["warm"])
     q = out["ratios"]
-    print(f"ratio app/bare: req/s {q['warm_app_over_bare_rps']:.2f}, MB/s {q['warm_app_over_bare_mb_s']:.2f},"
-          f" p99 {q['warm_p99_app_over_bare']:.2f}")
+    print(ratio_line("app/bare", {"req/s": q["warm_app_over_bare_rps"], "MB/s": q["warm_app_over_bare_mb_s"],
+                                  "p99": q["warm_p99_app_over_bare"]}))
     print(f"\nfirst fetch: python generator, {out['cold_files']} files never served before, each once"
           f" (median of {args.rounds} rounds, a new file set each)")
     rows(out["first"])
     print("same files again (repeat):")
     rows(out["repeat"])
-    print("first/repeat req/s: " + ", ".join(f"{k} {v:.2f}" for k, v in q["first_over_repeat"].items())
+    print("first/repeat req/s: " + ratio_figures(q["first_over_repeat"])
           + f"; first fetch app/bare {q['first_app_over_bare_rps']:.2f}, app/bare_nohash"
           f" {q['first_app_over_nohash']:.2f}, bare/bare_nohash {q['first_bare_over_nohash']:.2f}")
     c = out["checks"]
@@ -257,8 +262,8 @@ def main() -> int:
         return 0
     args.generator = pick_generator(args.generator)
     load_start = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-        out = run(args, Path(tmpdir))
+    with scratch_dir() as tmp:
+        out = run(args, tmp)
     out.update(loadavg_start=load_start, loadavg_end=os.getloadavg())
     out.update(generator=args.generator, connections=args.connections, duration=args.duration, rounds=args.rounds)
     if args.json:

@@ -26,28 +26,23 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import ROOT, children_cpu_seconds, load_average_line, scratch_dir
+
+sys.path.insert(0, str(ROOT))
 
 import imageio_ffmpeg
 
 import server.media.transcode as transcode_module
 from server.media.ladder import AUDIO_KBPS, LADDER, SEGMENT_SECONDS
 from server.media.probe import probe
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def make_source(path: Path, seconds: float, preset: str) -> dict[str, Any]:
@@ -116,7 +111,7 @@ def report(out: dict[str, Any]) -> None:
     print(f"source: {s['width']}x{s['height']} {s['fps']:g} fps, {s['duration']:.2f} s, {s['codec']}"
           f"{' + audio' if s['has_audio'] else ''}, {s['kbps']:.0f} kbit/s (made in {s['seconds_to_make']:.1f} s,"
           f" libx264 {s['preset']} CRF 18); {out['cpus']} CPUs; median of {out['rounds']} round(s)")
-    print(f"load average (1 min) at start {out['loadavg_start'][0]:.1f}, at end {out['loadavg_end'][0]:.1f}")
+    print(load_average_line(out["loadavg_start"], out["loadavg_end"]))
     print(f"{'':30}{'wall s':>8}{'x realtime':>12}{'ffmpeg CPU s':>14}{'cores':>7}{'x realtime/core':>17}")
     for name, label in (("ladder", f"ladder ({len(out['runs']['ladder'][0]['renditions'])} renditions)"),
                         ("single", "single rendition (1080p)")):
@@ -146,8 +141,8 @@ def main() -> int:
     if not 1 <= args.seconds <= 600 or not 1 <= args.rounds <= 10:
         sys.exit("--seconds must be within 1..600 and --rounds within 1..10")
     load_start = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-        out = asyncio.run(run(args, Path(tmpdir)))
+    with scratch_dir() as tmp:
+        out = asyncio.run(run(args, tmp))
     out.update(loadavg_start=load_start, loadavg_end=os.getloadavg())
     if args.json:
         print(json.dumps(out))

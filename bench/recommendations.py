@@ -12,7 +12,8 @@ held out; the model is fitted on everything else (popularity too is counted from
 training views only). Hit rate at 10 = the share of viewers whose held-out title is among
 their 10 suggestions. The same run scores the popularity-only baseline (the 10 most
 popular titles the viewer has not watched) and prints recommender / baseline as a ratio.
-It runs server/recommender.py, the code the recommendation job runs.
+It runs server/catalog/recommender.py, the code the recommendation job
+(server/catalog/rollups.py) runs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.recommender import Activity, Recommender, TitleFacts, Weights
+from server.catalog.recommender import Activity, Recommender, TitleFacts, Weights
 
 K = 10
 

@@ -1,5 +1,6 @@
 """Shared by the Socket.IO benchmarks: a minimal raw-websocket Socket.IO client, the load
-generator process built on it, and the driver-side helpers (servers, /proc readings).
+generator process built on it, its driver side, and the bare python-socketio baseline
+server. Processes, ports and /proc readings come from bench/harness.py.
 
     .venv/bin/python bench/sio_load.py --generate     (started by the benchmarks, not by hand)
 
@@ -42,29 +43,20 @@ import asyncio
 import base64
 import json
 import os
-import resource
-import signal
-import socket
 import subprocess
 import sys
 import time
 import zlib
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import raise_nofile, run_tornado
+
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 PER_GENERATOR = 2500  # sockets per generator process (each costs a few KB and no task)
+PER_USER = 10  # sockets per user the app accepts: realtime/gateway.py MAX_SOCKETS_PER_USER
 LINE_LIMIT = 1 << 28  # JSON lines between driver and generators carry tokens and events
-
-
-def raise_nofile() -> int:
-    """Raise this process's soft limit on open files to the hard one; returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -470,125 +462,28 @@ async def close_all(gens: list[Generator], group: str) -> int:
     return sum(a["closed"] for a in answers)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --- the bare baseline server -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (Linux /proc), NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def serve_bare_socketio(port: int, routes: Callable[[Any], list] | None = None) -> None:
+    """python-socketio on Tornado accepting every connection on "/", with /healthz and the
+    Tornado rules `routes(sio)`; runs in its own process."""
+    import socketio
+    import tornado.web
 
+    raise_nofile()
+    sio = socketio.AsyncServer(async_mode="tornado", logger=False, engineio_logger=False)
 
-async def wait_idle(pid: int, timeout: float = 120.0, step: float = 0.5, idle_share: float = 0.05
-                    ) -> tuple[float, float]:
-    """Wait until the process uses under `idle_share` of a core over `step` seconds (or
-    `timeout`); returns (CPU seconds it used meanwhile, seconds waited until it was idle)."""
-    started, cpu0 = time.monotonic(), cpu_seconds(pid)
-    last = cpu0
-    while time.monotonic() - started < timeout:
-        await asyncio.sleep(step)
-        now = cpu_seconds(pid)
-        if now - last < idle_share * step:
-            return now - cpu0, time.monotonic() - started - step
-        last = now
-    return cpu_seconds(pid) - cpu0, time.monotonic() - started
+    @sio.event
+    async def connect(sid: str, environ: dict, auth: object = None) -> bool:
+        return True
 
+    class Health(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.finish({"status": "ok"})
 
-def load_average() -> str:
-    """The machine's 1-minute load average (other work competes for the same cores)."""
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "?"
-
-
-def rss_kb(pid: int) -> int:
-    """VmRSS of a live process in KB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The inherited environment without any setting of ours, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("NAMELESS_") and k not in ("MONGO_URL", "REDIS_URL")}
-    env.update(extra)
-    return env
-
-
-def start_app(port: int, tmp: Path, name: str = "app", **env: str) -> tuple[subprocess.Popen, Path]:
-    """`run.py` as a subprocess on `port`, data under tmp/name, stderr to tmp/name.log."""
-    full = clean_env(NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(port), NAMELESS_DATA_DIR=str(tmp / name), **env)
-    log = tmp / f"{name}.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp, env=full,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    return proc, log
-
-
-def start_script(script: str, args: list[str], tmp: Path, name: str, env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen, Path]:
-    log = tmp / f"{name}.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, script, *args], cwd=tmp, env=env or clean_env(),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    return proc, log
-
-
-def wait_until_answers(proc: subprocess.Popen, port: int, path: str, name: str, log: Path | None,
-                       timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            detail = log.read_text(errors="replace")[-2000:] if log else ""
-            sys.exit(f"{name} exited with {proc.returncode} before answering\n{detail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                s.sendall(request)
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{name} did not answer {path} within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 60, name: str = "", log: Path | None = None) -> float:
-    """SIGTERM, wait up to `timeout` s (then SIGKILL); returns the seconds it took to exit.
-    A slow or killed exit is reported on stderr with the tail of the process's log."""
-    if proc.poll() is not None:
-        return 0.0
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    killed = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        killed = True
-    took = time.monotonic() - started
-    if killed or took > 15:
-        tail = log.read_text(errors="replace")[-1500:] if log and log.exists() else ""
-        print(f"warning: {name or proc.args} took {took:.1f} s to stop after SIGTERM"
-              f"{' and was killed' if killed else ''}\n{tail}", file=sys.stderr)
-    return took
+    run_tornado(port, [(r"/healthz", Health), (r"/socket\.io/", socketio.get_tornado_handler(sio)),
+                       *(routes(sio) if routes else [])])
 
 
 if __name__ == "__main__":

@@ -28,65 +28,33 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from sio_load import (
-    close_all,
-    connect_all,
+from harness import (
+    CpuMeter,
     cpu_seconds,
     free_port,
-    generators_for,
     load_average,
     raise_nofile,
+    ratio_line,
     rss_kb,
+    scratch_dir,
     start_app,
-    start_generators,
     start_script,
-    status_all,
     stop,
     wait_idle,
     wait_until_answers,
 )
-
-PER_USER = 10  # realtime/gateway.py MAX_SOCKETS_PER_USER
-
-
-# --- the bare baseline server ------------------------------------------------------------
-
-
-def serve_bare(port: int) -> None:
-    """python-socketio on Tornado accepting every connection on "/"; runs in its own process."""
-    import signal
-
-    import socketio
-    import tornado.web
-
-    raise_nofile()
-    sio = socketio.AsyncServer(async_mode="tornado", logger=False, engineio_logger=False)
-
-    @sio.event
-    async def connect(sid: str, environ: dict, auth: object = None) -> bool:
-        return True
-
-    class Health(tornado.web.RequestHandler):
-        def get(self) -> None:
-            self.finish({"status": "ok"})
-
-    async def main() -> None:
-        app = tornado.web.Application([(r"/healthz", Health), (r"/socket\.io/", socketio.get_tornado_handler(sio))],
-                                      log_function=lambda handler: None)
-        app.listen(port, "127.0.0.1")
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
-        await stop_event.wait()
-
-    asyncio.run(main())
-
+from sio_load import (
+    PER_USER,
+    close_all,
+    connect_all,
+    generators_for,
+    serve_bare_socketio,
+    start_generators,
+    status_all,
+)
 
 # --- sign-ups ------------------------------------------------------------------------------
 
@@ -123,10 +91,10 @@ async def sign_up(port: int, users: int, concurrency: int) -> tuple[list[str], d
 async def measure(name: str, proc, port: int, gens, tokens: list[str], args: argparse.Namespace) -> dict:
     await asyncio.sleep(args.settle)
     before = rss_kb(proc.pid)
-    cpu0, gen0 = cpu_seconds(proc.pid), sum(cpu_seconds(g.proc.pid) for g in gens)
+    meter = CpuMeter(proc.pid, *(g.proc.pid for g in gens))
     connected = await connect_all(gens, name, port, tokens, concurrency=args.concurrency, deflate=args.deflate)
-    connect_cpu = cpu_seconds(proc.pid) - cpu0
-    gen_cpu = sum(cpu_seconds(g.proc.pid) for g in gens) - gen0
+    connect_cpu, *gen_used = meter.used()
+    gen_cpu = sum(gen_used)
     at_connect = rss_kb(proc.pid)
     peak = at_connect
     hold_cpu0, hold_started = cpu_seconds(proc.pid), time.monotonic()
@@ -156,8 +124,7 @@ async def measure(name: str, proc, port: int, gens, tokens: list[str], args: arg
 async def run(args: argparse.Namespace) -> dict:
     users = -(-args.clients // PER_USER)
     results: dict = {"load_average_start": load_average()}
-    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-        tmp = Path(tmpdir)
+    with scratch_dir() as tmp:
         app_port, bare_port = free_port(), free_port()
         app, app_log = start_app(app_port, tmp, NAMELESS_RATE_LIMIT_AUTH=str(10**9),
                                  NAMELESS_RATE_LIMIT_IP=str(10**9))
@@ -182,8 +149,8 @@ async def run(args: argparse.Namespace) -> dict:
         finally:
             for g in gens:
                 await g.stop()
-            stop(app, name="run.py", log=app_log)
-            stop(bare, name="bare server", log=bare_log)
+            stop(app, timeout=60, name="run.py", log=app_log, warn_after=15)
+            stop(bare, timeout=60, name="bare server", log=bare_log, warn_after=15)
     results["generators"] = len(gens)
     results["load_average_end"] = load_average()
     return results
@@ -210,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = _parser().parse_args()
     if args.bare_server is not None:
-        serve_bare(args.bare_server)
+        serve_bare_socketio(args.bare_server)
         return 0
     raise_nofile()
     results = asyncio.run(run(args))
@@ -237,7 +204,7 @@ def main() -> int:
               " the server and the generators used while connecting; hold CPU: share of one core the server used"
               " while merely holding the idle sockets (Engine.IO pings); close CPU s: CPU seconds the server used"
               " after the clients closed every socket at once, until it was idle again)")
-        print(f"ratio app/bare: KB per connection {ratio:.2f}")
+        print(ratio_line("app/bare", {"KB per connection": ratio}))
     bad = any(r["failed"] or r["live_after_hold"] < r["connected"] for r in (app_r, bare_r))
     if bad:
         print("warning: some sockets failed to connect or dropped during the hold", file=sys.stderr)

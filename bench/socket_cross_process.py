@@ -37,27 +37,28 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sio_load import (
+from harness import (
+    NAN,
     ROOT,
+    CpuMeter,
     clean_env,
-    close_all,
-    connect_all,
-    cpu_seconds,
+    create_superuser,
     free_port,
     load_average,
     percentile,
     raise_nofile,
+    ratio_line,
+    scratch_dir,
     start_app,
-    start_generators,
     stop,
     wait_until_answers,
 )
+from sio_load import close_all, connect_all, start_generators
 
 sys.path.insert(0, str(ROOT))
 
@@ -98,19 +99,11 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen | None, str]:
     return proc, url
 
 
-async def create_superuser(tmp: Path, shared: dict[str, str], password: str) -> None:
-    env = clean_env(**shared, NAMELESS_DATA_DIR=str(tmp / "a"), NAMELESS_SUPERUSER_PASSWORD=password)
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, str(ROOT / "run.py"), "createsuperuser", "--email", ADMIN_EMAIL],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        sys.exit(f"createsuperuser failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-
-
 async def measure(args: argparse.Namespace, tmp: Path, ports: dict[str, int], procs: dict[str, Any],
                   shared: dict[str, str]) -> dict[str, Any]:
     password = f"bench admin {secrets.token_urlsafe(12)}"
-    await create_superuser(tmp, shared, password)
+    await asyncio.to_thread(create_superuser, clean_env(**shared, NAMELESS_DATA_DIR=str(tmp / "a")), tmp, ADMIN_EMAIL,
+                            password, 120)
     gens = await start_generators(1)
     gen = gens[0]
     try:
@@ -131,9 +124,8 @@ async def measure(args: argparse.Namespace, tmp: Path, ports: dict[str, int], pr
 
             samples: list[dict[str, Any]] = []
             missing = 0
-            cpu0 = {side: cpu_seconds(p.pid) for side, p in procs.items()}
-            gen0 = cpu_seconds(gen.proc.pid)
-            started = time.monotonic()
+            sides = list(procs)
+            meter = CpuMeter(*(procs[side].pid for side in sides), gen.proc.pid)
             for k in range(args.warmup + args.notices):  # bounded: one notice at a time, each waited for
                 t0 = time.time()
                 resp = await api.post(f"/api/v1/admin/users/{user_id}/notifications",
@@ -154,9 +146,9 @@ async def measure(args: argparse.Namespace, tmp: Path, ports: dict[str, int], pr
                     if arrivals["a"] and arrivals["b"]:
                         samples.append({"a": arrivals["a"], "b": arrivals["b"], "http": t_resp - t0})
                 await asyncio.sleep(args.interval)
-            elapsed = time.monotonic() - started
-            cpu = {side: (cpu_seconds(p.pid) - cpu0[side]) / elapsed for side, p in procs.items()}
-            gen_cpu = (cpu_seconds(gen.proc.pid) - gen0) / elapsed
+            elapsed = meter.elapsed()
+            *side_shares, gen_cpu = meter.shares(elapsed)[0]
+            cpu = dict(zip(sides, side_shares, strict=True))
             for side in ("a", "b"):
                 await close_all(gens, side)
     finally:
@@ -165,7 +157,7 @@ async def measure(args: argparse.Namespace, tmp: Path, ports: dict[str, int], pr
     def stats(values: list[float]) -> dict[str, float]:
         values = sorted(values)
         return {"p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
-                "max_ms": values[-1] * 1000 if values else float("nan"), "n": len(values)}
+                "max_ms": values[-1] * 1000 if values else NAN, "n": len(values)}
 
     return {
         "same_process": stats([x for s in samples for x in s["a"]]),
@@ -179,8 +171,7 @@ async def measure(args: argparse.Namespace, tmp: Path, ports: dict[str, int], pr
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = load_average()
-    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-        tmp = Path(tmpdir)
+    with scratch_dir() as tmp:
         redis_proc, redis_url = start_redis(tmp)
         mongo = EmbeddedMongo(tmp / "mongo")
         procs: dict[str, Any] = {}
@@ -204,10 +195,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return result
         finally:
             for side in list(procs):
-                stop(procs[side], name=f"run.py {side.upper()}", log=logs.get(side))
+                stop(procs[side], timeout=60, name=f"run.py {side.upper()}", log=logs.get(side), warn_after=15)
             await asyncio.to_thread(mongo.stop)
             if redis_proc is not None:
-                stop(redis_proc)
+                stop(redis_proc, timeout=60, warn_after=15)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -242,7 +233,7 @@ def main() -> int:
         c = r["cpu_share"]
         print(f"(latency: driver's time.time() before the POST -> the client read the notification;"
               f" CPU over the run: A {c['A']:.0%}, B {c['B']:.0%}, generator {c['generator']:.0%} of one core)")
-        print(f"ratio cross/same process: p50 {ratios['p50']:.2f}, p99 {ratios['p99']:.2f}")
+        print(ratio_line("cross/same process", ratios))
     if r["missing"]:
         print(f"warning: {r['missing']} notices were not delivered to every socket", file=sys.stderr)
         return 1

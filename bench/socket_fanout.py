@@ -8,7 +8,7 @@ What is measured, and why this way: the app has no room with more than one user'
 devices yet (a user's room `user:{id}` holds at most 10 sockets, MAX_SOCKETS_PER_USER),
 so no HTTP endpoint of run.py can emit to 1,000 sockets at once. Instead
 `socket_fanout.py --serve-app PORT` is the real server built the way run.py builds it
-(`server.runtime.Runtime`: embedded nx-27017, platform, services, the app's routes, the
+(`server.app.runtime.Runtime`: embedded nx-27017, platform, services, the app's routes, the
 Gateway with its UserChannel on "/"), plus three bench-only routes added to the same
 Tornado application:
 
@@ -45,33 +45,38 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
-from sio_load import (
+from harness import (
+    NAN,
     ROOT,
-    clean_env,
-    close_all,
-    connect_all,
-    cpu_seconds,
+    CpuMeter,
+    app_env,
     free_port,
-    generators_for,
     load_average,
     percentile,
     raise_nofile,
-    start_generators,
+    ratio_line,
+    scratch_dir,
     start_script,
-    status_all,
     stop,
+    wait_for_stop_signal,
     wait_idle,
     wait_until_answers,
 )
+from sio_load import (
+    PER_USER,
+    close_all,
+    connect_all,
+    generators_for,
+    serve_bare_socketio,
+    start_generators,
+    status_all,
+)
 
 ROOM = "bench:fanout"
-PER_USER = 10  # realtime/gateway.py MAX_SOCKETS_PER_USER
 
 
 # --- the two servers (each runs in its own process) -----------------------------------------
@@ -112,13 +117,11 @@ def bench_routes(sio: Any, emit: Any, mint: Any) -> list:
 
 def serve_app() -> None:
     """The real server, built as run.py builds it, plus the bench routes."""
-    import signal
-
     sys.path.insert(0, str(ROOT))
     from config import load_settings
-    from server.logs import configure_logging
-    from server.runtime import Runtime
-    from server.sessions import ClientInfo
+    from server.app.runtime import Runtime
+    from server.core.logs import configure_logging
+    from server.identity.sessions import ClientInfo
 
     raise_nofile()
     settings = load_settings()
@@ -147,11 +150,7 @@ def serve_app() -> None:
             return tokens
 
         runtime.app.add_handlers(r".*$", bench_routes(services.gateway.sio, services.gateway.emit, mint))
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
-        await stop_event.wait()
+        await wait_for_stop_signal()
         await runtime.stop()
 
     asyncio.run(main())
@@ -159,38 +158,11 @@ def serve_app() -> None:
 
 def serve_bare(port: int) -> None:
     """python-socketio on Tornado accepting every connection on "/", plus the bench routes."""
-    import signal
-
-    import socketio
-    import tornado.web
-
-    raise_nofile()
-    sio = socketio.AsyncServer(async_mode="tornado", logger=False, engineio_logger=False)
-
-    @sio.event
-    async def connect(sid: str, environ: dict, auth: object = None) -> bool:
-        return True
 
     async def mint(users: int) -> list[str]:
         return ["bare"] * users
 
-    class Health(tornado.web.RequestHandler):
-        def get(self) -> None:
-            self.finish({"status": "ok"})
-
-    async def main() -> None:
-        app = tornado.web.Application(
-            [(r"/healthz", Health), (r"/socket\.io/", socketio.get_tornado_handler(sio)),
-             *bench_routes(sio, sio.emit, mint)],
-            log_function=lambda handler: None)
-        app.listen(port, "127.0.0.1")
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
-        await stop_event.wait()
-
-    asyncio.run(main())
+    serve_bare_socketio(port, lambda sio: bench_routes(sio, sio.emit, mint))
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -198,16 +170,15 @@ def serve_bare(port: int) -> None:
 
 async def one_round(name: str, proc: Any, api: httpx.AsyncClient, gens: list, seq: int, live: int,
                     timeout: float) -> dict[str, Any]:
-    cpu0, gen0 = cpu_seconds(proc.pid), sum(cpu_seconds(g.proc.pid) for g in gens)
-    started = time.monotonic()
+    meter = CpuMeter(proc.pid, *(g.proc.pid for g in gens))
     resp = await api.post(f"/bench/emit?seq={seq}")
     resp.raise_for_status()
     sent = resp.json()
     waits = await asyncio.gather(*(g.ask(timeout + 30, cmd="wait", group=name, per_client=1, timeout=timeout)
                                    for g in gens))
-    wall = time.monotonic() - started
-    window_cpu = cpu_seconds(proc.pid) - cpu0
-    window_gen = sum(cpu_seconds(g.proc.pid) for g in gens) - gen0
+    wall = meter.elapsed()
+    window_cpu, *gen_used = meter.used()
+    window_gen = sum(gen_used)
     taken = await asyncio.gather(*(g.ask(120, cmd="take", group=name) for g in gens))
     arrivals = sorted(at - sent["t0"] for t in taken for at, event, data in t["events"]
                       if event == "notification" and isinstance(data, dict) and data.get("data", {}).get("seq") == seq)
@@ -223,12 +194,12 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rounds": len(rounds),
         "delivered": len(lat), "expected": sum(r["expected"] for r in rounds),
-        "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000, "max_ms": lat[-1] * 1000 if lat else
-        float("nan"),
+        "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
+        "max_ms": lat[-1] * 1000 if lat else NAN,
         "round_p99_ms": [percentile(sorted(r["latencies"]), 99) * 1000 for r in rounds],
         "emit_call_ms": percentile(emits, 50) * 1000,
-        "server_cpu_share": sum(r["server_cpu_s"] for r in rounds) / window if window else float("nan"),
-        "generator_cpu_share": sum(r["generator_cpu_s"] for r in rounds) / window if window else float("nan"),
+        "server_cpu_share": sum(r["server_cpu_s"] for r in rounds) / window if window else NAN,
+        "generator_cpu_share": sum(r["generator_cpu_s"] for r in rounds) / window if window else NAN,
         "server_cpu_s_per_round": sum(r["server_cpu_s"] for r in rounds) / len(rounds),
         "generator_cpu_s_per_round": sum(r["generator_cpu_s"] for r in rounds) / len(rounds),
     }
@@ -277,12 +248,10 @@ async def run_size(size: int, servers: dict[str, tuple[Any, int]], args: argpars
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     load_start = load_average()
-    with tempfile.TemporaryDirectory(prefix="nameless-bench-") as tmpdir:
-        tmp = Path(tmpdir)
+    with scratch_dir() as tmp:
         app_port, bare_port = free_port(), free_port()
-        app, app_log = start_script(__file__, ["--serve-app"], tmp, "app", clean_env(
-            NAMELESS_HOST="127.0.0.1", NAMELESS_PORT=str(app_port), NAMELESS_DATA_DIR=str(tmp / "app"),
-            PYTHONPATH=str(ROOT)))
+        app, app_log = start_script(__file__, ["--serve-app"], tmp, "app",
+                                    app_env(app_port, tmp / "app", PYTHONPATH=str(ROOT)))
         bare, bare_log = start_script(__file__, ["--serve-bare", str(bare_port)], tmp, "bare")
         try:
             wait_until_answers(app, app_port, "/readyz", "app bench server", app_log)
@@ -292,8 +261,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results[str(size)] = await run_size(size, servers, args)
                 results[str(size)]["load_average"] = f"{load_start}-{load_average()}"
         finally:
-            stop(app, name="run.py", log=app_log)
-            stop(bare, name="bare server", log=bare_log)
+            stop(app, timeout=60, name="run.py", log=app_log, warn_after=15)
+            stop(bare, timeout=60, name="bare server", log=bare_log, warn_after=15)
     return results
 
 
@@ -340,7 +309,8 @@ def main() -> int:
                       f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['emit_call_ms']:>14.1f}{r['server_cpu_share']:>9.0%}"
                       f"{r['generator_cpu_share']:>9.0%}")
             a, b = res["app"], res["bare"]
-            print(f"{size:>6} ratio app/bare: p50 {a['p50_ms'] / b['p50_ms']:.2f}, p99 {a['p99_ms'] / b['p99_ms']:.2f}"
+            ratios = {"p50": a["p50_ms"] / b["p50_ms"], "p99": a["p99_ms"] / b["p99_ms"]}
+            print(f"{size:>6} {ratio_line('app/bare', ratios)}"
                   f" ({res['generators']} generator processes; load average {res['load_average']})")
         print("(latency: emit triggered in the server -> notification read by the client; CPU: share of one core"
               " from the trigger until every generator had all its deliveries, server process and all generator"
