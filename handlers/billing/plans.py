@@ -12,7 +12,8 @@ from server.billing.entitlements import EntitlementService
 from server.core.fields import Body
 from server.core.ids import ID_PATTERN
 
-PlanId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,40}$")]
+PLAN_ID_PATTERN = r"[a-z0-9_-]{1,40}"
+PlanId = Annotated[str, StringConstraints(pattern=rf"^{PLAN_ID_PATTERN}$")]
 
 
 class ComplimentaryBody(Body):
@@ -72,5 +73,5 @@ def routes(entitlements: EntitlementService) -> list:
         (r"/plans", PlansHandler, deps),
         (r"/me/subscription", MySubscriptionHandler, deps),
         (rf"/admin/users/(?P<user_id>{ID_PATTERN})/complimentary", ComplimentaryHandler, deps),
-        (r"/admin/plans/(?P<plan_id>[a-z0-9_-]{1,40})", AdminPlanHandler, deps),
+        (rf"/admin/plans/(?P<plan_id>{PLAN_ID_PATTERN})", AdminPlanHandler, deps),
     ]

@@ -14,7 +14,7 @@ from handlers.routing import ApiHandler
 from server.catalog.admin import TITLE_STATUSES, ContentAdminService
 from server.catalog.maturity import RATINGS
 from server.core import errors
-from server.core.fields import Body, Id, Language, PageQuery, Slug
+from server.core.fields import Body, Id, Language, PageQuery, Search, Slug
 from server.core.ids import ID_PATTERN
 
 TAGS = ("admin", "content")
@@ -146,7 +146,7 @@ class CategoryPatch(Body):
 class AdminTitleQuery(PageQuery):
     status: Status | None = None
     kind: Literal["movie", "series"] | None = Field(default=None, alias="type")
-    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+    q: Search | None = None
 
 
 class AdminEpisodeQuery(PageQuery):

@@ -3,9 +3,9 @@ and the home page rows."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from handlers.base import endpoint
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
@@ -14,7 +14,7 @@ from handlers.routing import ApiHandler
 from server.catalog.browse import CatalogService
 from server.catalog.home import HomeService
 from server.catalog.viewers import ViewerResolver
-from server.core.fields import Language, Slug
+from server.core.fields import Language, Search, Slug
 from server.core.ids import ID_PATTERN
 
 TAGS = ("catalog",)
@@ -25,7 +25,7 @@ class BrowseQuery(ViewerQuery):
     genre: Slug | None = None
     category: Slug | None = None
     language: Language | None = None
-    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+    q: Search | None = None
     sort: Literal["popular", "new", "rating", "trending"] = "popular"
 
 

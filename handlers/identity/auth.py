@@ -32,10 +32,15 @@ class RefreshBody(Body):
     refresh_token: Secret
 
 
-class SocialBody(Body):
+class ProviderTokens(Body):
+    """What a Google, Apple or Facebook sign-in hands the app, to sign in or to link."""
+
     id_token: Secret | None = None
     access_token: Secret | None = None
     nonce: Secret | None = None
+
+
+class SocialBody(ProviderTokens):
     otp: Otp | None = None
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from handlers.base import endpoint
+from handlers.identity.auth import ProviderTokens
 from handlers.models import Account
 from handlers.routing import ApiHandler
 from server.core import errors
@@ -21,6 +22,7 @@ from server.identity.social import SocialService
 
 TAGS = ("me",)
 Avatar = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,40}$")]
+ProfileName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
 
 class MePatch(Body):
@@ -30,12 +32,6 @@ class MePatch(Body):
 
 class OtpBody(Body):
     otp: Otp
-
-
-class LinkBody(Body):
-    id_token: Secret | None = None
-    access_token: Secret | None = None
-    nonce: Secret | None = None
 
 
 class PhoneBody(Body):
@@ -55,14 +51,14 @@ class PhoneHandler(ApiHandler):
 
 
 class ProfileCreate(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+    name: ProfileName
     kids: bool = False
     avatar: Avatar | None = None
     language: Language | None = None
 
 
 class ProfilePatch(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)] | None = None
+    name: ProfileName | None = None
     kids: bool | None = None
     avatar: Avatar | None = None
     language: Language | None = None
@@ -105,10 +101,10 @@ class LinkHandler(ApiHandler):
     def initialize(self, social: SocialService) -> None:
         self.social = social
 
-    @endpoint("Link a Google, Apple or Facebook account", body=LinkBody, status=204, auth=True, tags=TAGS,
+    @endpoint("Link a Google, Apple or Facebook account", body=ProviderTokens, status=204, auth=True, tags=TAGS,
               errors=(401, 409, 503))
     async def post(self, provider: str) -> None:
-        body = self.parse(LinkBody)
+        body = self.parse(ProviderTokens)
         token = body.access_token if provider == "facebook" else body.id_token
         if not token:
             field = "access_token" if provider == "facebook" else "id_token"

@@ -9,7 +9,7 @@ from pydantic import EmailStr, Field, StringConstraints
 from handlers.base import endpoint
 from handlers.models import Account, Page
 from handlers.routing import ApiHandler
-from server.core.fields import Body, PageQuery, Text
+from server.core.fields import Body, PageQuery, Search, Text
 from server.core.ids import ID_PATTERN
 from server.identity.accounts import account_view
 from server.staff.users import StaffService
@@ -20,7 +20,7 @@ Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 
 
 class UserQuery(PageQuery):
-    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+    q: Search | None = None
     role: RoleName | None = None
 
 

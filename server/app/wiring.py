@@ -58,9 +58,6 @@ class Services:
         except KeyError:
             raise AttributeError(f"no service named {name!r}") from None
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
 
 class Wiring:
     """What a domain's wiring module is handed: the platform, the services so far, and the

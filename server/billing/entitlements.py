@@ -26,6 +26,19 @@ class Entitlement:
     source: str
 
 
+def entitles(sub: dict[str, Any] | None, now_ms: int) -> bool:
+    """Whether a subscription record lets its account watch at `now_ms`."""
+    return (sub is not None and sub.get("status") in ENTITLED_STATUSES
+            and int(sub.get("current_period_end_ms") or 0) > now_ms)
+
+
+def shown_status(sub: dict[str, Any], now_ms: int) -> str:
+    """The status the account sees: a complimentary grant past its end reads as canceled
+    (Stripe sends its own status changes for paid ones)."""
+    expired = int(sub.get("current_period_end_ms") or 0) <= now_ms
+    return "canceled" if expired and sub.get("source") == "complimentary" else sub.get("status", "none")
+
+
 def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": plan["_id"], "name": plan["name"], "price_cents": plan["price_cents"], "currency": plan["currency"],
@@ -43,9 +56,7 @@ class EntitlementService:
 
     async def current(self, user_id: str) -> Entitlement | None:
         sub = await self._plans.subscription(user_id)
-        if sub is None or sub.get("status") not in ENTITLED_STATUSES:
-            return None
-        if int(sub.get("current_period_end_ms") or 0) <= to_ms(now()):
+        if sub is None or not entitles(sub, to_ms(now())):
             return None
         plan = await self._plans.get(sub["plan_id"])
         if plan is None:
@@ -64,10 +75,8 @@ class EntitlementService:
             return {"status": "none", "plan": None, "current_period_end": None, "cancel_at_period_end": False,
                     "source": None}
         plan = await self._plans.get(sub["plan_id"])
-        expired = int(sub.get("current_period_end_ms") or 0) <= to_ms(now())
-        status = "canceled" if expired and sub.get("source") == "complimentary" else sub.get("status", "none")
         return {
-            "status": status,
+            "status": shown_status(sub, to_ms(now())),
             "plan": plan_view(plan) if plan else None,
             "current_period_end": iso(sub.get("current_period_end_ms")),
             "cancel_at_period_end": bool(sub.get("cancel_at_period_end")),

@@ -19,6 +19,7 @@ M = TypeVar("M", bound=BaseModel)
 Id = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
+Search = Annotated[str, StringConstraints(max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict[str, bool]] = {
 
 
 class ReadBody(Body):
-    """Which notifications to mark read; the REST endpoint and the socket event share it."""
+    """Mark some notifications read (`ids`) or all of them (`all: true`)."""
 
     ids: list[Id] | None = Field(default=None, max_length=500)
     all: bool = False
