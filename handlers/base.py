@@ -6,7 +6,7 @@ on every response, applies CORS and rate limits, and records metrics. Handlers s
 parse, call a service, shape the reply.
 
 The policy attributes (`csp`, `max_body_bytes`, `xsrf_always`, `ip_rate_limited`) are
-set by the route groups' base handlers in `handlers.routing`, never by an endpoint.
+set by the route groups' base handlers in `handlers.routing`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import tornado.web
@@ -360,6 +361,9 @@ def _framework_error(exc: tornado.web.HTTPError) -> errors.ApiError:
     if exc.status_code == 403 and "xsrf" in (exc.log_message or "").lower():
         return errors.Forbidden("The CSRF token is missing or wrong.", code="csrf_failed")
     return errors.from_status(exc.status_code)
+
+
+VENDOR = Path(__file__).resolve().parents[1] / "web" / "node_modules"  # browser libraries from npm
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -1,7 +1,8 @@
 """Route groups: each part of the URL space declares its prefix and its base handler once,
 and the base carries the group's policy: content security policy, body limit, XSRF and
-whether the per-IP limit applies. An endpoint inherits its group's policy and never sets
-it itself.
+whether the per-IP limit applies. An endpoint inherits its group's policy; the only
+endpoint-level departures are the player page's `media-src` (it plays blob URLs) and the
+upload chunk's body limit (the configured chunk size).
 
 A rule whose handler does not derive from its group's base is refused when the app is
 built, so no endpoint can slip into a group without that group's body limit, XSRF rule
@@ -59,10 +60,14 @@ class MediaFileHandler(BaseHandler):
 
 
 class ProbeHandler(BaseHandler):
-    """Health, readiness and metrics: never rate limited, so a load balancer or a scraper
-    never sees a 429."""
+    """Health and readiness: never rate limited, so a load balancer never sees a 429."""
 
     ip_rate_limited = False
+
+
+class InternalHandler(BaseHandler):
+    """Internal endpoints (metrics): loopback scrapers or a bearer token, and the per-IP
+    limit, so the token cannot be guessed at speed."""
 
 
 class WebhookHandler(BaseHandler):
@@ -102,5 +107,6 @@ PAGES = RouteGroup("page", "", PageHandler)
 MEDIA = RouteGroup("media", "/media", MediaFileHandler)
 WEBHOOKS = RouteGroup("webhook", "/webhooks", WebhookHandler)
 PROBES = RouteGroup("probe", "", ProbeHandler)
+INTERNAL = RouteGroup("internal", "", InternalHandler)
 VENDOR = RouteGroup("vendor", "/vendor", StaticHandler)  # browser libraries from web/node_modules
-GROUPS = (PROBES, PAGES, VENDOR, MEDIA, WEBHOOKS, API)
+GROUPS = (PROBES, INTERNAL, PAGES, VENDOR, MEDIA, WEBHOOKS, API)

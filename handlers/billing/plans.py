@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints
 from handlers.base import endpoint
 from handlers.routing import ApiHandler
 from server.billing.entitlements import EntitlementService
-from server.core.fields import Body
+from server.core.fields import Body, ShortName
 from server.core.ids import ID_PATTERN
 
 PLAN_ID_PATTERN = r"[a-z0-9_-]{1,40}"
@@ -22,7 +22,7 @@ class ComplimentaryBody(Body):
 
 
 class PlanPatch(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
+    name: ShortName | None = None
     price_cents: int | None = Field(default=None, ge=0, le=1_000_000)
     max_height: int | None = Field(default=None, ge=240, le=4320)  # the lowest rung of the ladder
     streams: int | None = Field(default=None, ge=1, le=10)

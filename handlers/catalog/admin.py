@@ -14,13 +14,12 @@ from handlers.routing import ApiHandler
 from server.catalog.admin import TITLE_STATUSES, ContentAdminService
 from server.catalog.maturity import RATINGS
 from server.core import errors
-from server.core.fields import Body, Id, Language, PageQuery, Search, Slug
+from server.core.fields import Body, Id, Language, PageQuery, Search, ShortName, Slug, Text
 from server.core.ids import ID_PATTERN
 
 TAGS = ("admin", "content")
 PERMISSION = "content.manage"
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Synopsis = Annotated[str, StringConstraints(max_length=4000)]
 ImageUrl = Annotated[str, StringConstraints(
     max_length=10_000, pattern=r"^(https?://|/|data:image/(svg\+xml|png|jpeg|webp);base64,)")]
@@ -31,24 +30,24 @@ Status = Literal[TITLE_STATUSES]  # type: ignore[valid-type]
 
 class AudioTrack(Body):
     language: Language
-    label: Name | None = None
+    label: Text | None = None
     kind: Literal["main", "description", "commentary"] = "main"
 
 
 class SubtitleTrack(Body):
     language: Language
-    label: Name | None = None
+    label: Text | None = None
     kind: Literal["subtitles", "captions", "forced"] = "subtitles"
 
 
 class CastMember(Body):
-    name: Name
-    character: Name | None = None
+    name: Text
+    character: Text | None = None
 
 
 class CrewMember(Body):
-    name: Name
-    job: Name
+    name: Text
+    job: Text
 
 
 class Artwork(Body):
@@ -64,8 +63,8 @@ class EpisodeArtwork(Body):
 class TitleFields(Body):
     """Everything about a title a content manager edits; on PATCH, only what is sent changes."""
 
-    title: Name | None = None
-    original_title: Name | None = None
+    title: Text | None = None
+    original_title: Text | None = None
     synopsis: Synopsis | None = None
     year: int | None = Field(default=None, ge=1870, le=2100)
     genres: list[Slug] | None = Field(default=None, max_length=10)
@@ -85,7 +84,7 @@ class TitleFields(Body):
 
 class TitleCreate(TitleFields):
     type: Literal["movie", "series"]
-    title: Name
+    title: Text
     publish_at: Timestamp | None = Field(default=None, description="schedule the release at once")
 
 
@@ -99,12 +98,12 @@ class ScheduleBody(Body):
 
 class SeasonCreate(Body):
     number: int = Field(ge=0, le=999)
-    name: Name | None = None
+    name: Text | None = None
     synopsis: Synopsis = ""
 
 
 class SeasonPatch(Body):
-    name: Name | None = None
+    name: Text | None = None
     synopsis: Synopsis | None = None
 
 
@@ -112,7 +111,7 @@ class EpisodeCreate(Body):
     title_id: Id
     season: int = Field(ge=0, le=999)
     number: int = Field(ge=1, le=9999)
-    name: Name
+    name: Text
     synopsis: Synopsis = ""
     runtime_s: int | None = Field(default=None, ge=1, le=100_000)
     media_asset_id: Id | None = None
@@ -123,7 +122,7 @@ class EpisodeCreate(Body):
 class EpisodePatch(Body):
     season: int | None = Field(default=None, ge=0, le=999)
     number: int | None = Field(default=None, ge=1, le=9999)
-    name: Name | None = None
+    name: Text | None = None
     synopsis: Synopsis | None = None
     runtime_s: int | None = Field(default=None, ge=1, le=100_000)
     media_asset_id: Id | None = None
@@ -133,13 +132,13 @@ class EpisodePatch(Body):
 
 class CategoryCreate(Body):
     slug: Slug
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    name: ShortName
     kind: Literal["genre", "collection"]
     position: int = Field(default=0, ge=0, le=10_000)
 
 
 class CategoryPatch(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
+    name: ShortName | None = None
     position: int | None = Field(default=None, ge=0, le=10_000)
 
 

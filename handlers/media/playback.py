@@ -15,10 +15,9 @@ from server.core import errors
 from server.core.fields import Body, Id
 from server.core.ids import ID_PATTERN
 from server.media.playback import PlaybackService
+from server.media.transcode import CONTENT_TYPES, PLAYLIST_TYPE
 
 TAGS = ("playback",)
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-TYPES = {".ts": "video/mp2t", ".m3u8": PLAYLIST_TYPE, ".jpg": "image/jpeg"}
 
 
 class StartBody(Body):
@@ -113,7 +112,7 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
 
     def get_content_type(self) -> str:
         suffix = "." + self.absolute_path.rsplit(".", 1)[-1] if self.absolute_path else ""
-        return TYPES.get(suffix, "application/octet-stream")
+        return CONTENT_TYPES.get(suffix, "application/octet-stream")
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
         try:

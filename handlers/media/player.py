@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import urllib.parse
-from pathlib import Path
 
-from handlers.base import PAGE_CSP, StaticHandler, endpoint
+from handlers.base import PAGE_CSP, VENDOR, StaticHandler, endpoint
 from handlers.routing import PageHandler
-
-VENDOR = Path(__file__).resolve().parents[2] / "web" / "node_modules"
 
 
 class PlayerPage(PageHandler):

@@ -11,8 +11,8 @@ from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Id
 from server.core.ids import ID_PATTERN
-from server.media.uploads import UploadService, upload_view
-from server.platform.job_queue import JobRunner
+from server.media.uploads import UploadService
+from server.platform.job_queue import JobQueue
 
 TAGS = ("admin", "media")
 
@@ -46,7 +46,7 @@ class UploadHandler(ApiHandler):
 
     @endpoint("Upload progress: the offset to resume from", permission="content.manage", tags=TAGS, errors=(404,))
     async def get(self, upload_id: str) -> None:
-        self.reply(upload_view(await self.uploads.get(upload_id)))
+        self.reply(await self.uploads.progress(upload_id))
 
     @endpoint("Send one chunk at the current offset (header Upload-Offset, binary body)",
               permission="content.manage", tags=TAGS, errors=(404, 409, 413, 422))
@@ -68,7 +68,7 @@ class UploadCompleteHandler(ApiHandler):
 
 
 class JobHandler(ApiHandler):
-    def initialize(self, jobs: JobRunner) -> None:
+    def initialize(self, jobs: JobQueue) -> None:
         self.jobs = jobs
 
     @endpoint("A background job's state and progress", permission="content.manage", tags=TAGS, errors=(404,))
@@ -76,7 +76,7 @@ class JobHandler(ApiHandler):
         self.reply(await self.jobs.view(job_id))
 
 
-def routes(uploads: UploadService, jobs: JobRunner) -> list:
+def routes(uploads: UploadService, jobs: JobQueue) -> list:
     uid = rf"(?P<upload_id>{ID_PATTERN})"
     return [
         (r"/admin/uploads", UploadsHandler, {"uploads": uploads}),

@@ -7,7 +7,7 @@ from typing import Literal
 from handlers.base import endpoint
 from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery
-from server.notifications.inbox import NotificationService, ReadBody, notification_view
+from server.notifications.inbox import NotificationService, ReadBody
 
 TAGS = ("notifications",)
 ChannelPrefs = dict[Literal["push", "email", "in_app"], bool]
@@ -38,12 +38,7 @@ class InboxHandler(NotificationsHandler):
     @endpoint("My notifications, newest first", auth=True, tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(InboxQuery)
-        page = await self.notifications.inbox(self.user.user_id, query.unread, query.limit, query.cursor)
-        self.reply({
-            "items": [notification_view(d) for d in page.items],
-            "next_cursor": page.next_cursor,
-            "unread_count": await self.notifications.unread_count(self.user.user_id),
-        })
+        self.reply(await self.notifications.inbox(self.user.user_id, query.unread, query.limit, query.cursor))
 
 
 class ReadHandler(NotificationsHandler):

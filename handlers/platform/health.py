@@ -7,7 +7,7 @@ import hmac
 from pydantic import BaseModel
 
 from handlers.base import endpoint
-from handlers.routing import ProbeHandler
+from handlers.routing import InternalHandler, ProbeHandler
 from server.core import errors
 from server.platform.metrics import PROMETHEUS_CONTENT_TYPE
 
@@ -44,7 +44,7 @@ class ReadyzHandler(ProbeHandler):
         self.reply(body, 503 if down else 200)
 
 
-class MetricsHandler(ProbeHandler):
+class MetricsHandler(InternalHandler):
     """Internal: scrapers on loopback, or with NAMELESS_METRICS_TOKEN as a bearer token."""
 
     @endpoint("Prometheus metrics (internal or token)", tags=("operations",), errors=(403,))
@@ -66,5 +66,8 @@ def routes() -> list:
     return [
         (r"/healthz", HealthzHandler),
         (r"/readyz", ReadyzHandler),
-        (r"/metrics", MetricsHandler),
     ]
+
+
+def internal_routes() -> list:
+    return [(r"/metrics", MetricsHandler)]

@@ -8,15 +8,13 @@ the apps get, so revoking it or suspending the user ends it at once.
 from __future__ import annotations
 
 import urllib.parse
-from pathlib import Path
 
-from handlers.base import StaticHandler, endpoint
+from handlers.base import VENDOR, StaticHandler, endpoint
 from handlers.routing import PageHandler
 from server.core import errors
 from server.identity.accounts import AccountService
 from server.identity.sessions import SESSION_COOKIE, SessionService
 
-VENDOR = Path(__file__).resolve().parents[2] / "web" / "node_modules"
 STAFF_PAGES = (("/admin", "Staff portal"), ("/console", "Support console"), ("/ops", "Live operations"))
 DEFAULT_NEXT = "/admin"
 

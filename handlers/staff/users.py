@@ -11,7 +11,6 @@ from handlers.models import Account, Page
 from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery, Search, Text
 from server.core.ids import ID_PATTERN
-from server.identity.accounts import account_view
 from server.staff.users import StaffService
 
 TAGS = ("admin",)
@@ -52,8 +51,7 @@ class UsersHandler(StaffHandler):
     @endpoint("Search users by email prefix and role", response=Page, permission="users.read", tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(UserQuery)
-        page = await self.staff.search(query.q, query.role, query.limit, query.cursor)
-        self.reply({"items": [account_view(u, []) for u in page.items], "next_cursor": page.next_cursor})
+        self.reply(await self.staff.search(query.q, query.role, query.limit, query.cursor))
 
 
 class UserHandler(StaffHandler):

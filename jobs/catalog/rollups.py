@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from jobs.periodic import Periodic
 from server.catalog import rollups
-from server.catalog.rollups import RecommendationSources
+from server.catalog.rollups import RollupSources
 
 TRENDING_INTERVAL_S = 5 * 60.0
 RECOMMENDATIONS_INTERVAL_S = 15 * 60.0
 
 
-def schedules(sources: RecommendationSources, *, trending_interval_s: float = TRENDING_INTERVAL_S,
+def schedules(sources: RollupSources, *, trending_interval_s: float = TRENDING_INTERVAL_S,
               recommendations_interval_s: float = RECOMMENDATIONS_INTERVAL_S) -> list[Periodic]:
     return [
         Periodic("trending", trending_interval_s, lambda: rollups.trending(sources.titles), initial_delay_s=5.0),

@@ -1,7 +1,8 @@
 """Putting the product together. Each domain's wiring module (`server.app.domains`) gets
-the platform and what the domains before it provided, and returns what it contributes:
-services, routes per group, Socket.IO namespaces, background work, start and stop steps.
-The app iterates that list; nothing else knows who needs whom.
+the platform and the services of the domains wired before it, and returns what it
+contributes: services, routes per group, Socket.IO namespaces, background work, start and
+stop steps. The app iterates that list; nothing else knows who needs whom. Start steps run
+in wiring order and stop steps in reverse; no order among background jobs is promised.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Contribution:
     media_routes: list[tuple[Any, ...]] = field(default_factory=list)
     webhook_routes: list[tuple[Any, ...]] = field(default_factory=list)
     probe_routes: list[tuple[Any, ...]] = field(default_factory=list)
+    internal_routes: list[tuple[Any, ...]] = field(default_factory=list)
     namespaces: list[Any] = field(default_factory=list)
     jobs: list[Background] = field(default_factory=list)
     start: list[Step] = field(default_factory=list)

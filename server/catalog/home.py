@@ -5,7 +5,7 @@ visible title are left out.
 
 Trending, new releases and the genre rows are the same for every profile with the same
 maturity ceiling, so they are computed once per ceiling and kept for a short while
-(server/shared_cache.py). A publish or an archive therefore reaches these rows within
+(server/core/shared_cache.py). A publish or an archive therefore reaches these rows within
 that time; the personal rows (continue watching, recommended) are always read fresh.
 """
 

@@ -39,7 +39,7 @@ RATING_FACTOR = {5: 1.6, 4: 1.3, 3: 1.0, 2: -0.3, 1: -0.6}  # below 3 the profil
 
 
 @dataclass
-class RecommendationSources:
+class RollupSources:
     titles: TitleRepository
     history: HistoryRepository
     watchlist: WatchlistRepository
@@ -48,7 +48,7 @@ class RecommendationSources:
     store: RecommendationRepository
 
 
-async def load_activity(sources: RecommendationSources) -> list[Activity]:
+async def load_activity(sources: RollupSources) -> list[Activity]:
     weights: dict[str, dict[str, float]] = defaultdict(dict)
     seen: dict[str, set[str]] = defaultdict(set)
     owners: dict[str, str] = {}
@@ -74,7 +74,7 @@ async def load_activity(sources: RecommendationSources) -> list[Activity]:
                      max_level=KIDS_MAX_LEVEL if pid in kids else ADULT_MAX_LEVEL) for pid in owners]
 
 
-async def load_titles(sources: RecommendationSources, now_ms: int) -> dict[str, TitleFacts]:
+async def load_titles(sources: RollupSources, now_ms: int) -> dict[str, TitleFacts]:
     return {
         str(d["_id"]): TitleFacts(id=str(d["_id"]), name=d.get("title", ""), genres=tuple(d.get("genres", [])),
                                   people=tuple(d.get("people", [])[:12]), popularity=float(d.get("popularity", 0)),
@@ -83,7 +83,7 @@ async def load_titles(sources: RecommendationSources, now_ms: int) -> dict[str, 
     }
 
 
-async def recommend(sources: RecommendationSources, *, now_ms: int | None = None,
+async def recommend(sources: RollupSources, *, now_ms: int | None = None,
                     limit: int = SUGGESTIONS_PER_PROFILE) -> int:
     """Recompute and store suggestions for every profile with activity; returns how many."""
     started = time.monotonic()

@@ -8,23 +8,19 @@ A job killed half-way leaves only an unreferenced, partial version behind; the r
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 from server.core.clock import now, to_ms
 from server.media.probe import probe
-from server.media.transcode import rendition_doc, transcode
+from server.media.transcode import CONTENT_TYPES, rendition_doc, transcode
 from server.platform.job_queue import Progress
 from storage.media.assets import MediaRepository
 from storage.objects.store import MediaStore
 
-log = logging.getLogger("nameless.media")
-
 TRANSCODE = "transcode"  # the job kind
 
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".jpg": "image/jpeg"}
 
 
 class TranscodePipeline:

@@ -21,6 +21,8 @@ from server.media.ladder import AUDIO_CODEC, AUDIO_KBPS, SEGMENT_SECONDS, Rung, 
 from server.media.probe import Probe
 
 _EXTINF = re.compile(r"^#EXTINF:([0-9.]+),")
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+CONTENT_TYPES = {".m3u8": PLAYLIST_TYPE, ".ts": "video/mp2t", ".jpg": "image/jpeg"}  # what the ladder writes
 
 
 class TranscodeFailed(Exception):

@@ -21,7 +21,7 @@ from server.core.ids import new_id, valid_id
 from server.core.permissions import Principal
 from server.media.pipeline import TRANSCODE
 from server.media.probe import NotAVideo, probe
-from server.platform.job_queue import JobRunner
+from server.platform.job_queue import JobQueue
 from server.staff.audit import AuditLog
 from storage.media.assets import MediaRepository
 
@@ -37,7 +37,7 @@ def upload_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class UploadService:
-    def __init__(self, repo: MediaRepository, root: Path, audit: AuditLog, jobs: JobRunner, *,
+    def __init__(self, repo: MediaRepository, root: Path, audit: AuditLog, jobs: JobQueue, *,
                  max_bytes: int, chunk_bytes: int) -> None:
         self._repo = repo
         self._root = Path(root)
@@ -64,6 +64,10 @@ class UploadService:
         await self._audit.record(actor, "upload.create", target_type="upload", target_id=doc["_id"], ip=ip,
                                  details={"content_id": content_id, "size": size})
         return upload_view(doc)
+
+    async def progress(self, upload_id: str) -> dict[str, Any]:
+        """Where a client resumes an upload from."""
+        return upload_view(await self.get(upload_id))
 
     async def get(self, upload_id: str) -> dict[str, Any]:
         doc = await self._repo.upload(upload_id) if valid_id(upload_id) else None

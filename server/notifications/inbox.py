@@ -15,7 +15,6 @@ from pydantic import Field, model_validator
 from server.core import errors
 from server.core.clock import iso, now, to_ms
 from server.core.fields import Body, Id
-from server.core.paging import PageResult
 from server.notifications.outbox import Outbox
 from storage.identity.users import UserRepository
 from storage.notifications.inbox import NotificationRepository
@@ -109,8 +108,11 @@ class NotificationService:
                 await self._outbox.enqueue("email", user["email"], kind, title, body, data=data)
         return view
 
-    async def inbox(self, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> PageResult:
-        return await self._repo.page(user_id, unread_only, limit, cursor)
+    async def inbox(self, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> dict[str, Any]:
+        """One page of the inbox, newest first, with the unread count the badge shows."""
+        page = await self._repo.page(user_id, unread_only, limit, cursor)
+        return {"items": [notification_view(d) for d in page.items], "next_cursor": page.next_cursor,
+                "unread_count": await self.unread_count(user_id)}
 
     async def unread_count(self, user_id: str) -> int:
         return await self._repo.unread_count(user_id)

@@ -25,7 +25,7 @@ class JobLost(Exception):
     """Another worker took this job over (our lease ran out): stop without writing."""
 
 
-class JobRunner:
+class JobQueue:
     def __init__(self, repo: JobRepository, *, lease_ms: int = 30_000, poll_s: float = 0.5,
                  concurrency: int = 1) -> None:
         self._repo = repo

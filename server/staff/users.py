@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from server.core import errors
-from server.core.paging import PageResult
 from server.core.permissions import Principal, Role, may_grant
 from server.identity.accounts import AccountService, account_view
 from server.identity.sessions import SessionService
@@ -26,8 +25,10 @@ class StaffService:
         self._sessions = sessions
         self._audit = audit
 
-    async def search(self, text: str | None, role: str | None, limit: int, cursor: str | None) -> PageResult:
-        return await self._users.search(text, role, limit, cursor)
+    async def search(self, text: str | None, role: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Accounts by email prefix and role, one page at a time."""
+        page = await self._users.search(text, role, limit, cursor)
+        return {"items": [account_view(u, []) for u in page.items], "next_cursor": page.next_cursor}
 
     async def view(self, user_id: str) -> dict[str, Any]:
         user = await self._accounts.get(user_id)

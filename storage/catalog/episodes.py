@@ -19,7 +19,7 @@ INDEXES = {
     "episodes": [
         IndexModel([("title_id", ASCENDING), ("season_number", ASCENDING), ("number", ASCENDING)], unique=True,
                    name="title_season_number"),
-        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/history.py
+        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/catalog/history.py
         IndexModel([("status", ASCENDING), ("publish_at_ms", ASCENDING)], name="scheduled"),
     ],
 }
@@ -61,7 +61,7 @@ class EpisodeRepository:
             update["$unset"] = {name: "" for name in names}
         # update_one, not find_one_and_update: on nx-27017 the latter answers None instead of
         # raising when the change collides with the unique (title, season, number) index
-        # (tests/test_catalog_storage.py).
+        # (tests/storage/test_catalog_indexes.py).
         try:
             result = await self._episodes.update_one({"_id": key}, update)
         except DuplicateKeyError:

@@ -16,7 +16,7 @@ from storage.paging import paginate
 
 # One single-field index on the selective key: every read is one profile's rows, sorted on
 # (last_watched_ms, _id), which no index without _id can order anyway (storage-compat rule
-# 10), and nx-27017 only uses single-field indexes (tests/test_catalog_storage.py).
+# 10), and nx-27017 only uses single-field indexes (tests/storage/test_catalog_indexes.py).
 INDEXES = {
     "history": [IndexModel([("profile_id", ASCENDING)], name="profile")],
     "title_progress": [IndexModel([("profile_id", ASCENDING)], name="profile"),

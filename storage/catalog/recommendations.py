@@ -1,4 +1,4 @@
-"""Suggestions per profile, computed by jobs/recommendations.py: one document per profile
+"""Suggestions per profile, computed by server/catalog/rollups.py: one document per profile
 holding its short ranked list, replaced whole on each run (never grown with `$push`)."""
 
 from __future__ import annotations

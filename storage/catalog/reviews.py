@@ -17,7 +17,7 @@ from storage.paging import paginate
 INDEXES = {
     "reviews": [
         IndexModel([("profile_id", ASCENDING), ("title_id", ASCENDING)], unique=True, name="one_per_profile"),
-        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/history.py
+        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/catalog/history.py
     ],
 }
 

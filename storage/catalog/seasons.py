@@ -14,7 +14,7 @@ from server.core.ids import new_id
 INDEXES = {
     "seasons": [
         IndexModel([("title_id", ASCENDING), ("number", ASCENDING)], unique=True, name="title_season"),
-        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/history.py
+        IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/catalog/history.py
     ],
 }
 

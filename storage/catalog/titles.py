@@ -3,7 +3,7 @@
 Episodes, seasons, reviews and history live in their own collections. Array fields
 (`genres`, `categories`, `languages`, `search_keys`) are always queried with `$all`,
 never with bare equality: on nx-27017 a bare `{"genres": "drama"}` against an indexed
-array field matches nothing in `find` (tests/test_catalog_storage.py), while `$all` is
+array field matches nothing in `find` (tests/storage/test_catalog_indexes.py), while `$all` is
 right on both servers and uses the multikey index on MongoDB.
 """
 
@@ -47,7 +47,7 @@ INDEXES = {
         # Multikey: `$all` of the query's keys uses it on MongoDB. (A text index over the keys
         # would let nx-27017 search through SQLite FTS too, but nx-27017 cannot re-create a
         # text index on a collection that has documents, so the server could not restart:
-        # tests/test_catalog_storage.py.)
+        # tests/storage/test_catalog_indexes.py.)
         IndexModel([("search_keys", ASCENDING)], name="search_keys"),
         IndexModel([("status", ASCENDING), ("publish_at_ms", ASCENDING)], name="scheduled"),
         IndexModel([("created_at", ASCENDING)], name="created_at"),
@@ -62,7 +62,7 @@ def contains(value: str) -> dict[str, Any]:
 
 
 def search_query(keys: list[str]) -> dict[str, Any]:
-    """Titles having every key (each a normalized word prefix, server/text_search.py)."""
+    """Titles having every key (each a normalized word prefix, server/catalog/text_search.py)."""
     return {"search_keys": {"$all": keys}}
 
 

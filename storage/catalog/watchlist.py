@@ -14,7 +14,7 @@ from server.core.clock import to_ms
 from server.core.paging import PageResult
 from storage.paging import paginate
 
-INDEXES = {"watchlist": [IndexModel([("profile_id", ASCENDING)], name="profile")]}  # see storage/history.py
+INDEXES = {"watchlist": [IndexModel([("profile_id", ASCENDING)], name="profile")]}  # see storage/catalog/history.py
 
 
 class WatchlistRepository:

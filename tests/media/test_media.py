@@ -13,7 +13,7 @@ import pytest
 
 from server.identity.tokens import derive_key
 from server.media.signing import MediaGrant, MediaSigner
-from server.platform.job_queue import JobRunner
+from server.platform.job_queue import JobQueue
 from storage.job_queue import JobRepository
 from tests.helpers import assert_error, make_staff, signup
 from tests.media.helpers import create_movie, upload, wait_job
@@ -191,8 +191,8 @@ async def test_a_killed_transcode_is_retried_and_never_half_published(start_serv
     services = served.runtime.services
     jobs_repo = JobRepository(served.platform.db)
 
-    doomed = JobRunner(jobs_repo, lease_ms=1500)
-    doomed.register("transcode", services.transcode.run)
+    doomed = JobQueue(jobs_repo, lease_ms=1500)
+    doomed.register("transcode", services.media_pipeline.run)
     task = asyncio.ensure_future(doomed.run_one())
     for _ in range(300):
         job = await jobs_repo.get(job_id)
@@ -212,8 +212,8 @@ async def test_a_killed_transcode_is_retried_and_never_half_published(start_serv
                  404, "content_not_playable")
 
     await asyncio.sleep(1.6)  # the dead worker's lease runs out
-    survivor = JobRunner(jobs_repo, lease_ms=30_000)
-    survivor.register("transcode", services.transcode.run)
+    survivor = JobQueue(jobs_repo, lease_ms=30_000)
+    survivor.register("transcode", services.media_pipeline.run)
     assert await survivor.run_one()
     job = await jobs_repo.get(job_id)
     assert job["status"] == "done" and job["attempts"] == 2

@@ -9,7 +9,7 @@ import pytest
 from handlers import routing
 from handlers.base import StaticHandler
 from handlers.platform.health import HealthzHandler
-from handlers.routing import ApiHandler, MediaFileHandler, PageHandler, ProbeHandler
+from handlers.routing import ApiHandler, InternalHandler, MediaFileHandler, PageHandler, ProbeHandler
 
 
 def test_a_handler_outside_its_groups_base_is_refused() -> None:
@@ -31,20 +31,24 @@ async def test_every_live_route_has_its_groups_policy(server) -> None:
             expected = MediaFileHandler
         elif pattern.startswith(("/vendor/", "/static/", "/(favicon", "/(robots")):
             expected = StaticHandler
-        elif pattern.rstrip("$") in ("/healthz", "/readyz", "/metrics"):
+        elif pattern.rstrip("$") in ("/healthz", "/readyz"):
             expected = ProbeHandler
+        elif pattern.rstrip("$") == "/metrics":
+            expected = InternalHandler
         else:
             expected = PageHandler
         assert issubclass(target, expected), (pattern, target)
         seen.add(expected)
-    assert seen == {ApiHandler, MediaFileHandler, StaticHandler, ProbeHandler, PageHandler}
+    assert seen == {ApiHandler, MediaFileHandler, StaticHandler, ProbeHandler, InternalHandler, PageHandler}
     assert not ProbeHandler.ip_rate_limited and not MediaFileHandler.ip_rate_limited
     assert ApiHandler.ip_rate_limited and PageHandler.ip_rate_limited and PageHandler.xsrf_always
+    assert InternalHandler.ip_rate_limited  # a metrics token cannot be guessed at speed
 
 
-async def test_health_probes_are_never_rate_limited_but_the_api_is(start_server) -> None:
+async def test_health_probes_are_never_rate_limited_but_metrics_are(start_server) -> None:
     served = await start_server(NAMELESS_RATE_LIMIT_IP="3")
     for _ in range(6):
         assert (await served.client.get("/healthz")).status_code == 200
-    statuses = [(await served.client.get("/api/v1/plans")).status_code for _ in range(6)]
-    assert 429 in statuses and statuses[0] != 429
+    guesses = [(await served.client.get("/metrics", headers={"Authorization": "Bearer guess"})).status_code
+               for _ in range(4)]
+    assert guesses[0] != 429 and guesses[-1] == 429, guesses

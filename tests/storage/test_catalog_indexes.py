@@ -1,4 +1,4 @@
-"""Storage behaviour the catalog relies on, recorded as in tests/test_storage_contract.py:
+"""Storage behaviour the catalog relies on, recorded as in tests/storage/test_contract.py:
 contract tests that must pass on MongoDB and nx-27017, and probes of two differences of
 nx-27017 0.8.1 found while building the catalog (each fails with a message if it changes).
 """
@@ -43,7 +43,7 @@ def _expect(on_nx: bool, what: str, observed: object, *, mongodb: object, nx: ob
 
 
 async def test_array_membership_with_all_and_in_is_right_with_or_without_an_index(db: AsyncDatabase) -> None:
-    """The form storage/titles.py uses for genres, categories, languages and search keys."""
+    """The form storage/catalog/titles.py uses for genres, categories, languages and search keys."""
     coll = db.titles
     await coll.create_indexes([IndexModel([("keys", 1)]), IndexModel([("status", 1), ("genres", 1)])])
     await coll.insert_many([{"_id": "a", "keys": ["m", "ma", "mat"], "genres": ["drama"], "status": "p", "n": 2},

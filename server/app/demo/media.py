@@ -52,7 +52,7 @@ async def load_demo_media(services: Services, *, clips: int = 3) -> dict[str, An
             await services.uploads.write_chunk(upload["id"], 0, data)
             await services.uploads.complete(SYSTEM, upload["id"], "demo")
             attached += 1
-    while await services.jobs.run_one():  # transcode here, even when no worker runs
+    while await services.job_queue.run_one():  # transcode here, even when no worker runs
         pass
     password = None
     try:

@@ -1,4 +1,5 @@
-"""The domains in wiring order: each may use what the ones before it provide."""
+"""The domains in wiring order: each uses the services of the ones before it (and the
+outbox, which identity needs before notifications is wired, through `Wiring.once`)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from server.catalog.home import HomeService
 from server.catalog.recommendations import RecommendationService
 from server.catalog.releases import ReleaseEvents
 from server.catalog.reviews import ReviewService
-from server.catalog.rollups import RecommendationSources
+from server.catalog.rollups import RollupSources
 from server.catalog.viewers import ViewerResolver
 from server.core.shared_cache import SharedCache
 from server.notifications.releases import ReleaseNotifier
@@ -44,7 +44,7 @@ def wire(ctx: Wiring) -> Contribution:
     review_service = ReviewService(review_repo, title_repo, catalog, audit)
     content_admin = ContentAdminService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository),
                                         category_repo, audit, releases.emit)
-    sources = RecommendationSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
+    sources = RollupSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
                                     recommendation_repo)
     return Contribution(
         services={"viewers": viewers, "catalog": catalog, "history": history_service, "reviews": review_service,

@@ -15,7 +15,7 @@ from server.media.pipeline import TranscodePipeline
 from server.media.playback import PlaybackService
 from server.media.signing import MediaSigner
 from server.media.uploads import UploadService
-from server.platform.job_queue import JobRunner
+from server.platform.job_queue import JobQueue
 from storage.job_queue import JobRepository
 from storage.media.assets import MediaRepository
 from storage.media.playback import PlaybackRepository
@@ -36,7 +36,7 @@ def wire(ctx: Wiring) -> Contribution:
     data_dir = Path(settings.data_dir)
     media_repo = ctx.repo(MediaRepository)
     store = media_store_for(settings, data_dir)
-    queue = JobRunner(ctx.repo(JobRepository), concurrency=max(1, settings.job_workers))
+    queue = JobQueue(ctx.repo(JobRepository), concurrency=max(1, settings.job_workers))
     pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging")
     transcode.register(queue, pipeline)
     upload_service = UploadService(media_repo, data_dir / "uploads", s.audit, queue,
@@ -46,7 +46,7 @@ def wire(ctx: Wiring) -> Contribution:
         MediaSigner(derive_key(platform.secret_key, "media-urls")), platform.ephemeral, store,
     )
     return Contribution(
-        services={"jobs": queue, "transcode": pipeline, "uploads": upload_service, "media_store": store,
+        services={"job_queue": queue, "media_pipeline": pipeline, "uploads": upload_service, "media_store": store,
                   "playback": playback_service},
         api_routes=[*uploads.routes(upload_service, queue), *playback.routes(playback_service)],
         page_routes=player.routes(),

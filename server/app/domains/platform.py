@@ -15,6 +15,7 @@ def wire(ctx: Wiring) -> Contribution:
     return Contribution(
         services={"gateway": gateway, "ops": ops},
         probe_routes=health.routes(),
+        internal_routes=health.internal_routes(),
         namespaces=[ops],
         start=[gateway.start, ops.start],
         stop=[gateway.stop, ops.stop],
