@@ -73,6 +73,7 @@ class Runtime:
         """Stop accepting, let in-flight requests finish within the grace period, close."""
         if self.server is not None:
             self.server.stop()
+            log.info("stopping", extra={"in_flight": len(self._in_flight)})
             deadline = time.monotonic() + self.settings.shutdown_grace_seconds
             while self._in_flight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -80,6 +81,7 @@ class Runtime:
                 log.warning("shutdown deadline passed", extra={"abandoned": len(self._in_flight)})
             if self.product is not None:
                 await self.product.stop()
+            log.info("background work stopped")
             await self.server.close_all_connections()
             self.server = None
         if self.platform is not None:
