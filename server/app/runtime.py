@@ -31,11 +31,14 @@ class Runtime:
         self.embedded: EmbeddedMongo | None = None
         self.platform: Platform | None = None
         self.product: Product | None = None
-        self.services: Services | None = None
         self.app: tornado.web.Application | None = None
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
         self._in_flight: set[object] = set()
+
+    @property
+    def services(self) -> Services | None:
+        return self.product.services if self.product is not None else None
 
     async def start(self, *, serve_http: bool = True) -> None:
         """Open the database (starting the embedded one if needed) and build the services;
@@ -48,7 +51,6 @@ class Runtime:
             url = await asyncio.to_thread(self.embedded.start)
         self.platform = await build_platform(self.settings, mongo_url=url)
         self.product = wire_product(self.platform)
-        self.services = self.product.services
         await mongo.ensure_indexes(self.platform.db, self.product.index_specs)
         if not serve_http:
             return
