@@ -40,7 +40,7 @@ def make_app(platform: Platform, product: Product, *,
     services = product.services
     rules: list[Any] = []
     for group in routing.GROUPS:
-        rules += group.rules(product.routes(group.name))
+        rules += group.rules(product.routes(group))
     documented = [(pattern, handler) for pattern, handler, *_ in rules]
     rules.insert(0, (r"/socket\.io/", services.gateway.handler()))  # matched first: every socket upgrade and poll
     rules += routing.API.rules([(r"/openapi\.json", openapi.OpenApiHandler,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from config import Settings
+from handlers.routing import RouteGroup, Rule
 from server.platform import Platform
 
 T = TypeVar("T")
@@ -30,13 +31,7 @@ class Background(Protocol):
 @dataclass
 class Contribution:
     services: dict[str, Any] = field(default_factory=dict)
-    api_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    page_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    vendor_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    media_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    webhook_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    probe_routes: list[tuple[Any, ...]] = field(default_factory=list)
-    internal_routes: list[tuple[Any, ...]] = field(default_factory=list)
+    routes: dict[RouteGroup, list[Rule]] = field(default_factory=dict)  # per group, relative to its prefix
     namespaces: list[Any] = field(default_factory=list)
     jobs: list[Background] = field(default_factory=list)
     start: list[Step] = field(default_factory=list)
@@ -71,7 +66,6 @@ class Wiring:
         self.services = Services()
         self.index_specs: dict[str, list[Any]] = {}
         self._repos: dict[type, Any] = {}
-        self._indexed_modules: set[str] = set()
         self._shared: dict[str, Any] = {}
 
     def repo(self, cls: type[T]) -> T:
@@ -79,8 +73,7 @@ class Wiring:
         here, and created before the app serves, so a repository in use can never miss
         its indexes."""
         if cls not in self._repos:
-            if cls.__module__ not in self._indexed_modules:
-                self._indexed_modules.add(cls.__module__)
+            if all(built.__module__ != cls.__module__ for built in self._repos):
                 for collection, indexes in getattr(importlib.import_module(cls.__module__), "INDEXES", {}).items():
                     self.index_specs.setdefault(collection, []).extend(indexes)
             self._repos[cls] = cls(self.platform.db)  # type: ignore[call-arg]
@@ -102,8 +95,8 @@ class Product:
     index_specs: dict[str, list[Any]]
     run_jobs: bool
 
-    def routes(self, kind: str) -> list[tuple[Any, ...]]:
-        return [rule for c in self.contributions for rule in getattr(c, f"{kind}_routes")]
+    def routes(self, group: RouteGroup) -> list[Rule]:
+        return [rule for c in self.contributions for rule in c.routes.get(group, [])]
 
     @property
     def namespaces(self) -> list[Any]:

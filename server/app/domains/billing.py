@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.billing import plans
+from handlers.routing import API
 from server.app.wiring import Contribution, Wiring
 from server.billing.entitlements import EntitlementService
 from storage.billing.plans import PlanRepository
@@ -13,6 +14,6 @@ def wire(ctx: Wiring) -> Contribution:
     entitlements = EntitlementService(plan_repo, ctx.services.audit)
     return Contribution(
         services={"entitlements": entitlements, "plans": plan_repo},
-        api_routes=plans.routes(entitlements),
+        routes={API: plans.routes(entitlements)},
         start=[plan_repo.seed_defaults],
     )

@@ -4,6 +4,7 @@ reviews, recommendations, content management, scheduled releases and the roll-up
 from __future__ import annotations
 
 from handlers.catalog import admin, history, recommendations, reviews, titles
+from handlers.routing import API
 from jobs.catalog import publish, rollups
 from server.app.wiring import Contribution, Wiring
 from server.catalog.admin import ContentAdminService
@@ -45,17 +46,17 @@ def wire(ctx: Wiring) -> Contribution:
     content_admin = ContentAdminService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository),
                                         category_repo, audit, releases.emit)
     sources = RollupSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
-                                    recommendation_repo)
+                            recommendation_repo)
     return Contribution(
         services={"viewers": viewers, "catalog": catalog, "history": history_service, "reviews": review_service,
                   "recommendations": recommendation_service, "home": home, "content_admin": content_admin,
                   "releases": releases, "rollup_sources": sources},
-        api_routes=[
+        routes={API: [
             *titles.routes(viewers, catalog, home),
             *history.routes(viewers, history_service),
             *reviews.routes(viewers, review_service),
             *recommendations.routes(viewers, recommendation_service),
             *admin.routes(content_admin),
-        ],
+        ]},
         jobs=[publish.PublishScheduler(content_admin, releases.emit), *rollups.schedules(sources)],
     )

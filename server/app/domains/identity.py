@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from handlers.identity import auth, me
+from handlers.routing import API
 from server.app.domains.notifications import outbox
 from server.app.wiring import Contribution, Wiring
 from server.identity.accounts import AccountService
@@ -49,6 +50,6 @@ def wire(ctx: Wiring) -> Contribution:
     return Contribution(
         services={"accounts": accounts, "sessions": sessions, "social": social, "totp": totp, "phone": phone,
                   "profiles": profiles},
-        api_routes=[*auth.routes(accounts, sessions, social),
-                    *me.routes(accounts, sessions, social, totp, phone, profiles)],
+        routes={API: [*auth.routes(accounts, sessions, social),
+                     *me.routes(accounts, sessions, social, totp, phone, profiles)]},
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from config import Settings
 from handlers.media import playback, player, uploads
+from handlers.routing import API, MEDIA, PAGES, VENDOR
 from jobs.media import transcode
 from server.app.wiring import Contribution, Wiring
 from server.identity.tokens import derive_key
@@ -48,9 +49,11 @@ def wire(ctx: Wiring) -> Contribution:
     return Contribution(
         services={"job_queue": queue, "media_pipeline": pipeline, "uploads": upload_service, "media_store": store,
                   "playback": playback_service},
-        api_routes=[*uploads.routes(upload_service, queue), *playback.routes(playback_service)],
-        page_routes=player.routes(),
-        vendor_routes=player.vendor_routes(),
-        media_routes=playback.media_routes(playback_service),
+        routes={
+            API: [*uploads.routes(upload_service, queue), *playback.routes(playback_service)],
+            PAGES: player.routes(),
+            VENDOR: player.vendor_routes(),
+            MEDIA: playback.media_routes(playback_service),
+        },
         jobs=[queue],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from handlers.notifications import inbox
 from handlers.notifications import outbox as outbox_handlers
+from handlers.routing import API
 from realtime.notifications import UserChannel
 from server.app.wiring import Contribution, Wiring
 from server.notifications.inbox import NotificationService
@@ -26,6 +27,6 @@ def wire(ctx: Wiring) -> Contribution:
     notifications = NotificationService(ctx.repo(NotificationRepository), ctx.repo(UserRepository), mail, gateway)
     return Contribution(
         services={"notifications": notifications, "outbox": mail},
-        api_routes=[*inbox.routes(notifications), *outbox_handlers.routes(mail)],
+        routes={API: [*inbox.routes(notifications), *outbox_handlers.routes(mail)]},
         namespaces=[UserChannel(gateway, notifications)],
     )

@@ -4,6 +4,7 @@ operations channel, and the health, readiness and metrics probes."""
 from __future__ import annotations
 
 from handlers.platform import health
+from handlers.routing import INTERNAL, PROBES
 from realtime.gateway import Gateway
 from realtime.ops import OpsChannel
 from server.app.wiring import Contribution, Wiring
@@ -14,8 +15,7 @@ def wire(ctx: Wiring) -> Contribution:
     ops = OpsChannel(gateway)
     return Contribution(
         services={"gateway": gateway, "ops": ops},
-        probe_routes=health.routes(),
-        internal_routes=health.internal_routes(),
+        routes={PROBES: health.routes(), INTERNAL: health.internal_routes()},
         namespaces=[ops],
         start=[gateway.start, ops.start],
         stop=[gateway.stop, ops.stop],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers.routing import API, PAGES, VENDOR
 from handlers.staff import audit as audit_handlers
 from handlers.staff import pages, users
 from server.app.wiring import Contribution, Wiring
@@ -19,7 +20,9 @@ def wire(ctx: Wiring) -> Contribution:
                          s.notifications)
     return Contribution(
         services={"audit": audit, "staff": staff},
-        api_routes=[*users.routes(staff), *audit_handlers.routes(audit)],
-        page_routes=pages.routes(s.accounts, s.sessions),
-        vendor_routes=pages.vendor_routes(),
+        routes={
+            API: [*users.routes(staff), *audit_handlers.routes(audit)],
+            PAGES: pages.routes(s.accounts, s.sessions),
+            VENDOR: pages.vendor_routes(),
+        },
     )
