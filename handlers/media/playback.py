@@ -40,7 +40,8 @@ class StartHandler(PlaybackHandler):
               auth=True, tags=TAGS, errors=(402, 404, 429))
     async def post(self, content_id: str) -> None:
         body = self.parse(StartBody)
-        started = await self.playback.start(self.user.user_id, content_id, body.profile_id)
+        started = await self.playback.start(self.user.user_id, self.user.session_id, content_id,
+                                             body.profile_id)
         base = self.platform.settings.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
         path = started.pop("manifest_path")
         self.reply({**started, "manifest_url": base + path})
@@ -74,7 +75,7 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
         await super().prepare()
         token, key = self.path_kwargs.get("token", ""), self.path_kwargs.get("key", "")
         try:
-            self.grant = self.playback.authorize(key, token)
+            self.grant = await self.playback.authorize(key, token)
             self.key = key
         except errors.ApiError as err:
             self.reject(err)

@@ -13,9 +13,11 @@ from server.core.clock import iso, now, to_ms
 from server.core.permissions import Principal
 from server.staff.audit import AuditLog
 from storage.billing.plans import PlanRepository
+from storage.state.pubsub import PubSub
 
 ENTITLED_STATUSES = ("active", "trialing", "past_due")  # past_due keeps access while Stripe retries
 DAY_MS = 86_400_000
+ENTITLEMENTS_CHANNEL = "entitlements.changed"  # {"user_id"} or {"all": true}
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,14 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 class EntitlementService:
-    def __init__(self, plans: PlanRepository, audit: AuditLog) -> None:
+    def __init__(self, plans: PlanRepository, audit: AuditLog, pubsub: PubSub) -> None:
         self._plans = plans
         self._audit = audit
+        self._pubsub = pubsub
+
+    async def _announce(self, message: dict[str, Any]) -> None:
+        """Whoever caches entitlement (media access on every process) drops what it holds."""
+        await self._pubsub.publish(ENTITLEMENTS_CHANNEL, message)
 
     async def plans(self) -> list[dict[str, Any]]:
         return [plan_view(p) for p in await self._plans.list(active_only=True)]
@@ -97,6 +104,7 @@ class EntitlementService:
         })
         await self._audit.record(actor, "subscription.complimentary", target_type="user", target_id=user_id,
                                  ip=ip, details={"plan_id": plan_id, "days": days})
+        await self._announce({"user_id": user_id})
         return await self.subscription_view(user_id)
 
     async def end_complimentary(self, actor: Principal, user_id: str, ip: str) -> dict[str, Any]:
@@ -108,6 +116,7 @@ class EntitlementService:
                                                      "updated_ms": to_ms(now())})
         await self._audit.record(actor, "subscription.complimentary_end", target_type="user", target_id=user_id,
                                  ip=ip)
+        await self._announce({"user_id": user_id})
         return await self.subscription_view(user_id)
 
     async def update_plan(self, actor: Principal, plan_id: str, changes: dict[str, Any], ip: str) -> dict[str, Any]:
@@ -116,4 +125,5 @@ class EntitlementService:
             raise errors.NotFound("No such plan.", code="plan_not_found")
         await self._audit.record(actor, "plan.update", target_type="plan", target_id=plan_id, ip=ip,
                                  details=changes)
+        await self._announce({"all": True})
         return plan_view(plan) | {"active": bool(plan.get("active"))}

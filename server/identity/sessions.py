@@ -156,6 +156,15 @@ class SessionService:
             await self._sessions.touch(session["_id"], ip, now)
         return Principal(session["user_id"], session_id, frozenset(user.get("roles", ())))
 
+    async def in_force(self, user_id: str, session_id: str) -> bool:
+        """Whether credentials derived from this session (media links) still hold: the
+        session is not revoked and its account is active. Reads only; touches nothing."""
+        session = await self._sessions.get(session_id)
+        if session is None or session["revoked_ms"] is not None or session["user_id"] != user_id:
+            return False
+        user = await self._users.get(user_id)
+        return user is not None and user.get("status") == "active"
+
     async def list(self, user_id: str, current_session_id: str) -> list[dict[str, Any]]:
         """The user's signed-in devices, the one asking marked `current`."""
         return [session_view(doc, current_session_id) for doc in await self._sessions.list_active(user_id)]

@@ -24,24 +24,35 @@ from server.catalog.history import HistoryService
 from server.catalog.viewers import Viewer, ViewerResolver
 from server.core import errors
 from server.core.clock import iso, now, to_ms
+from server.media.access import SLOT_TTL_MS, MediaAccess
 from server.media.signing import BadToken, MediaGrant, MediaSigner
 from server.media.transcode import Rendition, master_playlist
 from storage.media.assets import MediaRepository
 from storage.media.playback import PlaybackRepository
-from storage.objects.store import BadKey, MediaStore, check_key
+from storage.objects.store import BadKey, MediaStore
 from storage.state.ephemeral import EphemeralStore
 
-SLOT_TTL_MS = 90_000  # a stream holds its slot this long after its last heartbeat
-TOKEN_TTL_S = 6 * 3600
-SEGMENT_URL_TTL = dt.timedelta(minutes=10)
-_ASSET_KEY = re.compile(r"^assets/(?P<asset>[0-9a-f]{24})/v(?P<version>[0-9]+)/(?P<rest>.+)$")
-_RENDITION = re.compile(r"^(?P<height>[0-9]{3,4})p/")
+# A link lives as long as the title takes to watch with room for pauses, never less than
+# TOKEN_MIN_S; within that window it holds only while its playback session is live.
+TOKEN_MIN_S = 30 * 60
+TOKEN_MAX_S = 6 * 3600
+SEGMENT_URL_TTL = dt.timedelta(minutes=2)
+# Every file a published asset version has, and nothing else: a key is authorised only in
+# this one spelling, so `.`, empty, encoded or doubled segments never reach the plan check.
+_MEDIA_KEY = re.compile(
+    r"^assets/(?P<asset>[0-9a-f]{24})/v(?P<version>[1-9][0-9]{0,5})/"
+    r"(?:master\.m3u8|poster\.jpg|(?P<height>[1-9][0-9]{2,3})p/(?:index\.m3u8|iframes\.m3u8|seg_[0-9]{5,6}\.ts))$"
+)
+
+
+def token_lifetime(duration_s: float) -> int:
+    return int(min(TOKEN_MAX_S, max(TOKEN_MIN_S, duration_s * 1.5 + 15 * 60)))
 
 
 class PlaybackService:
     def __init__(self, viewers: ViewerResolver, catalog: CatalogService, history: HistoryService,
                  entitlements: EntitlementService, media: MediaRepository, sessions: PlaybackRepository,
-                 signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore) -> None:
+                 signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore, access: MediaAccess) -> None:
         self._store = store
         local = store.local_path("probe")
         self.local_media = local is not None
@@ -56,8 +67,12 @@ class PlaybackService:
         self._sessions = sessions
         self._signer = signer
         self._ephemeral = ephemeral
+        self._access = access
 
-    async def start(self, user_id: str, content_id: str, profile_id: str | None) -> dict[str, Any]:
+    async def start(self, user_id: str, auth_session_id: str, content_id: str,
+                    profile_id: str | None) -> dict[str, Any]:
+        """The media link is bound to this playback session and to the sign-in that
+        started it: ending either (or the plan) ends the link."""
         viewer = await self._viewers.resolve(user_id, profile_id)
         title, _ = await self._catalog.resolve_content(content_id)
         await self._catalog.visible_title(viewer, str(title["_id"]))
@@ -68,8 +83,9 @@ class PlaybackService:
         session = await self._claim_slot(user_id, entitlement.streams, {
             "user_id": user_id, "profile_id": viewer.profile_id, "content_id": content_id,
             "asset_id": asset["_id"], "version": asset["version"], "position": 0.0, "state": "starting",
+            "auth_session_id": auth_session_id,
         })
-        expires = int(time.time()) + TOKEN_TTL_S
+        expires = int(time.time()) + token_lifetime(float(asset.get("duration") or 0))
         grant = MediaGrant(user_id, session["_id"], f"assets/{asset['_id']}/v{asset['version']}/",
                            entitlement.max_height, expires)
         return {
@@ -116,40 +132,40 @@ class PlaybackService:
         progress = await self._history.record_progress(
             Viewer(user_id=user_id, profile_id=session["profile_id"]), session["content_id"], position, duration
         )
-        if state == "ended":
-            await self._sessions.end(user_id, session_id, to_ms(now()))
+        if state == "ended" and await self._sessions.end(user_id, session_id, to_ms(now())):
+            await self._access.ended(user_id, session_id)
         return {"ok": True, "completed": bool(progress.get("completed"))}
 
     async def stop(self, user_id: str, session_id: str) -> None:
-        if not await self._sessions.end(user_id, session_id, to_ms(now())):
-            if await self._sessions.get(user_id, session_id) is None:
-                raise errors.NotFound("No such playback session.", code="playback_session_not_found")
+        if await self._sessions.end(user_id, session_id, to_ms(now())):
+            await self._access.ended(user_id, session_id)
+        elif await self._sessions.get(user_id, session_id) is None:
+            raise errors.NotFound("No such playback session.", code="playback_session_not_found")
 
     # --- signed media ---------------------------------------------------------------
 
-    def authorize(self, key: str, token: str | None) -> MediaGrant:
-        """The grant for this file, or 403: bad/expired/missing token, other path, above plan
-        (404 for a key that cannot be one of ours)."""
-        try:
-            check_key(key)
-        except BadKey:
-            raise errors.NotFound("No such media.", code="media_not_found") from None
+    async def authorize(self, key: str, token: str | None) -> MediaGrant:
+        """The grant for this file, or 403: bad/expired/missing token, other path, stream
+        over, above plan (404 for a key that cannot be one of ours)."""
+        match = _MEDIA_KEY.match(key)
+        if match is None:
+            raise errors.NotFound("No such media.", code="media_not_found")
         try:
             grant = self._signer.verify(token)
         except BadToken:
             raise errors.Forbidden("This media link is not valid.", code="media_token_invalid") from None
         if not grant.covers(key):
             raise errors.Forbidden("This media link does not cover this file.", code="media_token_invalid")
-        match = _ASSET_KEY.match(key)
-        rendition = _RENDITION.match(match.group("rest")) if match else None
-        if rendition is not None and int(rendition.group("height")) > grant.max_height:
+        max_height = await self._access.max_height(grant)
+        height = match.group("height")
+        if height is not None and int(height) > max_height:
             raise errors.Forbidden("Your plan does not include this quality.", code="quality_not_in_plan")
-        return grant
+        return MediaGrant(grant.account_id, grant.playback_id, grant.prefix, max_height, grant.expires)
 
     async def master(self, key: str, grant: MediaGrant) -> str:
         """The renditions the plan allows. Their URIs are relative, so they inherit the token
         in the path: one signature covers every playlist and segment of this playback."""
-        match = _ASSET_KEY.match(key)
+        match = _MEDIA_KEY.match(key)
         if match is None:
             raise errors.NotFound("No such media.", code="media_not_found")
         renditions = await self._renditions(match.group("asset"), int(match.group("version")))

@@ -20,8 +20,8 @@ class BadKey(ValueError):
 
 def check_key(key: str) -> str:
     """Keys are made by us, but every entry point checks them anyway (defence in depth)."""
-    if not _KEY.match(key) or ".." in key.split("/"):
-        raise BadKey(key)
+    if not _KEY.match(key) or any(not part.strip(".") for part in key.split("/")):
+        raise BadKey(key)  # no ".", "..", "..." segments: one spelling per file
     return key
 
 

@@ -27,10 +27,12 @@ def make_clip(directory: Path) -> Path:
 
 async def create_movie(served, manager) -> str:
     resp = await served.client.post("/api/v1/admin/titles", headers=manager["headers"],
-                                    json={"type": "movie", "title": f"Clip {time.time_ns()}", "runtime_s": 6})
+                                    json={"type": "movie", "title": f"Clip {time.time_ns()}", "runtime_s": 6,
+                                          "maturity_rating": "all"})
     assert resp.status_code == 201, resp.text
     title_id = resp.json()["id"]
-    published = await served.client.post(f"/api/v1/admin/titles/{title_id}/publish", headers=manager["headers"])
+    published = await served.client.post(f"/api/v1/admin/titles/{title_id}/publish", json={"without_media": True},
+                                         headers=manager["headers"])
     assert published.status_code == 200, published.text
     return title_id
 
@@ -85,3 +87,49 @@ async def playable_title(served, clip: Path, plan_id: str = "premium") -> tuple[
     play = await served.client.post(f"/api/v1/playback/{title_id}/start", json={}, headers=viewer["headers"])
     assert play.status_code == 200, play.text
     return title_id, viewer, play.json()
+
+
+async def raw_get(served, path: str) -> tuple[int, bytes]:
+    """GET a path exactly as written (httpx would remove `.` segments before sending)."""
+    import http.client
+
+    def fetch() -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", served.runtime.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(fetch)
+
+
+async def assert_every_spelling_meets_the_plan(served, base: str, *, allowed: str, above: str) -> None:
+    """`base` is the signed asset-version path; `above` is a rendition beyond the plan.
+    However its path is written, the above-plan rendition never answers 200."""
+    status, _ = await raw_get(served, f"{base}/{allowed}/index.m3u8")
+    assert status == 200
+    status, body = await raw_get(served, f"{base}/{above}/index.m3u8")
+    assert status == 403 and b"quality_not_in_plan" in body
+    for name in ("index.m3u8", "seg_00000.ts"):
+        spellings = [f"./{above}/{name}", f"%2E/{above}/{name}", f"%2e/{above}/{name}", f"/{above}/{name}",
+                     f"{above}//{name}", f"{above}/./{name}", f"{above}/%2E/{name}", f".%2F{above}/{name}",
+                     f"%2E%2F{above}%2F{name}", f"\\{above}\\{name}", f"%5C{above}%5C{name}",
+                     f"{above}%5C{name}", f"./././{above}/{name}", f"{allowed}/../{above}/{name}",
+                     f"{allowed}/%2E%2E/{above}/{name}", f"...{above}/{name}"]
+        for spelling in spellings:
+            status, body = await raw_get(served, f"{base}/{spelling}")
+            assert status in (403, 404), (spelling, status)
+            assert body.startswith(b"{"), spelling
+
+
+async def capped_title(served, clip, height: int = 240):
+    """A viewer on a Basic plan capped at `height`, watching a 480p/360p/240p title."""
+    from tests.helpers import make_staff
+
+    admin = await make_staff(served, ["admin"])
+    capped = await served.client.patch("/api/v1/admin/plans/basic", json={"max_height": height},
+                                       headers=admin["headers"])
+    assert capped.status_code == 200, capped.text
+    return await playable_title(served, clip, plan_id="basic")

@@ -63,7 +63,7 @@ async def test_playback_from_gcs_signs_every_segment(start_server, gcs, clip, tm
     import json
     from urllib.parse import urlsplit
 
-    from tests.media.helpers import playable_title
+    from tests.media.helpers import assert_every_spelling_meets_the_plan, capped_title, playable_title
 
     key_file = tmp_path / "sa.json"
     key_file.write_text(json.dumps(gcs.credentials_info()))
@@ -86,3 +86,7 @@ async def test_playback_from_gcs_signs_every_segment(start_server, gcs, clip, tm
     missing = await served.client.get(f"{base}/1080p/seg_00000.ts")  # allowed by the plan, never encoded
     async with httpx.AsyncClient() as client:
         assert (await client.get(missing.headers["location"])).status_code == 404
+
+    _, _, capped = await capped_title(served, clip, height=240)
+    await assert_every_spelling_meets_the_plan(served, urlsplit(capped["manifest_url"]).path.rsplit("/", 1)[0],
+                                               allowed="240p", above="360p")

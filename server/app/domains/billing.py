@@ -11,7 +11,7 @@ from storage.billing.plans import PlanRepository
 
 def wire(ctx: Wiring) -> Contribution:
     plan_repo = ctx.repo(PlanRepository)
-    entitlements = EntitlementService(plan_repo, ctx.services.audit)
+    entitlements = EntitlementService(plan_repo, ctx.services.audit, ctx.platform.pubsub)
     return Contribution(
         services={"entitlements": entitlements, "plans": plan_repo},
         routes={API: plans.routes(entitlements)},

@@ -12,6 +12,7 @@ from handlers.routing import API, MEDIA, PAGES, VENDOR
 from jobs.media import transcode
 from server.app.wiring import Contribution, Wiring
 from server.identity.tokens import derive_key
+from server.media.access import MediaAccess
 from server.media.pipeline import TranscodePipeline
 from server.media.playback import PlaybackService
 from server.media.signing import MediaSigner
@@ -38,13 +39,17 @@ def wire(ctx: Wiring) -> Contribution:
     media_repo = ctx.repo(MediaRepository)
     store = media_store_for(settings, data_dir)
     queue = JobQueue(ctx.repo(JobRepository), concurrency=max(1, settings.job_workers))
-    pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging")
+    pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging",
+                                 on_ready=s.content_admin.media_ready)
     transcode.register(queue, pipeline)
     upload_service = UploadService(media_repo, data_dir / "uploads", s.audit, queue,
-                                   max_bytes=settings.max_upload_bytes, chunk_bytes=settings.upload_chunk_bytes)
+                                   max_bytes=settings.max_upload_bytes, chunk_bytes=settings.upload_chunk_bytes,
+                                   resolve_content=s.catalog.resolve_content)
+    playback_repo = ctx.repo(PlaybackRepository)
+    access = MediaAccess(playback_repo, s.sessions, s.entitlements, platform.pubsub)
     playback_service = PlaybackService(
-        s.viewers, s.catalog, s.history, s.entitlements, media_repo, ctx.repo(PlaybackRepository),
-        MediaSigner(derive_key(platform.secret_key, "media-urls")), platform.ephemeral, store,
+        s.viewers, s.catalog, s.history, s.entitlements, media_repo, playback_repo,
+        MediaSigner(derive_key(platform.secret_key, "media-urls")), platform.ephemeral, store, access,
     )
     return Contribution(
         services={"job_queue": queue, "media_pipeline": pipeline, "uploads": upload_service, "media_store": store,
@@ -56,4 +61,6 @@ def wire(ctx: Wiring) -> Contribution:
             MEDIA: playback.media_routes(playback_service),
         },
         jobs=[queue],
+        start=[access.start],
+        stop=[access.stop],
     )
