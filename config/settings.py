@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         description="database name (also namespaces Redis keys)",
     )
     redis_url: SecretStr | None = _env("REDIS_URL", default=None, description="external Redis")
+    dependency_timeout_ms: int = _env(
+        "NAMELESS_DEPENDENCY_TIMEOUT_MS", default=2000, ge=100, le=60_000,
+        description="how long a request waits for MongoDB or Redis before answering 503",
+    )
 
     secret_key: SecretStr | None = _env(
         "NAMELESS_SECRET_KEY",

@@ -29,6 +29,7 @@ from server.core.logs import request_id_var
 from server.core.permissions import Principal
 from server.identity.sessions import SESSION_COOKIE, ClientInfo
 from server.platform import Platform
+from server.platform.outages import dependency_error
 
 log = logging.getLogger("nameless.http")
 
@@ -315,7 +316,7 @@ class BaseHandler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError):
             err = _framework_error(exc)
         else:
-            err = errors.from_status(status_code) if status_code < 500 else errors.ApiError()
+            err = dependency_error(exc) or (errors.from_status(status_code) if status_code < 500 else errors.ApiError())
         for name, value in err.headers.items():
             self.set_header(name, value)
         body = err.body()
@@ -331,6 +332,9 @@ class BaseHandler(tornado.web.RequestHandler):
                 log.warning("service error", extra={"code": value.code})
             return
         if isinstance(value, tornado.web.HTTPError):
+            return
+        if dependency_error(value) is not None:
+            log.warning("dependency unavailable", extra={"error": type(value).__name__})
             return
         log.error("unhandled error", exc_info=(typ, value, tb))
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from server.core import errors
 from server.core.fields import validate
 from server.core.permissions import Principal
+from server.platform.outages import dependency_error
 
 log = logging.getLogger("nameless.realtime")
 
@@ -82,7 +83,10 @@ def event(
                 return await fn(self, sid, principal, payload)
             except errors.ApiError as err:
                 return failure(err)
-            except Exception:
+            except Exception as exc:
+                unavailable = dependency_error(exc)
+                if unavailable is not None:
+                    return failure(unavailable)
                 log.exception("socket event failed", extra={"event": name, "namespace": self.namespace})
                 return failure(errors.ApiError())
 

@@ -19,7 +19,7 @@ from server.app.factory import make_app
 from server.app.wiring import Product, Services
 from server.platform import Platform, build_platform
 from storage import mongo
-from storage.embedded_mongo import EmbeddedMongo
+from storage.embedded_mongo import EmbeddedMongo, private_dir
 
 log = logging.getLogger("nameless")
 
@@ -47,6 +47,7 @@ class Runtime:
         if url is None and self.settings.mongo_url is not None:
             url = self.settings.mongo_url.get_secret_value()
         if url is None:
+            private_dir(self.settings.data_dir)  # keys, media and the database: the owner's only
             self.embedded = EmbeddedMongo(self.settings.data_dir / "mongo")
             url = await asyncio.to_thread(self.embedded.start)
         self.platform = await build_platform(self.settings, mongo_url=url)

@@ -20,6 +20,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from config import Settings
 from server.platform.metrics import Metrics
@@ -103,11 +105,16 @@ async def build_platform(
     *,
     mongo_url: str,
 ) -> Platform:
-    client = mongo.connect(mongo_url)
+    client = mongo.connect(mongo_url, timeout_ms=settings.dependency_timeout_ms)
     db = client[settings.mongo_db]
     redis: Redis | None = None
     if settings.redis_url is not None:
-        redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5, health_check_interval=30)
+        timeout = settings.dependency_timeout_ms / 1000
+        # One quick retry, not redis-py's default backoff of seconds: a request waiting on a
+        # Redis that is down answers 503 within the dependency timeout.
+        redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=timeout,
+                               socket_connect_timeout=timeout, health_check_interval=30,
+                               retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1))
         await redis.ping()
         ns = settings.mongo_db  # one Redis may serve several deployments or test databases
         limiter: RateLimiter = RedisRateLimiter(redis, prefix=f"{ns}:rl:")
