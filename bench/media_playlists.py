@@ -248,8 +248,8 @@ class AppStack:
             admin = {"Authorization": f"Bearer {root['access_token']}"}
             title_id = ok(api.post("/api/v1/admin/titles", headers=admin, json={
                 "type": "movie", "title": f"Bench feature {secrets.token_hex(3)}",
-                "runtime_s": int(segments * segment_seconds)}), 201)["id"]
-            ok(api.post(f"/api/v1/admin/titles/{title_id}/publish", headers=admin))
+                "runtime_s": int(segments * segment_seconds), "maturity_rating": "all"}), 201)["id"]
+            ok(api.post(f"/api/v1/admin/titles/{title_id}/publish", headers=admin, json={"without_media": True}))
             viewer = ok(api.post("/api/v1/auth/signup", json={
                 "email": f"bench-viewer-{secrets.token_hex(4)}@example.com", "display_name": "Bench viewer",
                 "password": f"bench {secrets.token_urlsafe(12)} viewer"}), 201)

@@ -92,6 +92,11 @@ class TitlePatch(TitleFields):
     version: int | None = Field(default=None, ge=1, description="fail with 409 if the title changed since")
 
 
+class PublishBody(Body):
+    without_media: bool = Field(default=False, description="publish even though no media is ready (else 409 "
+                                                            "media_not_ready)")
+
+
 class ScheduleBody(Body):
     publish_at: Timestamp
 
@@ -206,9 +211,13 @@ class TitleHandler(ContentHandler):
 
 
 class PublishHandler(ContentHandler):
-    @endpoint("Publish a title now", permission=PERMISSION, tags=TAGS, errors=(404, 409))
+    @endpoint("Publish a title now: 409 media_not_ready unless it (or, for a series, an episode) has ready "
+              "media or the body says without_media", body=PublishBody, permission=PERMISSION, tags=TAGS,
+              errors=(404, 409))
     async def post(self, title_id: str) -> None:
-        self.reply(await self.content.publish(self.user, title_id, self.client_ip))
+        body = self.parse(PublishBody)
+        self.reply(await self.content.publish(self.user, title_id, self.client_ip,
+                                              without_media=body.without_media))
 
 
 class ScheduleHandler(ContentHandler):

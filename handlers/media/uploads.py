@@ -29,7 +29,7 @@ class UploadsHandler(ApiHandler):
         self.uploads = uploads
 
     @endpoint("Start a resumable upload of a source video for a movie or an episode", body=UploadCreate,
-              status=201, permission="content.manage", tags=TAGS, errors=(413,))
+              status=201, permission="content.manage", tags=TAGS, errors=(404, 413))
     async def post(self) -> None:
         body = self.parse(UploadCreate)
         created = await self.uploads.create(self.user, body.content_id, body.filename, body.size, body.sha256,

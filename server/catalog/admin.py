@@ -16,8 +16,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from server.catalog.browse import category_view
-from server.catalog.maturity import DEFAULT_RATING, level
+from server.catalog.browse import category_view, rating_view
+from server.catalog.maturity import DEFAULT_RATING, RATINGS, level
 from server.catalog.releases import ContentReleased, ReleaseListener
 from server.catalog.text_search import prefix_keys, query_keys
 from server.core import errors
@@ -55,6 +55,7 @@ def admin_title_view(doc: dict[str, Any], seasons: list[dict[str, Any]] | None =
         "id": str(doc["_id"]),
         **{k: doc.get(k) for k in ("type", "title", "original_title", "synopsis", "year", "maturity_rating",
                                    "runtime_s", "media_asset_id", "status", "popularity", "version")},
+        "playable": bool(doc.get("playable")),
         **{k: list(doc.get(k, [])) for k in ("genres", "categories", "languages", "audio_tracks",
                                              "subtitle_tracks", "cast", "crew")},
         "artwork": dict(doc.get("artwork") or {}),
@@ -62,7 +63,7 @@ def admin_title_view(doc: dict[str, Any], seasons: list[dict[str, Any]] | None =
         "published_at": iso(doc["published_ms"]) if doc.get("published_ms") else None,
         "available_from": iso(doc["window_start_ms"]) if doc.get("window_start_ms") else None,
         "available_until": None if end >= FOREVER_MS else iso(end),
-        "rating": {"sum": int(doc.get("rating_sum", 0)), "count": int(doc.get("rating_count", 0))},
+        "rating": rating_view(doc),
         "created_at": iso(doc.get("created_at")),
         "updated_at": iso(doc.get("updated_ms")),
     }
@@ -78,6 +79,7 @@ def admin_episode_view(doc: dict[str, Any]) -> dict[str, Any]:
         "season": doc["season_number"],
         "number": doc["number"],
         **{k: doc.get(k) for k in ("name", "synopsis", "runtime_s", "media_asset_id", "status")},
+        "playable": bool(doc.get("playable")),
         "artwork": dict(doc.get("artwork") or {}),
         "publish_at": iso(doc["publish_at_ms"]) if doc.get("publish_at_ms") else None,
         "published_at": iso(doc["published_ms"]) if doc.get("published_ms") else None,
@@ -188,6 +190,10 @@ class ContentAdminService:
 
     async def create_title(self, actor: Principal | None, fields: dict[str, Any], ip: str = "-") -> dict[str, Any]:
         fields = {k: v for k, v in fields.items() if v is not None}  # absent and null both mean "default"
+        if not fields.get("maturity_rating"):  # a silent default would put a title in front of the wrong audience
+            raise errors.Unprocessable(
+                "Choose a maturity rating for the title.", code="maturity_rating_required",
+                details={"fields": {"maturity_rating": f"required: one of {', '.join(RATINGS)}"}})
         if fields.get("type") == "series" and fields.get("media_asset_id"):
             raise _invalid("media_asset_id", "a series has no media of its own; attach it to an episode")
         await self._check_slugs(fields)
@@ -245,8 +251,36 @@ class ContentAdminService:
                                                  released_ms=at_ms, scheduled=False))
         return admin_title_view(updated)
 
-    async def publish(self, actor: Principal | None, title_id: str, ip: str = "-") -> dict[str, Any]:
-        return await self._move(actor, title_id, "published", ip, "title.publish", {"publish_at_ms": None})
+    async def publish(self, actor: Principal | None, title_id: str, ip: str = "-", *,
+                      without_media: bool = False) -> dict[str, Any]:
+        """Publishing what nobody can play is a choice to make on purpose (a coming-soon
+        page, say), never an accident: without ready media it needs `without_media`."""
+        current = await self._title(title_id)
+        if not current.get("playable") and not without_media:
+            what = "any of its episodes" if current["type"] == "series" else "it"
+            raise errors.Conflict(f"No media is ready for {what}; upload it first, or publish with "
+                                  "without_media to show the title anyway.", code="media_not_ready",
+                                  details={"without_media": "set true to publish with no playable media"})
+        return await self._move(actor, title_id, "published", ip, "title.publish", {"publish_at_ms": None},
+                                {"without_media": True} if not current.get("playable") else None)
+
+    async def media_ready(self, content_id: str, asset_id: str, duration_s: float) -> None:
+        """The media pipeline's report that an asset became playable: the movie or episode
+        points at it and takes its runtime, and the documents carry `playable` (a series
+        once any episode is), so every list reads it with no query per item."""
+        runtime = max(1, round(duration_s))
+        changes = {"media_asset_id": asset_id, "runtime_s": runtime, "playable": True}
+        episode = await self._episodes.get(content_id)
+        if episode is not None:
+            await self._episodes.update(content_id, changes)
+            await self._titles.update(episode["title_id"], {"playable": True})
+            title_id = episode["title_id"]
+        else:
+            if await self._titles.update(content_id, changes) is None:
+                return  # deleted meanwhile: nothing to point at the asset
+            title_id = content_id
+        await self._audit.record(None, "content.media_ready", target_type="title", target_id=title_id, ip="job",
+                                 details={"content_id": content_id, "asset_id": asset_id, "runtime_s": runtime})
 
     async def schedule(self, actor: Principal | None, title_id: str, publish_at: dt.datetime,
                        ip: str = "-") -> dict[str, Any]:

@@ -41,6 +41,7 @@ def title_card(doc: dict[str, Any]) -> dict[str, Any]:
         "artwork": dict(doc.get("artwork") or {}),
         "runtime_s": doc.get("runtime_s"),
         "rating": rating_view(doc),
+        "playable": bool(doc.get("playable")),
     }
 
 
@@ -53,6 +54,7 @@ def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
         "name": doc.get("name"),
         "synopsis": doc.get("synopsis", ""),
         "runtime_s": doc.get("runtime_s"),
+        "playable": bool(doc.get("playable")),
         "artwork": dict(doc.get("artwork") or {}),
         "published_at": iso(doc.get("published_ms")) if doc.get("published_ms") else None,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,22 @@ from storage.objects.store import MediaStore
 
 TRANSCODE = "transcode"  # the job kind
 
+# (content id, asset id, duration in seconds): told once an asset is playable for a content
+MediaReady = Callable[[str, str, float], Awaitable[None]]
+
+
+async def _nobody(content_id: str, asset_id: str, duration: float) -> None:
+    return None
 
 
 class TranscodePipeline:
-    def __init__(self, repo: MediaRepository, store: MediaStore, uploads_dir: Path, staging_dir: Path) -> None:
+    def __init__(self, repo: MediaRepository, store: MediaStore, uploads_dir: Path, staging_dir: Path,
+                 on_ready: MediaReady = _nobody) -> None:
         self._repo = repo
         self._store = store
         self._uploads = Path(uploads_dir)
         self._staging = Path(staging_dir)
+        self._on_ready = on_ready
 
     async def run(self, job: dict[str, Any], progress: Progress) -> dict[str, Any]:
         upload_id, asset_id = job["payload"]["upload_id"], job["payload"]["asset_id"]
@@ -55,7 +64,20 @@ class TranscodePipeline:
             await self._repo.set_upload(upload_id, {"status": "ready"})
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
+        asset = await self._repo.asset(asset_id)
+        owners = asset["content_id"] if asset is not None else []
+        for content_id in owners if isinstance(owners, list) else [owners]:
+            await self._on_ready(str(content_id), asset_id, float(info.duration))
         return {"asset_id": asset_id, "version": version, "renditions": [r.name for r in renditions]}
+
+    async def share(self, asset_id: str, content_id: str) -> None:
+        """Make a ready asset playable for one more title or episode too (the demo plays one
+        short clip under many titles) without transcoding it again."""
+        asset = await self._repo.asset(asset_id)
+        if asset is None or asset["status"] != "ready":
+            raise ValueError(f"asset {asset_id} is not ready")
+        await self._repo.add_content(asset_id, content_id)
+        await self._on_ready(content_id, asset_id, float(asset["duration"]))
 
     async def gave_up(self, job: dict[str, Any]) -> None:
         payload = job["payload"]

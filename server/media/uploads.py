@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,11 @@ def upload_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 class UploadService:
     def __init__(self, repo: MediaRepository, root: Path, audit: AuditLog, jobs: JobQueue, *,
-                 max_bytes: int, chunk_bytes: int) -> None:
+                 max_bytes: int, chunk_bytes: int, resolve_content: Callable[[str], Awaitable[Any]]) -> None:
+        """`resolve_content` raises the catalog's 404 for an id that is no movie or episode,
+        so media is never uploaded for nothing."""
         self._repo = repo
+        self._resolve_content = resolve_content
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
         self._audit = audit
@@ -55,6 +59,7 @@ class UploadService:
         if size > self.max_bytes:
             raise errors.PayloadTooLarge(f"Uploads are limited to {self.max_bytes} bytes.",
                                          details={"max_bytes": self.max_bytes})
+        await self._resolve_content(content_id)
         doc = await self._repo.create_upload({
             "content_id": content_id, "filename": _SAFE_NAME.sub("_", filename)[:200], "size": size,
             "sha256": sha256.lower(), "offset": 0, "status": "uploading", "created_by": actor.user_id,

@@ -34,7 +34,7 @@ SORTS: dict[str, str] = {
 CARD_FIELDS = {
     "type": 1, "title": 1, "year": 1, "genres": 1, "maturity_rating": 1, "artwork": 1, "runtime_s": 1,
     "rating_sum": 1, "rating_count": 1, "rating_avg": 1, "popularity": 1, "published_ms": 1,
-    "trending_score": 1, "synopsis": 1, "status": 1, "window_end_ms": 1,
+    "trending_score": 1, "synopsis": 1, "status": 1, "window_end_ms": 1, "playable": 1,
 }
 
 INDEXES = {

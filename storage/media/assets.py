@@ -62,6 +62,16 @@ class MediaRepository:
         )
         return result.matched_count == 1
 
+    async def add_content(self, asset_id: str, content_id: str) -> None:
+        """One asset for several contents: `content_id` becomes a list, which the equality
+        query in `ready_for_content` matches element-wise."""
+        asset = await self.asset(asset_id)
+        if asset is None:
+            return
+        ids = asset["content_id"] if isinstance(asset["content_id"], list) else [asset["content_id"]]
+        if content_id not in ids:
+            await self._assets.update_one({"_id": asset_id}, {"$set": {"content_id": [*ids, content_id]}})
+
     async def ready_for_content(self, content_id: str) -> dict[str, Any] | None:
         cursor = self._assets.find({"content_id": content_id, "status": "ready"}).sort("ready_ms", DESCENDING)
         docs = [d async for d in cursor.limit(1)]

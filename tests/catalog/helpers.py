@@ -33,7 +33,9 @@ async def create_title(served: Any, cm: dict[str, Any], **fields: Any) -> dict[s
 
 
 async def publish(served: Any, cm: dict[str, Any], title_id: str) -> dict[str, Any]:
-    resp = await served.client.post(f"{API}/admin/titles/{title_id}/publish", headers=cm["headers"])
+    """Published on purpose without media: catalog tests are about metadata, not playback."""
+    resp = await served.client.post(f"{API}/admin/titles/{title_id}/publish", headers=cm["headers"],
+                                    json={"without_media": True})
     assert resp.status_code == 200, resp.text
     return resp.json()
 

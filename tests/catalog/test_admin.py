@@ -74,7 +74,8 @@ async def test_title_lifecycle_validation_and_audit(server) -> None:
                                          json={"publish_at": _iso(dt.timedelta(days=1))})
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     assert scheduled.json()["publish_at"] is not None
-    published = await server.client.post(f"{API}/admin/titles/{tid}/publish", headers=cm["headers"])
+    published = await server.client.post(f"{API}/admin/titles/{tid}/publish", headers=cm["headers"],
+                                         json={"without_media": True})
     assert published.json()["status"] == "published" and published.json()["published_at"]
     assert await titles_of(server, viewer) == [tid]
     assert_error(await server.client.post(f"{API}/admin/titles/{tid}/schedule", headers=cm["headers"],
@@ -184,7 +185,8 @@ async def test_the_scheduled_job_publishes_once_and_emits_content_released(serve
     # same event; the scheduler's start/stop works in the serving process.
     services.releases.subscribe(collect)
     instant = await create_title(server, cm, title="Instant")
-    await server.client.post(f"{API}/admin/titles/{instant['id']}/publish", headers=cm["headers"])
+    await server.client.post(f"{API}/admin/titles/{instant['id']}/publish", headers=cm["headers"],
+                             json={"without_media": True})
     await server.client.post(f"{API}/admin/episodes", headers=cm["headers"],
                              json={"title_id": show["id"], "season": 1, "number": 3, "name": "Surprise"})
     assert [(e.kind, e.title_id, e.scheduled) for e in events[2:]] == [("title", instant["id"], False),

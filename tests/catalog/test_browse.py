@@ -68,8 +68,10 @@ async def test_kids_profiles_see_only_titles_within_their_rating(server) -> None
     await category(server, cm, "family")
     ids = {r: (await published_title(server, cm, title=f"Rated {r}", maturity_rating=r, genres=["family"]))["id"]
            for r in ("all", "7+", "13+", "18+")}
-    unrated = await published_title(server, cm, title="Unrated", maturity_rating=None)
-    assert sorted(await titles_of(server, viewer)) == sorted([*ids.values(), unrated["id"]])
+    unrated = await server.client.post(f"{API}/admin/titles", headers=cm["headers"],
+                                       json={"type": "movie", "title": "Unrated"})
+    assert_error(unrated, 422, "maturity_rating_required")  # never a silent default rating
+    assert sorted(await titles_of(server, viewer)) == sorted(ids.values())
     assert sorted(await titles_of(server, viewer, profile_id=kids.profile_id)) == sorted([ids["all"], ids["7+"]])
     assert sorted(await titles_of(server, viewer, profile_id=kids.profile_id, q="rated")) == sorted(
         [ids["all"], ids["7+"]])
@@ -77,8 +79,6 @@ async def test_kids_profiles_see_only_titles_within_their_rating(server) -> None
         resp = await server.client.get(f"{API}/titles/{ids[rating]}", headers=viewer["headers"],
                                        params={"profile_id": kids.profile_id})
         assert_error(resp, 404, "title_not_found")
-    assert_error(await server.client.get(f"{API}/titles/{unrated['id']}", headers=viewer["headers"],
-                                         params={"profile_id": kids.profile_id}), 404, "title_not_found")
     home = (await server.client.get(f"{API}/home", headers=viewer["headers"],
                                     params={"profile_id": kids.profile_id})).json()
     shown = {item["title"]["id"] for row in home["rows"] for item in row["items"]}
@@ -173,7 +173,8 @@ async def test_filters_sorts_and_categories(server) -> None:
     assert {(c["slug"], c["kind"]) for c in cats} == {("drama", "genre"), ("comedy", "genre"),
                                                        ("staff-picks", "collection")}
     resp = await server.client.post(f"{API}/admin/titles", headers=cm["headers"],
-                                    json={"type": "movie", "title": "X", "genres": ["western"]})
+                                    json={"type": "movie", "title": "X", "genres": ["western"],
+                                          "maturity_rating": "13+"})
     assert_error(resp, 422, "unknown_genre")
 
 

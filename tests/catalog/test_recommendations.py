@@ -112,10 +112,10 @@ async def test_trending_counts_recent_first_views(server) -> None:
 
 async def test_the_demo_catalog_gives_a_newcomer_a_real_home_page(server) -> None:
     services = server.runtime.services
-    created = await load_demo(services, viewers=8)
+    created = await load_demo(services, viewers=8, clips=1)
     assert created["titles"] == 19 and created["episodes"] > 30 and created["categories"] == 9
-    again = await load_demo(services, viewers=8)
-    assert again == {"categories": 0, "titles": 0, "episodes": 0, "viewers": 0}
+    again = await load_demo(services, viewers=8, clips=1)
+    assert again == {"categories": 0, "titles": 0, "episodes": 0, "viewers": 0, "clips": 0, "playable": 0}
     newcomer = await viewer_account(server)
     home = (await server.client.get(f"{API}/home", headers=newcomer["headers"])).json()
     rows = {r["id"]: r for r in home["rows"]}

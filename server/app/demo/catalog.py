@@ -3,8 +3,9 @@ episodes, cast and crew, generated SVG artwork, and a few synthetic viewers whos
 gives the home page trending titles and recommendations. `python run.py demo` calls
 `load_demo`; running it again adds only what is missing.
 
-The media itself (really transcoded clips) belongs to the media pipeline; titles here carry
-no `media_asset_id` until it attaches one.
+Titles are made as drafts, then every movie and episode gets a really transcoded clip (a
+few generated clips, shared between titles: `demo.media`), which sets its runtime to the
+clip's; only then are they published, so every published demo title can be played.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
+from server.app.demo.media import attach_clips
 from server.catalog import rollups
 from server.catalog.admin import ContentAdminService
 from server.catalog.viewers import Viewer
@@ -130,25 +132,32 @@ def _title_fields(entry: tuple, genre_names: dict[str, str]) -> dict[str, Any]:
         "crew": [{"name": director, "job": "Director"}],
         "artwork": {"poster": data_uri(artwork_svg(name, label, 300, 450)),
                     "backdrop": data_uri(artwork_svg(name, label, 640, 360))},
-        "runtime_s": rng.randint(85, 130) * 60 if kind == "movie" else None,
     }
 
 
-async def load_demo(services: Services, *, viewers: int = 24, seed: int = 7) -> dict[str, Any]:
-    """Load the demo catalog into the services' database; returns what was created."""
-    content, created = services.content_admin, {"categories": 0, "titles": 0, "episodes": 0, "viewers": 0}
+async def load_demo(services: Services, *, viewers: int = 24, seed: int = 7, clips: int = 3) -> dict[str, Any]:
+    """Load the demo catalog into the services' database; returns what was created
+    (`clips`: clips transcoded, `playable`: movies and episodes that got media)."""
+    content = services.content_admin
+    created = {"categories": 0, "titles": 0, "episodes": 0, "viewers": 0, "clips": 0, "playable": 0}
     for position, (slug, name) in enumerate(GENRES):
         created["categories"] += await _category(content, slug, name, "genre", position)
     for slug, name in COLLECTIONS:
         created["categories"] += await _category(content, slug, name, "collection", 0)
     genre_names = dict(GENRES)
-    existing = {t["title"] for t in (await content.list_titles(status=None, kind=None, q=None, limit=100,
-                                                               cursor=None)).items}
-    published: list[dict[str, Any]] = []
-    for entry in CATALOG:
+    existing = {t["title"]: t for t in (await content.list_titles(status=None, kind=None, q=None, limit=100,
+                                                                  cursor=None)).items}
+    demo: list[dict[str, Any]] = []
+    for entry in [*CATALOG, SCHEDULED]:
         if entry[1] in existing:
+            demo.append(existing[entry[1]])
             continue
-        title = await content.create_title(None, _title_fields(entry, genre_names), ip="demo")
+        fields = _title_fields(entry, genre_names)
+        if entry is SCHEDULED:
+            fields["publish_at"] = now() + dt.timedelta(days=7)
+        title = await content.create_title(None, fields, ip="demo")
+        demo.append(title)
+        created["titles"] += 1
         seasons, episodes = entry[8]
         for season in range(1, seasons + 1):
             await content.add_season(None, title["id"], {"number": season, "name": f"Season {season}"}, ip="demo")
@@ -157,16 +166,21 @@ async def load_demo(services: Services, *, viewers: int = 24, seed: int = 7) -> 
                 still = data_uri(artwork_svg(f"{entry[1]} {season}x{number}", name, 640, 360))
                 await content.create_episode(None, {
                     "title_id": title["id"], "season": season, "number": number, "name": name,
-                    "synopsis": f"{entry[1]}, season {season}, episode {number}.",
-                    "runtime_s": 24 * 60 if "animation" in entry[3] else 48 * 60, "artwork": {"still": still},
+                    "synopsis": f"{entry[1]}, season {season}, episode {number}.", "artwork": {"still": still},
                 }, ip="demo")
                 created["episodes"] += 1
-        published.append(await content.publish(None, title["id"], ip="demo"))
-        created["titles"] += 1
-    if SCHEDULED[1] not in existing:
-        await content.create_title(None, {**_title_fields(SCHEDULED, genre_names),
-                                          "publish_at": now() + dt.timedelta(days=7)}, ip="demo")
-        created["titles"] += 1
+    unplayable = []
+    for title in demo:
+        if title["type"] == "movie":
+            unplayable += [] if title["playable"] else [title["id"]]
+            continue
+        page = await content.list_episodes(title["id"], None, 100, None)
+        unplayable += [e["id"] for e in page.items if not e["playable"]]
+    created["clips"], created["playable"] = await attach_clips(services, unplayable, clips=clips)
+    published: list[dict[str, Any]] = []
+    for title in demo:
+        if title["status"] == "draft":
+            published.append(await content.publish(None, title["id"], ip="demo"))
     if published and viewers:
         created["viewers"] = await _demo_viewers(services, published, viewers, seed)
         await rollups.trending(services.rollup_sources.titles)
