@@ -39,10 +39,12 @@ def wire(ctx: Wiring) -> Contribution:
     media_repo = ctx.repo(MediaRepository)
     store = media_store_for(settings, data_dir)
     queue = JobQueue(ctx.repo(JobRepository), concurrency=max(1, settings.job_workers))
-    pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging")
+    pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging",
+                                 on_ready=s.content_admin.media_ready)
     transcode.register(queue, pipeline)
     upload_service = UploadService(media_repo, data_dir / "uploads", s.audit, queue,
-                                   max_bytes=settings.max_upload_bytes, chunk_bytes=settings.upload_chunk_bytes)
+                                   max_bytes=settings.max_upload_bytes, chunk_bytes=settings.upload_chunk_bytes,
+                                   resolve_content=s.catalog.resolve_content)
     playback_repo = ctx.repo(PlaybackRepository)
     access = MediaAccess(playback_repo, s.sessions, s.entitlements, platform.pubsub)
     playback_service = PlaybackService(
