@@ -58,7 +58,10 @@ async def make_staff(served: Any, roles: list[str], email: str | None = None) ->
 
 
 async def outbox_link(served: Any, email: str, kind: str) -> str:
-    """The secret link of the newest email of `kind` to `email`, as the mail integration would send it."""
+    """The secret link of the newest email of `kind` to `email`, rendered as the mail
+    integration renders it at send time (the stored message holds no secret)."""
     doc = await served.platform.db.outbox.find_one({"to": email, "kind": kind}, sort=[("created_at", -1)])
     assert doc is not None, f"no {kind} email to {email}"
-    return doc["secret_link"]
+    rendered = await served.runtime.services.outbox.render(doc)
+    assert rendered is not None and rendered.link is not None, f"the {kind} email to {email} has no link to send"
+    return rendered.link

@@ -129,14 +129,40 @@ class AccountService:
 
     # --- email verification and password reset -----------------------------------
 
+    def register_links(self, outbox: Outbox) -> None:
+        """The outbox asks for these links' tokens when it renders a message for sending, so
+        no stored message holds a usable secret."""
+        outbox.register_link("verify_email", "/verify-email", self.issue_verification_token)
+        outbox.register_link("reset_password", "/reset-password", self.issue_reset_token)
+
     async def send_verification(self, user: dict[str, Any]) -> None:
-        token = new_secret()
-        await self._one_time.create(hash_secret(token), str(user["_id"]), "verify_email", self._clock() + VERIFY_TTL)
-        link = self._outbox.link(f"/verify-email?token={token}")
         await self._outbox.email(
             user["email"], "verify_email", "Confirm your email",
-            "Confirm your email address for Nameless by opening the link below.", secret_link=link,
+            "Confirm your email address for Nameless by opening the link below.",
+            link_purpose="verify_email", user_id=str(user["_id"]),
         )
+
+    async def issue_verification_token(self, user_id: str, requested_at: dt.datetime) -> str | None:
+        """A fresh verification token for a message being sent; None once verified or stale."""
+        now = self._clock()
+        user = await self._users.get(user_id)
+        if user is None or user.get("email_verified") or now - requested_at > VERIFY_TTL:
+            return None
+        token = new_secret()
+        await self._one_time.create(hash_secret(token), user_id, "verify_email", now + VERIFY_TTL)
+        return token
+
+    async def issue_reset_token(self, user_id: str, requested_at: dt.datetime) -> str | None:
+        """A fresh reset token for a message being sent, ending every earlier one; None when
+        the request is older than a reset link lives or the account cannot sign in."""
+        now = self._clock()
+        user = await self._users.get(user_id)
+        if user is None or user.get("status") != "active" or now - requested_at > RESET_TTL:
+            return None
+        token = new_secret()
+        await self._one_time.invalidate(user_id, "reset_password", now)
+        await self._one_time.create(hash_secret(token), user_id, "reset_password", now + RESET_TTL)
+        return token
 
     async def verify_email(self, token: str) -> None:
         record = await self._one_time.consume(hash_secret(token), "verify_email", self._clock())
@@ -149,13 +175,11 @@ class AccountService:
         user = await self._users.by_email(normalize_email(email))
         if user is None or user.get("status") != "active":
             return
-        token = new_secret()
         await self._one_time.invalidate(str(user["_id"]), "reset_password", self._clock())
-        await self._one_time.create(hash_secret(token), str(user["_id"]), "reset_password", self._clock() + RESET_TTL)
         await self._outbox.email(
             user["email"], "reset_password", "Reset your password",
             "Someone asked to reset your Nameless password. If it was you, open the link below.",
-            secret_link=self._outbox.link(f"/reset-password?token={token}"),
+            link_purpose="reset_password", user_id=str(user["_id"]),
         )
 
     async def reset_password(self, token: str, password: str) -> None:

@@ -1,29 +1,62 @@
 """Queueing outgoing email and push. The delivery integrations (Mailchimp, FCM) work from
-this outbox later; until then staff can see what was sent to whom (links with secrets are
-never shown to staff)."""
+this outbox; staff can see what was sent to whom.
+
+A message that carries a secret link (email verification, password reset) is queued with
+the link's purpose and user only: no document holds a usable token. The link's token is
+issued when the message is rendered for sending (`Outbox.render`), by the domain that
+registered that purpose, so the only copy of the secret is the one handed to the delivery
+step (docs/notifications.md).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.core.clock import iso
 from storage.notifications.outbox import OutboxRepository
+
+# (user_id, requested_at) -> a fresh single-use token, or None when the request no longer
+# deserves one (too old, account gone or already done).
+LinkIssuer = Callable[[str, dt.datetime], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """What a delivery integration sends: built at send time, never stored."""
+
+    id: str
+    channel: str
+    to: str
+    kind: str
+    subject: str
+    text: str
+    link: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Outbox:
     def __init__(self, repo: OutboxRepository, public_url: str) -> None:
         self._repo = repo
         self._public_url = public_url.rstrip("/") or "http://127.0.0.1:8000"
+        self._links: dict[str, tuple[str, LinkIssuer]] = {}
 
     def link(self, path: str) -> str:
         return self._public_url + path
 
-    async def email(self, to: str, kind: str, subject: str, text: str, *, secret_link: str | None = None) -> None:
-        await self.enqueue("email", to, kind, subject, text, secret_link=secret_link)
+    def register_link(self, purpose: str, path: str, issuer: LinkIssuer) -> None:
+        """Messages queued with `link_purpose=purpose` get `path?token=<issuer's token>` when rendered."""
+        self._links[purpose] = (path, issuer)
+
+    async def email(self, to: str, kind: str, subject: str, text: str, *,
+                    link_purpose: str | None = None, user_id: str | None = None) -> None:
+        await self.enqueue("email", to, kind, subject, text, link_purpose=link_purpose, user_id=user_id)
 
     async def enqueue(self, channel: str, to: str, kind: str, subject: str, text: str, *,
-                      secret_link: str | None = None, data: dict[str, Any] | None = None) -> None:
+                      link_purpose: str | None = None, user_id: str | None = None,
+                      data: dict[str, Any] | None = None) -> None:
         """One delivery for one channel (email to an address, push to a user's devices)."""
         doc: dict[str, Any] = {
             "channel": channel,
@@ -36,12 +69,41 @@ class Outbox:
             "data": data or {},
             "created_at": dt.datetime.now(dt.UTC),
         }
-        if secret_link is not None:
-            doc["secret_link"] = secret_link
+        if link_purpose is not None:
+            if link_purpose not in self._links or user_id is None:
+                raise ValueError(f"no link issuer for {link_purpose!r} (or no user)")
+            doc["link"] = {"purpose": link_purpose, "user_id": user_id}
         await self._repo.enqueue(doc)
 
+    async def render(self, message: dict[str, Any]) -> RenderedMessage | None:
+        """The message as it is sent now, its secret link (if any) issued by this call.
+
+        The delivery step calls this right before handing the message to its provider and
+        keeps the result only in memory. Each call issues a new token (a reset link also
+        ends the earlier ones). None: the message is no longer worth sending (its link's
+        request expired or was settled); mark it so instead of sending it.
+        """
+        link = None
+        text = message["text"]
+        spec = message.get("link")
+        if spec is not None:
+            path, issuer = self._links[spec["purpose"]]
+            token = await issuer(spec["user_id"], message["created_at"])
+            if token is None:
+                return None
+            link = f"{self.link(path)}?token={token}"
+            text = f"{text}\n\n{link}"
+        return RenderedMessage(
+            id=str(message["_id"]), channel=message["channel"], to=message["to"], kind=message["kind"],
+            subject=message["subject"], text=text, link=link, data=dict(message.get("data") or {}),
+        )
+
+    async def forget_stored_links(self) -> None:
+        """Messages queued before links were issued at send time kept a usable link: drop it."""
+        await self._repo.drop_field("secret_link")
+
     async def page(self, to: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
-        """Newest first, optionally to one address; a link carrying a secret is never shown."""
+        """Newest first, optionally to one address."""
         page = await self._repo.page(to, limit, cursor)
         return {"items": [outbox_view(m) for m in page.items], "next_cursor": page.next_cursor}
 
@@ -49,5 +111,5 @@ class Outbox:
 def outbox_view(message: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(message["_id"]), "channel": message["channel"], "to": message["to"],
             "kind": message["kind"], "subject": message["subject"], "text": message["text"],
-            "status": message["status"], "has_link": "secret_link" in message,
+            "status": message["status"], "has_link": "link" in message,
             "created_at": iso(message["created_at"])}

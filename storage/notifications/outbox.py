@@ -25,6 +25,10 @@ class OutboxRepository:
     async def enqueue(self, doc: dict[str, Any]) -> None:
         await self._outbox.insert_one(doc)
 
+    async def drop_field(self, name: str) -> int:
+        result = await self._outbox.update_many({name: {"$exists": True}}, {"$unset": {name: ""}})
+        return result.modified_count
+
     async def page(self, to: str | None, limit: int, cursor: str | None) -> PageResult:
         query = {"to": to} if to else {}
         return await paginate(self._outbox, query, sort_key="created_at", limit=limit, cursor=cursor)

@@ -35,6 +35,7 @@ def wire(ctx: Wiring) -> Contribution:
         users, ctx.repo(ProfileRepository), identities, ctx.repo(OneTimeTokenRepository), sessions,
         PasswordHashing(), LoginThrottle(platform.ephemeral), totp, outbox(ctx),
     )
+    accounts.register_links(outbox(ctx))
     verifier = ProviderVerifier(ProviderConfig(
         google_client_ids=settings.google_client_ids,
         google_jwks_url=settings.google_jwks_url,
