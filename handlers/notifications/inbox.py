@@ -62,16 +62,22 @@ class PreferencesHandler(NotificationsHandler):
 
 
 class DeviceHandler(NotificationsHandler):
-    @endpoint("Register this device for push", body=DeviceBody, status=204, auth=True, tags=TAGS)
+    @endpoint("Register this device for push (409 while another signed-in account holds the token)",
+              body=DeviceBody, status=204, auth=True, tags=TAGS, errors=(409,))
     async def put(self, push_token: str) -> None:
         body = self.parse(DeviceBody)
-        await self.notifications.register_device(self.user.user_id, push_token, body.platform)
+        await self.notifications.register_device(self.user, push_token, body.platform, self.client_ip)
         self.no_content()
 
     @endpoint("Stop push to this device", status=204, auth=True, tags=TAGS, errors=(404,))
     async def delete(self, push_token: str) -> None:
         await self.notifications.remove_device(self.user.user_id, push_token)
         self.no_content()
+
+    def on_finish(self) -> None:
+        # The token addresses the device: the request log gets the route, never the token.
+        self.request.path = self.request.path[: self.request.path.rindex("/") + 1] + "{push_token}"
+        super().on_finish()
 
 
 def routes(notifications: NotificationService) -> list:

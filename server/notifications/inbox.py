@@ -15,7 +15,10 @@ from pydantic import Field, model_validator
 from server.core import errors
 from server.core.clock import iso, now, to_ms
 from server.core.fields import Body, Id
+from server.core.permissions import Principal
 from server.notifications.outbox import Outbox
+from server.staff.audit import AuditLog
+from storage.identity.sessions import SessionRepository
 from storage.identity.users import UserRepository
 from storage.notifications.inbox import NotificationRepository
 
@@ -60,11 +63,13 @@ def notification_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 class NotificationService:
     def __init__(self, repo: NotificationRepository, users: UserRepository, outbox: Outbox,
-                 live: LiveEmitter) -> None:
+                 live: LiveEmitter, sessions: SessionRepository, audit: AuditLog) -> None:
         self._repo = repo
         self._users = users
         self._outbox = outbox
         self._live = live
+        self._sessions = sessions
+        self._audit = audit
 
     async def preferences(self, user_id: str) -> dict[str, dict[str, bool]]:
         stored = await self._repo.preferences(user_id)
@@ -120,8 +125,44 @@ class NotificationService:
     async def mark_read(self, user_id: str, ids: list[str] | None) -> int:
         return await self._repo.mark_read(user_id, ids, to_ms(now()))
 
-    async def register_device(self, user_id: str, push_token: str, platform: str) -> None:
-        await self._repo.put_device(user_id, push_token, platform, to_ms(now()))
+    async def register_device(self, principal: Principal, push_token: str, platform: str, ip: str) -> None:
+        """Register or refresh this device's push token for the caller.
+
+        A token another account holds moves only when the session that registered it has
+        ended (that account signed out of the device, or was signed out): knowing a token
+        is no proof of holding the device, but the app signing out and the next account
+        signing in is. The previous registration then ends, and the audit log says so.
+        """
+        for _ in range(3):
+            current = await self._repo.device(push_token)
+            at_ms = to_ms(now())
+            moved = current is not None and current["user_id"] != principal.user_id
+            if moved and not await self._registration_ended(current, principal.session_id):
+                raise errors.Conflict(
+                    "This device is registered to another account that is still signed in on it; "
+                    "sign that account out of the device first.",
+                    code="device_registered_elsewhere",
+                )
+            keep = current is not None and not moved
+            device = {"_id": push_token, "user_id": principal.user_id, "session_id": principal.session_id,
+                      "platform": platform, "registered_ms": current["registered_ms"] if keep and
+                      "registered_ms" in current else at_ms, "updated_ms": at_ms}
+            if await self._repo.put_device(device, current):
+                if moved:
+                    await self._audit.record(principal, "notifications.device_moved", target_type="user",
+                                             target_id=current["user_id"], ip=ip,
+                                             details={"platform": current.get("platform"),
+                                                      "to_user_id": principal.user_id})
+                return
+        raise errors.Conflict("This device's registration is changing; try again.", code="device_busy")
+
+    async def _registration_ended(self, device: dict[str, Any], session_id: str) -> bool:
+        registered_by = device.get("session_id")
+        if registered_by is None:  # registered before sessions were recorded: a later sign-in will do
+            mine = await self._sessions.get(session_id)
+            return mine is not None and to_ms(mine["created_at"]) > device["updated_ms"]
+        session = await self._sessions.get(registered_by)
+        return session is None or session.get("revoked_ms") is not None or session["expires_at"] <= now()
 
     async def remove_device(self, user_id: str, push_token: str) -> None:
         if not await self._repo.delete_device(user_id, push_token):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from server.core.ids import new_id
 from server.core.paging import PageResult
@@ -56,14 +57,23 @@ class NotificationRepository:
         # An embedded document written whole (docs/storage-compat.md, rule 3: flags inside it stay booleans).
         await self._prefs.replace_one({"_id": user_id}, {"_id": user_id, "matrix": matrix}, upsert=True)
 
-    async def put_device(self, user_id: str, push_token: str, platform: str, at_ms: int) -> None:
-        """The push token is the device's address at FCM/APNs: one owner at a time (the
-        latest account signed in on that device)."""
-        await self._devices.replace_one(
-            {"_id": push_token},
-            {"_id": push_token, "user_id": user_id, "platform": platform, "updated_ms": at_ms},
-            upsert=True,
+    async def device(self, push_token: str) -> dict[str, Any] | None:
+        return await self._devices.find_one({"_id": push_token})
+
+    async def put_device(self, device: dict[str, Any], previous: dict[str, Any] | None) -> bool:
+        """Write the token's registration if it is still as the caller read it (`previous`,
+        None for a token nobody holds); False when another registration won the race. The
+        push token is the device's address at FCM/APNs: one owner at a time."""
+        if previous is None:
+            try:
+                await self._devices.insert_one(device)
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self._devices.replace_one(
+            {"_id": device["_id"], "user_id": previous["user_id"], "updated_ms": previous["updated_ms"]}, device
         )
+        return result.matched_count == 1
 
     async def delete_device(self, user_id: str, push_token: str) -> bool:
         result = await self._devices.delete_one({"_id": push_token, "user_id": user_id})

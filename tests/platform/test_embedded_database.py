@@ -22,7 +22,10 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.platform.test_process import ROOT, RUN_PY, clean_env, launch, processes_mentioning  # noqa: F401
+from tests.platform import test_process
+from tests.platform.test_process import ROOT, RUN_PY, clean_env, processes_mentioning
+
+launch = test_process.launch  # the fixture that starts and cleans up run.py processes
 
 PASSWORD = "correct horse battery staple"
 ADMIN_PASSWORD = "a long admin passphrase 1"
