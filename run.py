@@ -2,6 +2,7 @@
 
     python run.py [--host H] [--port P] [--data-dir DIR]    serve
     python run.py createsuperuser [--email E --password P]  create the first super admin
+    python run.py set-password --email E                    new password (NAMELESS_NEW_PASSWORD or prompt)
     python run.py demo                                      demo catalog, playable clips, demo viewer
     python run.py --help                                    options and environment
 """
@@ -26,23 +27,35 @@ log = logging.getLogger("nameless")
 def _parser() -> argparse.ArgumentParser:
     rows = "\n".join(f"  {name:<28} {desc}" + (f" (default: {default})" if default else "")
                      for name, default, desc in describe_variables())
+    # The global options, accepted before or after the command (`run.py demo --data-dir X`):
+    # one parent for the top level, one for the commands whose SUPPRESS default keeps a
+    # command's parser from resetting what was given before it.
+    top, common = (argparse.ArgumentParser(add_help=False, argument_default=default)
+                   for default in (None, argparse.SUPPRESS))
+    for options in (top, common):
+        options.add_argument("--host", help="address to listen on (NAMELESS_HOST)")
+        options.add_argument("--port", type=int, help="TCP port, 0 for any free one (NAMELESS_PORT)")
+        options.add_argument("--data-dir", type=Path, help="where embedded data lives (NAMELESS_DATA_DIR)")
     parser = argparse.ArgumentParser(
         prog="run.py",
         description="Nameless streaming backend: REST, Socket.IO and signed HLS playback.",
         epilog="environment variables (also read from .env):\n" + rows,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[top],
     )
-    parser.add_argument("--host", help="address to listen on (NAMELESS_HOST)")
-    parser.add_argument("--port", type=int, help="TCP port, 0 for any free one (NAMELESS_PORT)")
-    parser.add_argument("--data-dir", type=Path, help="where embedded data lives (NAMELESS_DATA_DIR)")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    sub.add_parser("serve", help="serve HTTP and Socket.IO (the default)")
-    su = sub.add_parser("createsuperuser", help="create a super admin (asks for what flags omit)")
+    sub.add_parser("serve", help="serve HTTP and Socket.IO (the default)", parents=[common])
+    su = sub.add_parser("createsuperuser", help="create a super admin (asks for what flags omit)", parents=[common])
     su.add_argument("--email")
     su.add_argument("--password", help="prefer the prompt or NAMELESS_SUPERUSER_PASSWORD: flags show up in ps")
     su.add_argument("--display-name", default="Administrator")
-    demo = sub.add_parser("demo", help="load the demo catalog, a few playable clips and a demo viewer")
-    demo.add_argument("--clips", type=int, default=3, help="movies that get a transcoded clip (default 3)")
+    pw = sub.add_parser("set-password", parents=[common],
+                        help="set an account's password and end its sessions (NAMELESS_NEW_PASSWORD or a prompt)")
+    pw.add_argument("--email", required=True)
+    demo = sub.add_parser("demo", help="load the demo catalog, a few playable clips and a demo viewer",
+                          parents=[common])
+    demo.add_argument("--clips", type=int, default=3,
+                      help="clips transcoded, shared by every demo movie and episode (default 3)")
     return parser
 
 
@@ -58,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "createsuperuser":
         return asyncio.run(create_superuser(settings, args))
+    if args.command == "set-password":
+        return asyncio.run(set_password(settings, args.email))
     if args.command == "demo":
         return asyncio.run(load_demo(settings, args.clips))
     return asyncio.run(serve(settings))
@@ -94,6 +109,31 @@ async def create_superuser(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def set_password(settings: Settings, email: str) -> int:
+    from server.app.commands import set_password as reset
+    from server.app.runtime import Runtime
+    from server.core import errors
+
+    password = os.environ.get("NAMELESS_NEW_PASSWORD")
+    if not password:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("New password (again): ") != password:
+            print("run.py: the passwords differ", file=sys.stderr)
+            return 2
+    runtime = Runtime(settings)
+    await runtime.start(serve_http=False)
+    try:
+        assert runtime.services is not None and runtime.platform is not None
+        await reset(runtime.services, runtime.platform, email, password)
+    except errors.ApiError as exc:
+        print(f"run.py: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await runtime.stop()
+    print(f"password set for {email}; its signed-in sessions ended")
+    return 0
+
+
 async def serve(settings: Settings) -> int:
     from server.app.runtime import Runtime
 
@@ -123,14 +163,17 @@ async def load_demo(settings: Settings, clips: int) -> int:
     try:
         assert runtime.services is not None
         await runtime.services.plans.seed_defaults()
-        catalog = await load_catalog(runtime.services)
-        media = await load_demo_media(runtime.services, clips=clips)
+        catalog = await load_catalog(runtime.services, clips=clips)
+        media = await load_demo_media(runtime.services)
     finally:
         await runtime.stop()
     print(f"demo catalog: {catalog}")
-    print(f"playable clips added: {media['clips']}")
     if media["password"]:
-        print(f"demo viewer: {media['viewer']} / {media['password']} (shown once)")
+        print(f"demo viewer: {media['viewer']} / {media['password']} (shown once; set another with "
+              f"`run.py set-password --email {media['viewer']}`)")
+    else:
+        print(f"demo viewer: {media['viewer']} (made earlier; forgot the password? "
+              f"`run.py set-password --email {media['viewer']}`)")
     return 0
 
 

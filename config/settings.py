@@ -210,7 +210,9 @@ def load_settings(
         file_values = dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}
         environ = {**{k: v for k, v in file_values.items() if v is not None}, **os.environ}
     try:
-        values: dict[str, Any] = {k: v for k, v in environ.items() if k in _ALIASES}
+        # `REDIS_URL=` (as in a .env template) means "not set", not an invalid value
+        values: dict[str, Any] = {k: None if v == "" and k in _EMPTY_IS_UNSET else v
+                                  for k, v in environ.items() if k in _ALIASES}
         values.update(_aliased(overrides))
         return Settings.model_validate(values)
     except ValidationError as exc:
@@ -219,6 +221,7 @@ def load_settings(
 
 _ALIASES = {f.validation_alias: name for name, f in Settings.model_fields.items()}
 _FIELDS = {name: alias for alias, name in _ALIASES.items()}
+_EMPTY_IS_UNSET = {alias for alias, name in _ALIASES.items() if Settings.model_fields[name].default is None}
 
 
 def _aliased(overrides: Mapping[str, Any]) -> dict[str, Any]:
