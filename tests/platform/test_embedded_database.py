@@ -43,6 +43,7 @@ async def main():
     await runtime.start(serve_http=False)
     print("owner" if runtime.embedded.owner else "user", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
+    await runtime.platform.db.meta.find_one({"_id": "instance"})  # its database still works
     await runtime.stop()
     print("stopped", flush=True)
 
@@ -124,9 +125,11 @@ def test_a_server_started_while_a_command_holds_the_database_keeps_it(launch, tm
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "owner", holder.stderr.read()
+        database = child_pid(data_dir)
         server = launch(data_dir)
         server.wait_ready()
         user = signup(server.url)
+        assert child_pid(data_dir) == database, "the server replaced the database a command was using"
 
         holder.stdin.write("\n")
         holder.stdin.flush()
@@ -135,6 +138,7 @@ def test_a_server_started_while_a_command_holds_the_database_keeps_it(launch, tm
 
         # The server takes the database over without a gap and answers throughout.
         wait_until(lambda: owner_pid(data_dir) == server.proc.pid, 15, "the server owning the database")
+        assert child_pid(data_dir) == database, "the database was stopped and started again"
         for _ in range(10):
             assert me_status(server.url, user["headers"]) == 200
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
