@@ -43,7 +43,7 @@ async def main():
     await runtime.start(serve_http=False)
     print("owner" if runtime.embedded.owner else "user", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
-    await runtime.platform.db.meta.find_one({"_id": "instance"})  # its database still works
+    await runtime.platform.db.meta.find_one({{"_id": "instance"}})  # its database still works
     await runtime.stop()
     print("stopped", flush=True)
 
