@@ -32,6 +32,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# The demo catalog (every movie and episode playable) and a demo viewer whose password is printed once.
+demo: $(STAMP) $(WEB_DEPS)
+	$(PY) run.py demo
+
 bench: $(STAMP)
 	$(PY) bench/healthz.py
 

@@ -14,13 +14,24 @@ class PlayerPage(PageHandler):
 
     csp = PAGE_CSP.replace("img-src 'self' data:;", "img-src 'self' data:; media-src 'self' blob:;")
 
-    @endpoint("Web player for a signed manifest (?src=/media/...)", tags=("pages",))
+    @endpoint("Web player for a signed manifest of this server (?src=/media/... or the manifest_url as "
+              "given, same origin only)", tags=("pages",))
     def get(self) -> None:
-        src = self.get_query_argument("src", "")
+        self.render("player.html", src=self.same_origin_media(self.get_query_argument("src", "")))
+
+    def same_origin_media(self, src: str) -> str:
+        """The manifest's path when `src` is one of our media paths, written as a path or
+        as an absolute URL of this very origin (what the API returns); else nothing."""
         parts = urllib.parse.urlsplit(src)
-        if parts.scheme or parts.netloc or not parts.path.startswith("/media/") or ".." in parts.path:
-            src = ""
-        self.render("player.html", src=src)
+        if parts.scheme or parts.netloc:
+            public = urllib.parse.urlsplit(self.platform.settings.public_url)
+            ours = {f"{self.request.protocol}://{self.request.host}".lower(),
+                    f"{public.scheme}://{public.netloc}".lower()}
+            if f"{parts.scheme}://{parts.netloc}".lower() not in ours:
+                return ""
+        if not parts.path.startswith("/media/") or ".." in parts.path or parts.path.startswith("//"):
+            return ""
+        return urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
 
 
 def routes() -> list:

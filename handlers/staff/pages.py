@@ -16,6 +16,7 @@ from server.identity.accounts import AccountService
 from server.identity.sessions import SESSION_COOKIE, SessionService
 
 STAFF_PAGES = (("/admin", "Staff portal"), ("/console", "Support console"), ("/ops", "Live operations"))
+SERVED_PAGES = frozenset({"/admin", "/ops"})  # the staff home links only these; /console comes with support
 DEFAULT_NEXT = "/admin"
 
 
@@ -86,7 +87,7 @@ class StaffHome(PageHandler):
     @endpoint("Staff landing page", permission="staff.portal", tags=("pages",))
     async def get(self) -> None:
         account = await self.accounts.view(await self.accounts.get(self.user.user_id))
-        self.render("staff_home.html", account=account, pages=STAFF_PAGES)
+        self.render("staff_home.html", account=account, pages=[p for p in STAFF_PAGES if p[0] in SERVED_PAGES])
 
 
 class OpsPage(PageHandler):

@@ -55,3 +55,8 @@ def test_global_options_go_before_or_after_the_command() -> None:
     assert parser.parse_args(["demo", "--data-dir", "b", "--clips", "1"]).data_dir == Path("b")
     assert parser.parse_args(["--port", "9", "set-password", "--email", "x@example.com"]).port == 9
     assert parser.parse_args([]).data_dir is None
+
+
+def test_make_demo_loads_the_demo() -> None:
+    dry = subprocess.run(["make", "-n", "demo"], cwd=RUN_PY.parent, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and "run.py demo" in dry.stdout, dry.stdout + dry.stderr

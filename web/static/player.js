@@ -15,6 +15,8 @@
     return;
   }
   video.addEventListener("playing", function () { say("playing", "Playing"); });
+  video.addEventListener("pause", function () { if (!video.ended) { say("paused", "Paused"); } });
+  video.addEventListener("ended", function () { say("ended", "Ended"); });
   video.addEventListener("timeupdate", function () {
     status.dataset.time = String(video.currentTime);
   });
