@@ -65,7 +65,15 @@ class Settings(BaseSettings):
         description="signing key (at least 32 chars); generated under the data dir if unset",
     )
     trust_proxy: bool = _env(
-        "NAMELESS_TRUST_PROXY", default=False, description="honour X-Forwarded-For/-Proto"
+        "NAMELESS_TRUST_PROXY", default=False, description="one trusted reverse proxy (NAMELESS_TRUSTED_PROXIES=1)"
+    )
+    trusted_proxies: int | None = _env(
+        "NAMELESS_TRUSTED_PROXIES", default=None, ge=0, le=10,
+        description="how many reverse proxies in front append to X-Forwarded-For/-Proto (0: headers ignored)",
+    )
+    client_ip_header: str = _env(
+        "NAMELESS_CLIENT_IP_HEADER", default="", pattern=r"^[A-Za-z0-9-]{0,60}$",
+        description="a header the nearest trusted proxy overwrites with the client address, e.g. X-Real-IP",
     )
     cors_origins: CommaList = _env(
         "NAMELESS_CORS_ORIGINS", default=(), description="comma-separated allowed origins"
@@ -185,6 +193,18 @@ class Settings(BaseSettings):
     @property
     def embedded_mongo(self) -> bool:
         return self.mongo_url is None
+
+    @property
+    def proxy_hops(self) -> int:
+        """Trusted proxies in front: only the X-Forwarded-For entries they appended count."""
+        if self.trusted_proxies is not None:
+            return self.trusted_proxies
+        return 1 if self.trust_proxy else 0
+
+    @property
+    def public_https(self) -> bool:
+        """Served over TLS (by a proxy in front, even when the request reaching us is plain HTTP)."""
+        return self.public_url.startswith("https://")
 
 
 def _describe(error: Mapping[str, Any]) -> str:

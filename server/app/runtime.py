@@ -16,6 +16,7 @@ import tornado.web
 from config import Settings
 from server.app.domains import wire_product
 from server.app.factory import make_app
+from server.app.forwarded import ResolveClient
 from server.app.wiring import Product, Services
 from server.platform import Platform, build_platform
 from storage import mongo
@@ -59,8 +60,7 @@ class Runtime:
         app = self.app = make_app(self.platform, self.product)
         self._in_flight = app.settings["in_flight"]
         self.server = tornado.httpserver.HTTPServer(
-            app,
-            xheaders=self.settings.trust_proxy,
+            ResolveClient(app, self.settings),  # the client's address and scheme, behind trusted proxies
             max_body_size=self.settings.max_request_bytes,
             idle_connection_timeout=75,
             body_timeout=120,
