@@ -23,6 +23,7 @@ log = logging.getLogger("nameless.realtime")
 class Connection:
     principal: Principal
     bucket: TokenBucket
+    ip: str = "-"
 
 
 class ConnectionRegistry:
@@ -48,9 +49,9 @@ class ConnectionRegistry:
     def user_count(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
 
-    def add(self, namespace: str, sid: str, principal: Principal) -> None:
+    def add(self, namespace: str, sid: str, principal: Principal, ip: str = "-") -> None:
         key = (namespace, sid)
-        self._by_sid[key] = Connection(principal, TokenBucket(self._event_rate, self._event_burst))
+        self._by_sid[key] = Connection(principal, TokenBucket(self._event_rate, self._event_burst), ip)
         self._by_session[principal.session_id].add(key)
         self._by_user[principal.user_id].add(key)
 
@@ -75,6 +76,16 @@ class ConnectionRegistry:
 
     def of_sessions(self, session_ids: list[str]) -> list[tuple[str, str]]:
         return [key for s in session_ids for key in self._by_session.get(s, ())]
+
+    def of_user(self, user_id: str) -> list[tuple[str, Connection]]:
+        """(namespace, sid) and connection of every local socket of the user."""
+        return [(key, self._by_sid[key]) for key in list(self._by_user.get(user_id, ())) if key in self._by_sid]
+
+    def refresh(self, namespace: str, sid: str, principal: Principal) -> None:
+        """The socket's principal after a re-check (same session, current roles)."""
+        conn = self._by_sid.get((namespace, sid))
+        if conn is not None and conn.principal.session_id == principal.session_id:
+            conn.principal = principal
 
     async def on_revoked(
         self, message: dict[str, Any], disconnect: Callable[[str, str, dict[str, Any]], Awaitable[None]]

@@ -13,12 +13,18 @@ from server.notifications.inbox import NotificationService
 from server.staff.audit import AuditLog
 from storage.identity.identities import IdentityRepository
 from storage.identity.users import UserRepository
+from storage.state.pubsub import PubSub
+
+# A user's roles or status changed: every process re-checks that user's open sockets.
+ACCESS_CHANNEL = "users.access_changed"
 
 
 class StaffService:
     def __init__(self, users: UserRepository, identities: IdentityRepository, accounts: AccountService,
-                 sessions: SessionService, audit: AuditLog, notifications: NotificationService) -> None:
+                 sessions: SessionService, audit: AuditLog, notifications: NotificationService,
+                 pubsub: PubSub) -> None:
         self._notifications = notifications
+        self._pubsub = pubsub
         self._users = users
         self._identities = identities
         self._accounts = accounts
@@ -47,6 +53,7 @@ class StaffService:
         await self._audit.record(actor, f"user.{'suspend' if status == 'suspended' else 'unsuspend'}",
                                  target_type="user", target_id=user_id, ip=ip,
                                  details={"reason": reason, "sessions_ended": ended})
+        await self._announce(user_id)
         return await self.view(user_id)
 
     async def set_roles(self, actor: Principal, user_id: str, roles: list[str], ip: str) -> dict[str, Any]:
@@ -62,7 +69,13 @@ class StaffService:
         await self._users.update(user_id, {"roles": sorted(after)})
         await self._audit.record(actor, "user.roles", target_type="user", target_id=user_id, ip=ip,
                                  details={"before": sorted(before), "after": sorted(after)})
+        await self._announce(user_id)
         return await self.view(user_id)
+
+    async def _announce(self, user_id: str) -> None:
+        """Access is checked when a socket connects; a later change reaches open sockets
+        (on every process) through this announcement, like a session revocation."""
+        await self._pubsub.publish(ACCESS_CHANNEL, {"user_id": user_id})
 
     async def notify_user(self, actor: Principal, user_id: str, title: str, body: str, ip: str) -> dict[str, Any]:
         """An account notice from staff: inbox, live on every device, push/email per preferences."""
