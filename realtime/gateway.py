@@ -3,8 +3,15 @@
 Every namespace derives from `AuthedNamespace`, so a socket is authenticated once at
 connect (the access token in the connect payload, or the staff pages' session cookie)
 through the same session check as REST, and every event then goes through
-`realtime.events.event`. With Redis, emits cross processes through python-socketio's
-Redis manager; without it the in-process manager serves one process.
+`realtime.events.event`. A revoked session, a suspension or a role change later re-checks
+or closes the affected sockets on every process (announced over pub/sub). With Redis,
+emits cross processes through python-socketio's Redis manager; without it the in-process
+manager serves one process.
+
+Both transports, websocket and long-polling, are served. Neither uses the cookie XSRF
+check (a poll is bound to its Engine.IO session id, which a foreign page never learns);
+both admit only the configured origins and the server's own, and an Engine.IO session
+that opens no namespace within CONNECT_TIMEOUT is closed.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -28,6 +36,7 @@ from server.core import errors
 from server.core.permissions import Principal
 from server.identity.sessions import REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
 from server.platform import Platform
+from server.staff.users import ACCESS_CHANNEL
 
 log = logging.getLogger("nameless.realtime")
 
@@ -37,6 +46,51 @@ PING_TIMEOUT = 20
 MAX_SOCKETS_PER_USER = 10
 EVENT_RATE = 20.0  # events per second per socket, sustained
 EVENT_BURST = 40
+CONNECT_TIMEOUT = 5.0  # seconds an Engine.IO session may stay open without opening a namespace
+
+
+class _Server(socketio.AsyncServer):
+    """python-socketio's server, closing Engine.IO sessions that never open a namespace:
+    a client that upgrades and then sends nothing would otherwise be kept alive by pings."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._expiring: set[asyncio.Task[None]] = set()
+
+    def joined(self, eio_sid: str) -> bool:
+        """Whether the Engine.IO session has opened (been authenticated for) a namespace."""
+        return any(self.manager.sid_from_eio_sid(eio_sid, ns) for ns in self.namespace_handlers)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        handler = environ.get("tornado.handler")
+        if handler is not None:
+            handler.eio_sid = eio_sid  # the websocket that opened the session, if it was one
+        asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._expire_unjoined, eio_sid)
+
+    def _expire_unjoined(self, eio_sid: str) -> None:
+        if eio_sid not in self.eio.sockets or self.joined(eio_sid):
+            return
+        task = asyncio.ensure_future(self.eio.disconnect(eio_sid))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio's logger, errors only, through the app's handler (JSON, redacted):
+    left to itself, the library adds a plain stderr handler of its own."""
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+    return logger
+
+
+def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
+    """The one origin rule of both transports: a configured origin, or the server's own."""
+    if not origin:
+        return False  # no Origin header: not a browser, nothing to grant CORS to
+    origin = origin.rstrip("/")
+    return origin in allowed or urllib.parse.urlsplit(origin).netloc.lower() == host.lower()
 
 
 class Gateway:
@@ -54,46 +108,73 @@ class Gateway:
             manager = socketio.AsyncRedisManager(
                 settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio"
             )
-        self.sio = socketio.AsyncServer(
+        self.sio = _Server(
             async_mode="tornado",
             client_manager=manager,
-            cors_allowed_origins=list(settings.cors_origins) or None,
+            cors_allowed_origins=lambda origin, environ: origin_allowed(
+                origin, environ.get("HTTP_HOST", ""), settings.cors_origins),
             max_http_buffer_size=MAX_PAYLOAD_BYTES,
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
             transports=["websocket", "polling"],
-            logger=False,
-            engineio_logger=False,
+            logger=_library_logger("socketio.server"),
+            engineio_logger=_library_logger("engineio.server"),
         )
         self.connections = ConnectionRegistry(
             max_per_user=MAX_SOCKETS_PER_USER, event_rate=EVENT_RATE, event_burst=EVENT_BURST
         )
         self._emit_times: collections.deque[float] = collections.deque(maxlen=2000)
         self._events: collections.deque[float] = collections.deque(maxlen=100_000)
-        self._unsubscribe: Any = None
+        self._unsubscribe: list[Any] = []
 
     def handler(self) -> type[tornado.web.RequestHandler]:
         base = socketio.get_tornado_handler(self.sio)
+        allowed = self.platform.settings.cors_origins
+        server = self.sio
 
-        class Handler(base):  # type: ignore[misc, valid-type]
+        class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+            eio_sid: str | None = None
+
+            async def open(self, *args: Any, **kwargs: Any) -> None:
+                # Engine.IO answers its close packet but keeps reading for ping_interval +
+                # ping_timeout: a client that ignores it would hold the socket for 45 s.
+                asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._close_unjoined)
+                await super().open(*args, **kwargs)
+
+            def _close_unjoined(self) -> None:
+                eio_sid = self.eio_sid or self.get_query_argument("sid", None)
+                if self.ws_connection is not None and not (eio_sid and server.joined(eio_sid)):
+                    self.close()
+
             def get_compression_options(self) -> None:
                 # Socket.IO frames are small JSON; permessage-deflate would keep a zlib pair
                 # per browser socket (~190 KB each instead of ~42 KB; bench/README.md).
                 return None
 
-        return Handler
+            def check_xsrf_cookie(self) -> None:
+                # Polling posts carry the Engine.IO session id, learnt only by the client
+                # that opened the session (same origin or a configured one); the connection
+                # itself is authenticated at connect, with the token or the staff cookie.
+                return None
+
+            def check_origin(self, origin: str) -> bool:
+                return origin_allowed(origin, self.request.host or "", allowed)
+
+        return SocketIOHandler
 
     def register(self, *namespaces: socketio.AsyncNamespace) -> None:
         for ns in namespaces:
             self.sio.register_namespace(ns)
 
     async def start(self) -> None:
-        self._unsubscribe = await self.platform.pubsub.subscribe(REVOCATIONS_CHANNEL, self._on_revoked)
+        pubsub = self.platform.pubsub
+        self._unsubscribe = [await pubsub.subscribe(REVOCATIONS_CHANNEL, self._on_revoked),
+                             await pubsub.subscribe(ACCESS_CHANNEL, self._on_access_changed)]
 
     async def stop(self) -> None:
         """Tell every local socket goodbye (Tornado's close_all_connections skips websockets)."""
-        if self._unsubscribe is not None:
-            await self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            await unsubscribe()
         # python-socketio's disconnect is O(rooms) per socket: bound the goodbye so a mass
         # disconnect cannot outlive the stop deadline (bench/README.md, Socket.IO findings).
         with contextlib.suppress(Exception):
@@ -108,10 +189,34 @@ class Gateway:
             await self.sio.emit("session.revoked", body, to=sid, namespace=namespace, ignore_queue=True)
         await self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
+    async def _on_access_changed(self, message: dict[str, Any]) -> None:
+        """Re-check each local socket of the user with the connect-time check: a suspended
+        account or a revoked session is told so and closed, a socket whose namespace the
+        user's roles no longer open is closed, the others carry the current roles."""
+        user_id = message.get("user_id") if isinstance(message, dict) else None
+        if not isinstance(user_id, str):
+            return
+        closed = 0
+        for (namespace, sid), conn in self.connections.of_user(user_id):
+            permission = getattr(self.sio.namespace_handlers.get(namespace), "permission", None)
+            try:
+                principal = await self.sessions.authenticate_session(conn.principal.session_id, conn.ip)
+            except errors.ApiError as err:
+                await self._disconnect_revoked(namespace, sid, {"reason": err.code})
+                closed += 1
+                continue
+            if permission is not None and not principal.can(permission):
+                await self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+                closed += 1
+                continue
+            self.connections.refresh(namespace, sid, principal)
+        if closed:
+            log.info("sockets closed after an access change", extra={"count": closed})
+
     # --- authentication ----------------------------------------------------------------
 
     async def authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
-        ip = _client_ip(environ, self.platform.settings.trust_proxy)
+        ip = client_ip(environ)
         token = auth.get("token") if isinstance(auth, dict) else None
         if isinstance(token, str) and token:
             return await self.sessions.authenticate(token, ip)
@@ -176,10 +281,11 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def _client_ip(environ: dict[str, Any], trust_proxy: bool) -> str:
-    if trust_proxy and environ.get("HTTP_X_FORWARDED_FOR"):
-        return str(environ["HTTP_X_FORWARDED_FOR"]).split(",")[0].strip()
-    return str(environ.get("REMOTE_ADDR") or "-")
+def client_ip(environ: dict[str, Any]) -> str:
+    """The address the HTTP server resolved for this request (server.app.forwarded), the
+    same as REST sees; Engine.IO's own REMOTE_ADDR is a placeholder under Tornado."""
+    handler = environ.get("tornado.handler")
+    return str(getattr(getattr(handler, "request", None), "remote_ip", None) or "-")
 
 
 class AuthedNamespace(socketio.AsyncNamespace):
@@ -204,7 +310,7 @@ class AuthedNamespace(socketio.AsyncNamespace):
             raise socketio.exceptions.ConnectionRefusedError(
                 err.message, {"code": err.code, "message": err.message}
             ) from None
-        gw.connections.add(self.namespace, sid, principal)
+        gw.connections.add(self.namespace, sid, principal, client_ip(environ))
         gw.metrics.socket_connections.labels(self.namespace).inc()
         await self.joined(sid, principal)
 

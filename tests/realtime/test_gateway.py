@@ -245,3 +245,148 @@ async def test_two_processes_share_emits_and_revocations_through_redis(start_ser
     sid = jwt.decode(user["access_token"], options={"verify_signature": False})["sid"]
     await a.client.delete(f"/api/v1/me/sessions/{sid}", headers=user["headers"])
     await asyncio.wait_for(on_b.disconnected.wait(), timeout=1.0)
+
+
+async def test_long_polling_connects_receives_and_acks(server) -> None:
+    """Where websockets are blocked: the polling transport end to end (the app-wide XSRF
+    check must not refuse Engine.IO's posts)."""
+    user = await signup(server.client)
+    device = Client()
+    try:
+        await device.sio.connect(server.url, auth={"token": user["access_token"]}, transports=["polling"],
+                                 wait_timeout=5)
+        assert device.sio.transport() == "polling"
+        created = await server.runtime.services.notifications.notify(user["user"]["id"], "account", "Hi", "Polled")
+        got = (await device.wait_for("notification"))[0]
+        assert got["id"] == created["id"] and got["body"] == "Polled"
+        assert await device.sio.call("notifications.unread", {}, timeout=5) == {"ok": True, "unread": 1}
+    finally:
+        await device.close()
+
+
+JS_CLIENT = r"""
+const { io } = require(process.env.CLIENT);
+const socket = io(process.env.URL, { transports: ["polling"], auth: { token: process.env.TOKEN },
+                                     reconnection: false, timeout: 5000 });
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+socket.on("connect", () => out({ event: "connect", transport: socket.io.engine.transport.name }));
+socket.on("connect_error", (err) => { out({ event: "connect_error", message: err.message }); process.exit(2); });
+socket.on("notification", async (n) => {
+  const ack = await socket.timeout(5000).emitWithAck("notifications.unread", {});
+  out({ event: "notification", notification: n, ack, transport: socket.io.engine.transport.name });
+  socket.disconnect();
+  process.exit(0);
+});
+setTimeout(() => { out({ event: "timeout" }); process.exit(3); }, 20000);
+"""
+
+
+async def test_official_js_client_over_long_polling(server, tmp_path) -> None:
+    """The browser library the staff pages ship (socket.io-client), run by node, polling only."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    client_lib = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "socket.io-client"
+    node = shutil.which("node")
+    if node is None or not client_lib.is_dir():
+        pytest.fail("needs node and web/node_modules (make web/node_modules/.installed)", pytrace=False)
+    user = await signup(server.client)
+    script = tmp_path / "client.js"
+    script.write_text(JS_CLIENT)
+    proc = await asyncio.create_subprocess_exec(
+        node, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"CLIENT": str(client_lib), "URL": server.url, "TOKEN": user["access_token"], "PATH": "/usr/bin:/bin"})
+    try:
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 15))
+        assert first == {"event": "connect", "transport": "polling"}, first
+        created = await server.runtime.services.notifications.notify(user["user"]["id"], "account", "JS", "Hello")
+        second = json.loads(await asyncio.wait_for(proc.stdout.readline(), 15))
+        assert second["event"] == "notification", second
+        assert second["notification"]["id"] == created["id"] and second["transport"] == "polling"
+        assert second["ack"] == {"ok": True, "unread": 1}
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_foreign_origin_upgrades_are_refused(start_server) -> None:
+    import tornado.httpclient
+    import tornado.websocket
+
+    served = await start_server(NAMELESS_CORS_ORIGINS="https://app.example.com")
+    ws_url = served.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    for origin in ("https://evil.example", "http://127.0.0.1.evil.example"):
+        request = tornado.httpclient.HTTPRequest(ws_url, headers={"Origin": origin})
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await asyncio.wait_for(tornado.websocket.websocket_connect(request), 5)
+        assert refused.value.code == 403
+        poll = await served.client.get("/socket.io/", params={"EIO": "4", "transport": "polling"},
+                                       headers={"Origin": origin})
+        assert poll.status_code == 400
+    for origin in ("https://app.example.com", served.url):  # a configured origin, and the server's own pages
+        request = tornado.httpclient.HTTPRequest(ws_url, headers={"Origin": origin})
+        conn = await asyncio.wait_for(tornado.websocket.websocket_connect(request), 5)
+        assert (await asyncio.wait_for(conn.read_message(), 5)).startswith("0{")
+        conn.close()
+
+
+async def test_a_socket_that_never_authenticates_is_closed_within_the_connect_timeout(server) -> None:
+    import tornado.websocket
+
+    from realtime.gateway import CONNECT_TIMEOUT
+
+    ws_url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    conn = await tornado.websocket.websocket_connect(ws_url)
+    started = asyncio.get_running_loop().time()
+    assert (await conn.read_message()).startswith("0{")  # Engine.IO open; no Socket.IO connect follows
+    while await asyncio.wait_for(conn.read_message(), CONNECT_TIMEOUT + 5) is not None:
+        pass
+    assert asyncio.get_running_loop().time() - started < CONNECT_TIMEOUT + 3
+    # A polling session that never connects a namespace expires the same way.
+    open_ = await server.client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+    sid = __import__("json").loads(open_.text[1:])["sid"]
+    deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT + 5
+    while True:
+        poll = await server.client.get("/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid})
+        if poll.status_code == 400 or poll.text.startswith("1"):
+            break
+        assert asyncio.get_running_loop().time() < deadline, poll.text
+    assert asyncio.get_running_loop().time() - started < 2 * CONNECT_TIMEOUT + 5
+
+
+async def test_demoted_admin_loses_ops_on_every_process(start_server, redis_url, clients) -> None:
+    shared = {"REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}"}
+    a = await start_server(**shared)
+    b = await start_server(**shared)
+    boss = await make_staff(a, ["super_admin"])
+    admin = await make_staff(a, ["admin", "support_agent"])
+    on_a, on_b, own = clients(), clients(), clients()
+    assert await on_a.connect(a.url, admin["access_token"], namespace="/ops")
+    assert await on_b.connect(b.url, admin["access_token"], namespace="/ops")
+    assert await own.connect(b.url, admin["access_token"])
+    await on_b.wait_for("metrics")
+    started = asyncio.get_running_loop().time()
+    resp = await a.client.put(f"/api/v1/admin/users/{admin['id']}/roles", json={"roles": ["support_agent"]},
+                              headers=boss["headers"])
+    assert resp.status_code == 200, resp.text
+    await asyncio.wait_for(asyncio.gather(on_a.disconnected.wait(), on_b.disconnected.wait()), timeout=1.5)
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert own.sio.connected  # the user's own channel needs no role
+    again = clients()
+    assert not await again.connect(b.url, admin["access_token"], namespace="/ops")
+    assert refused_code(again) == "forbidden"
+
+
+async def test_suspended_staff_lose_every_socket(server, clients) -> None:
+    boss = await make_staff(server, ["super_admin"])
+    admin = await make_staff(server, ["admin"])
+    ops, own = clients(), clients()
+    assert await ops.connect(server.url, admin["access_token"], namespace="/ops")
+    assert await own.connect(server.url, admin["access_token"])
+    resp = await server.client.post(f"/api/v1/admin/users/{admin['id']}/suspend", json={"reason": "left"},
+                                    headers=boss["headers"])
+    assert resp.status_code == 200, resp.text
+    await asyncio.wait_for(asyncio.gather(ops.disconnected.wait(), own.disconnected.wait()), timeout=1.0)
