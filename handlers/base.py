@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from server.core import errors
 from server.core.fields import validate
-from server.core.logs import request_id_var
+from server.core.logs import redact, request_id_var
 from server.core.permissions import Principal
 from server.identity.sessions import SESSION_COOKIE, ClientInfo
 from server.platform import Platform
@@ -49,6 +49,16 @@ PAGE_CSP = (
     "form-action 'self'"
 )
 _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+# What answers without an @endpoint declaration, in one place. BaseHandler refuses every
+# other undeclared method (405), except its own CORS preflight; the handlers that do not
+# derive from it dispatch only these methods themselves: public files, and the Socket.IO
+# transport (which authenticates each connection itself, at connect).
+UNDECLARED_METHODS = frozenset({"options"})
+SELF_GUARDED: dict[str, frozenset[str]] = {
+    "StaticHandler": frozenset({"GET", "HEAD"}),
+    "SocketIOHandler": frozenset({"GET", "POST", "OPTIONS"}),
+}
 
 
 @dataclass(frozen=True)
@@ -168,22 +178,31 @@ class BaseHandler(tornado.web.RequestHandler):
 
         Tornado closes the connection when a streaming handler answers before the request
         has been read. A request without a body is read as soon as `prepare` returns, so its
-        refusal is answered from the method slot instead; with a body, refuse at once.
+        refusal is answered from the method slot instead; with a body, refuse at once. The
+        first refusal stands: a later check in a subclass's `prepare` cannot replace it.
         """
         if self._has_body():
             raise err
+        slot = (self.request.method or "get").lower()
+        if getattr(getattr(self, slot, None), "refusal", None) is not None:
+            return
 
         async def refuse(*args: Any, **kwargs: Any) -> None:
             raise err
 
-        setattr(self, (self.request.method or "get").lower(), refuse)
+        refuse.refusal = err  # type: ignore[attr-defined]
+        setattr(self, slot, refuse)
 
     async def _authorize(self) -> None:
         """The one authentication and permission check of the REST API."""
         self.principal: Principal | None = None
-        method = getattr(self, (self.request.method or "").lower(), None)
-        spec: EndpointSpec | None = getattr(method, "__endpoint__", None)
-        if spec is None or not (spec.auth or spec.permission):
+        name = (self.request.method or "").lower()
+        spec: EndpointSpec | None = getattr(getattr(self, name, None), "__endpoint__", None)
+        if spec is None:
+            if name in UNDECLARED_METHODS:
+                return
+            raise errors.MethodNotAllowed()  # default deny: a method nobody declared is not served
+        if not (spec.auth or spec.permission):
             return
         authenticator: Authenticator = self.application.settings["authenticator"]
         if self.uses_cookie_auth():
@@ -232,7 +251,7 @@ class BaseHandler(tornado.web.RequestHandler):
             "request",
             extra={
                 "method": self.request.method,
-                "path": self.request.path,
+                "path": redact(self.request.path),  # media and push tokens never reach the logs
                 "route": route,
                 "status": self.get_status(),
                 "ms": round(self.request.request_time() * 1000, 2),
@@ -256,9 +275,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def client_ip(self) -> str:
-        # With NAMELESS_TRUST_PROXY the server runs with xheaders, so remote_ip is already
-        # the first hop the proxy saw; otherwise headers are ignored and cannot be spoofed.
+        # Resolved once per request by the HTTP server (server.app.forwarded), from the
+        # hops the trusted proxies appended; with none configured, headers are ignored.
         return self.request.remote_ip or "-"
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Every cookie the app sets (session, XSRF) is Secure behind TLS: the request came
+        over https, or the configured public URL is https (a proxy terminates TLS)."""
+        if self.request.protocol == "https" or self.platform.settings.public_https:
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
 
     @property
     def body_bytes(self) -> bytes:

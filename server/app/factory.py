@@ -51,7 +51,7 @@ def make_app(platform: Platform, product: Product, *,
         "in_flight": set(),
         "default_handler_class": NotFoundHandler,
         "xsrf_cookies": True,
-        "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict", "secure": False},
+        "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Strict"},  # Secure: BaseHandler.set_cookie
         "cookie_secret": platform.secret_key.decode(),
         "transforms": [Compress],
         "log_function": lambda handler: None,  # BaseHandler.on_finish logs every request

@@ -208,3 +208,74 @@ async def test_refusals_keep_the_connection_alive(start_server) -> None:
         statuses.append(int(head.split(b" ")[1]))
     writer.close()
     assert statuses == [401, 404, 403, 401, 429, 200]
+
+
+async def test_client_address_is_the_hop_the_trusted_proxies_added(start_server) -> None:
+    """Two trusted proxies: the client is the entry they appended before their own, for REST,
+    the rate limit and sockets alike; what the client wrote further left, or in X-Real-IP, is
+    ignored."""
+    import socketio
+
+    served = await start_server(NAMELESS_TRUSTED_PROXIES="2", NAMELESS_RATE_LIMIT_IP="4")
+
+    def via_proxies(client: str, spoofed: str) -> dict[str, str]:
+        # The client wrote `spoofed`; the outer proxy appended the client, the inner one the outer.
+        return {"X-Forwarded-For": f"{spoofed}, {client}, 10.0.0.2", "X-Real-IP": spoofed}
+
+    user = await signup(served.client, **via_proxies("198.51.100.7", "127.0.0.1"))
+    sessions = (await served.client.get("/api/v1/me/sessions", headers=user["headers"])).json()
+    assert [s["ip"] for s in sessions["items"]] == ["198.51.100.7"]
+
+    # Sockets take the same address: make the session due for its touch, then connect.
+    await served.platform.db.sessions.update_many({"user_id": user["user"]["id"]}, {"$set": {"last_used_ms": 0}})
+    device = socketio.AsyncClient(reconnection=False)
+    await device.connect(served.url, auth={"token": user["access_token"]}, transports=["websocket"],
+                         headers=via_proxies("198.51.100.8", "127.0.0.1"), wait_timeout=5)
+    try:
+        doc = await served.platform.db.sessions.find_one({"user_id": user["user"]["id"]})
+        assert doc["ip"] == "198.51.100.8"
+    finally:
+        await device.disconnect()
+
+    # Rotating what the client writes does not escape the per-IP limit...
+    statuses = [(await served.client.get("/api/v1/me", headers=via_proxies("203.0.113.5", f"192.0.2.{i}"))).status_code
+                for i in range(6)]
+    assert statuses[-1] == 429, statuses
+    # ...and claiming loopback does not open the metrics.
+    assert_error(await served.client.get("/metrics", headers=via_proxies("203.0.113.6", "127.0.0.1")), 403,
+                 "metrics_forbidden")
+
+
+async def test_one_trusted_proxy_ignores_x_real_ip_unless_configured(start_server) -> None:
+    served = await start_server(NAMELESS_TRUST_PROXY="true", NAMELESS_RATE_LIMIT_IP="3")
+    statuses = [(await served.client.get("/api/v1/me", headers={"X-Forwarded-For": "203.0.113.9",
+                                                                "X-Real-IP": f"192.0.2.{i}"})).status_code
+                for i in range(5)]
+    assert statuses[-1] == 429, statuses
+    named = await start_server(NAMELESS_TRUST_PROXY="true", NAMELESS_CLIENT_IP_HEADER="X-Real-IP")
+    user = await signup(named.client, **{"X-Forwarded-For": "6.6.6.6, 203.0.113.1", "X-Real-IP": "198.51.100.3"})
+    sessions = (await named.client.get("/api/v1/me/sessions", headers=user["headers"])).json()
+    assert [s["ip"] for s in sessions["items"]] == ["198.51.100.3"]
+
+
+async def test_cookies_are_secure_behind_a_tls_public_url(start_server) -> None:
+    """Behind a TLS-terminating proxy the request reaching us is plain HTTP; the configured
+    https public URL still makes the session and XSRF cookies Secure."""
+    from tests.helpers import PASSWORD, make_staff
+
+    served = await start_server(NAMELESS_PUBLIC_URL="https://nameless.example")
+    staff = await make_staff(served, ["admin"])
+    page = await served.client.get("/login")
+    xsrf_cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("_xsrf="))
+    assert "secure" in xsrf_cookie.lower().split("; "), xsrf_cookie
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    resp = await served.client.post("/login", data={"_xsrf": token, "email": staff["email"], "password": PASSWORD,
+                                                    "next": "/admin"},
+                                    headers={"Cookie": xsrf_cookie.split(";")[0]})
+    assert resp.status_code == 302, resp.text
+    session_cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith("nameless_session="))
+    assert {"secure", "httponly", "samesite=strict"} <= set(session_cookie.lower().split("; ")), session_cookie
+    # Without a TLS public URL, plain HTTP keeps cookies usable over HTTP.
+    plain = await start_server()
+    page = await plain.client.get("/login")
+    assert all("secure" not in c.lower().split("; ") for c in page.headers.get_list("set-cookie"))

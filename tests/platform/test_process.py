@@ -350,3 +350,40 @@ async def test_two_server_processes_share_one_redis(launch, mongo_url: str, redi
         if client.connected:
             await client.disconnect()
     assert a.terminate() == 0 and b.terminate() == 0
+
+
+def test_logs_never_hold_url_credentials(launch) -> None:
+    """Media tokens and push tokens in paths, Engine.IO session ids in socket URIs and signed
+    cookie values stay out of everything the process writes to its log."""
+    import secrets
+
+    server = launch(NAMELESS_LOG_LEVEL="INFO")
+    server.wait_ready()
+    media_token = secrets.token_urlsafe(24) + "." + secrets.token_urlsafe(16)
+    push_token = "push-" + secrets.token_hex(20)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        email = f"logs-{secrets.token_hex(4)}@example.com"
+        signed = client.post("/api/v1/auth/signup", json={"email": email, "password": "correct horse battery staple",
+                                                          "display_name": "Logs"})
+        assert signed.status_code == 201, signed.text
+        auth = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+        assert client.get(f"/media/{media_token}/assets/a/v1/master.m3u8").status_code in (403, 404)
+        assert client.put(f"/api/v1/me/devices/{push_token}", json={"platform": "android"},
+                          headers=auth).status_code == 204
+        opened = client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        sid = json.loads(opened.text[1:])["sid"]
+        poll = {"EIO": "4", "transport": "polling", "sid": sid}
+        assert client.post("/socket.io/", params=poll, content=b"41").status_code == 200  # a refused connect
+        client.post("/socket.io/", params=poll, content=b"1")  # close the Engine.IO session
+        for _ in range(2):  # a stale session id: Engine.IO and Tornado both complain about it
+            client.get("/socket.io/", params=poll)
+            client.post("/socket.io/", params=poll, content=b"x")
+        forged_cookie = "2|1:0|10:1700000000|16:nameless_session|8:" + secrets.token_urlsafe(12) + "|" + "ab" * 32
+        client.get("/admin", headers={"Cookie": f"nameless_session={forged_cookie}"})
+    assert server.terminate() == 0
+    log = server.stderr()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    routes = {line.get("route") for line in lines if line.get("message") == "request"}
+    assert {"MediaHandler", "DeviceHandler"} <= routes, routes  # the requests were logged...
+    for secret in (media_token, push_token, sid, forged_cookie.split("|")[4], forged_cookie.split("|")[-1]):
+        assert secret not in log, [line for line in log.splitlines() if secret in line]  # ...without credentials
