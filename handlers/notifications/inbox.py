@@ -74,11 +74,6 @@ class DeviceHandler(NotificationsHandler):
         await self.notifications.remove_device(self.user.user_id, push_token)
         self.no_content()
 
-    def on_finish(self) -> None:
-        # The token addresses the device: the request log gets the route, never the token.
-        self.request.path = self.request.path[: self.request.path.rindex("/") + 1] + "{push_token}"
-        super().on_finish()
-
 
 def routes(notifications: NotificationService) -> list:
     deps = {"notifications": notifications}
