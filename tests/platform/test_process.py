@@ -199,13 +199,13 @@ def test_sigterm_finishes_in_flight_request_and_refuses_new_connections(launch) 
     server = launch(NAMELESS_SHUTDOWN_GRACE="10")
     server.wait_ready()
     # A request whose body has only half arrived: the handler has been entered (it
-    # streams the body) and waits for the rest. PUT /healthz answers 405 only once the
-    # whole body is read; an unknown route would not do here, because its 404 is sent
-    # from prepare(), before any body is read, so it would never be in flight.
+    # streams the body) and waits for the rest. A declared POST parses its body only once
+    # all of it is read; refusals (unknown route, undeclared method) are sent from
+    # prepare(), before any body is read, so they would never be in flight.
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     try:
         sock.sendall(
-            b"PUT /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 10\r\n\r\n"
             b'{"a": '
         )
@@ -234,8 +234,8 @@ def test_sigterm_finishes_in_flight_request_and_refuses_new_connections(launch) 
     finally:
         sock.close()
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 405 "), data[:300]
-    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert head.startswith(b"HTTP/1.1 400 "), data[:300]
+    assert json.loads(body)["error"]["code"] == "invalid_json"  # the 10 bytes sent: {"a": 1234
     # With nothing left in flight the drain ends at once, well before the grace period.
     assert server.terminate(timeout=8) == 0, server.stderr()
     assert processes_mentioning(str(server.data_dir)) == []
