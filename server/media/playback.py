@@ -85,15 +85,33 @@ class PlaybackService:
             "asset_id": asset["_id"], "version": asset["version"], "position": 0.0, "state": "starting",
             "auth_session_id": auth_session_id,
         })
+        return await self._link(user_id, session["_id"], asset, entitlement.max_height, viewer.profile_id, content_id)
+
+    async def relink(self, user_id: str, auth_session_id: str, session_id: str) -> dict[str, Any] | None:
+        """A fresh link for a playback session that is still live and was started by this
+        sign-in (a watch-party member taking their seat back keeps their stream slot);
+        None when it is not, and a new start is needed."""
+        session = await self._sessions.get(user_id, session_id)
+        if (session is None or session["ended"] or session.get("auth_session_id") != auth_session_id
+                or session["heartbeat_ms"] < to_ms(now()) - SLOT_TTL_MS):
+            return None
+        entitlement = await self._entitlements.require(user_id)
+        asset = await self._media.asset(session["asset_id"])
+        if asset is None or asset["status"] != "ready":
+            return None
+        return await self._link(user_id, session_id, asset, entitlement.max_height, session["profile_id"],
+                                session["content_id"])
+
+    async def _link(self, user_id: str, session_id: str, asset: dict[str, Any], max_height: int,
+                    profile_id: str, content_id: str) -> dict[str, Any]:
         expires = int(time.time()) + token_lifetime(float(asset.get("duration") or 0))
-        grant = MediaGrant(user_id, session["_id"], f"assets/{asset['_id']}/v{asset['version']}/",
-                           entitlement.max_height, expires)
+        grant = MediaGrant(user_id, session_id, f"assets/{asset['_id']}/v{asset['version']}/", max_height, expires)
         return {
-            "session_id": session["_id"],
+            "session_id": session_id,
             "manifest_path": f"/media/{self._signer.sign(grant)}/{grant.prefix}master.m3u8",
             "expires_at": iso(expires * 1000),
-            "resume_position": await self._history.resume_position(viewer.profile_id, content_id),
-            "max_height": entitlement.max_height,
+            "resume_position": await self._history.resume_position(profile_id, content_id),
+            "max_height": max_height,
         }
 
     async def _claim_slot(self, user_id: str, streams: int, doc: dict[str, Any]) -> dict[str, Any]:
