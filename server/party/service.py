@@ -231,9 +231,9 @@ class PartyService:
             return errors.NotFound("You are not in this party.", code=code)
         if code == "party_full":
             return errors.Conflict("This party is full.", code=code)
-        field = {"position_required": ("position", "required for a seek"),
-                 "rate_out_of_range": ("rate", f"from {rules.MIN_RATE} to {rules.MAX_RATE}")}.get(code, ("action", code))
-        return errors.ValidationFailed(details={"fields": {field[0]: field[1]}})
+        fields = {"position_required": {"position": "required for a seek"},
+                  "rate_out_of_range": {"rate": f"from {rules.MIN_RATE} to {rules.MAX_RATE}"}}
+        return errors.ValidationFailed(details={"fields": fields.get(code, {"action": code})})
 
     # --- chat and reactions ---------------------------------------------------------
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 
-import pytest
-
 from server.party import state as rules
 from tests.helpers import assert_error
 from tests.party.helpers import error_code, party_title, viewer
@@ -65,7 +63,7 @@ async def test_create_join_and_controls_reach_every_member_in_order(any_server, 
 
 
 async def test_members_must_be_entitled_and_the_invite_must_be_real(server, clip, members, monkeypatch) -> None:
-    host, _, created = await seated(server, clip, members, 1)
+    _host, _, created = await seated(server, clip, members, 1)
     code = created["invite_code"]
 
     unpaid = members(await viewer(server, plan_id=None))
@@ -169,7 +167,7 @@ async def test_a_dropped_member_takes_the_seat_back_in_sync(server, clip, member
 
 
 async def test_ending_the_stream_gives_up_the_seat(server, clip, members) -> None:
-    host, (guest,), created = await seated(server, clip, members, 2)
+    host, (guest,), _created = await seated(server, clip, members, 2)
     session_id = guest.playback["session_id"]
     stopped = await server.client.delete(f"/api/v1/playback/sessions/{session_id}", headers=guest.user["headers"])
     assert stopped.status_code == 204
