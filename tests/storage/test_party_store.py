@@ -1,0 +1,56 @@
+"""The party store's one contract, held by the in-process and the Redis backend alike."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from storage.party.store import MemoryPartyStore, RedisPartyStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request, redis_url):
+    if request.param == "memory":
+        yield MemoryPartyStore()
+        return
+    redis = Redis.from_url(redis_url)
+    prefix = f"test-{uuid.uuid4().hex[:8]}:party:"
+    yield RedisPartyStore(redis, prefix=prefix)
+    keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+async def test_replace_is_a_compare_and_set(store) -> None:
+    assert await store.create("p1", {"n": 1}, 60_000)
+    assert not await store.create("p1", {"n": 99}, 60_000)
+    doc, version = await store.load("p1")
+    assert doc == {"n": 1}
+    assert await store.replace("p1", version, {"n": 2}, 60_000)
+    assert not await store.replace("p1", version, {"n": 3}, 60_000)  # a writer that read the old version
+    assert await store.load("p1") == ({"n": 2}, version + 1)
+    await store.delete("p1")
+    assert await store.load("p1") is None
+    assert not await store.replace("p1", version + 1, {"n": 4}, 60_000)
+
+
+async def test_due_parties_are_leased_to_one_claimer(store) -> None:
+    await store.schedule("a", 1_000)
+    await store.schedule("b", 5_000)
+    assert await store.claim_due(2_000, 500, 10) == ["a"]
+    assert await store.claim_due(2_000, 500, 10) == []  # leased to the first claimer
+    assert await store.claim_due(2_600, 500, 10) == ["a"]  # the lease ran out: anyone may take it
+    await store.schedule("a", None)
+    assert sorted(await store.claim_due(10_000, 500, 10)) == ["b"]
+
+
+async def test_indexes_and_presence_expire(store) -> None:
+    await store.put_index("invite", "h1", "p1", 60_000)
+    assert await store.index("invite", "h1") == "p1"
+    await store.drop_index("invite", "h1")
+    assert await store.index("invite", "h1") is None
+    await store.mark_alive("proc-1", 60_000)
+    assert await store.alive("proc-1") and not await store.alive("proc-2")
