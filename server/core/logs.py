@@ -13,11 +13,13 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 
 # Credentials that travel in URLs and cookies, wherever a log line may quote them: signed
-# media tokens and push tokens in paths, Engine.IO session ids and tokens in query strings
-# or in Engine.IO's own messages, and Tornado's signed cookie values in its cookie warnings.
+# media tokens, push tokens and party invite codes in paths, Engine.IO session ids and
+# tokens in query strings or in Engine.IO's own messages, and Tornado's signed cookie
+# values in its cookie warnings.
 _SECRETS = (
     (re.compile(r"(/media/)[^/?#\s'\"]+"), r"\1<redacted>"),
     (re.compile(r"(/devices/)[^/?#\s'\"]+"), r"\1<redacted>"),
+    (re.compile(r"(/part(?:y|ies)/)[^/?#\s'\"]+"), r"\1<redacted>"),  # watch-party invite codes
     (re.compile(r"(?i)\b((?:sid|token|access_token|refresh_token)=)[^&#\s'\"]+"), r"\1<redacted>"),
     (re.compile(r"(?i)\b((?:session|sid)\s+)[A-Za-z0-9_-]{12,}"), r"\1<redacted>"),
     (re.compile(r"\b2\|1:\d+\|[^\s'\"]+"), "<redacted>"),

@@ -353,7 +353,7 @@ async def test_two_server_processes_share_one_redis(launch, mongo_url: str, redi
 
 
 def test_logs_never_hold_url_credentials(launch) -> None:
-    """Media tokens and push tokens in paths, Engine.IO session ids in socket URIs and signed
+    """Media tokens, push tokens and party invite codes in paths, Engine.IO session ids in socket URIs and signed
     cookie values stay out of everything the process writes to its log."""
     import secrets
 
@@ -361,6 +361,7 @@ def test_logs_never_hold_url_credentials(launch) -> None:
     server.wait_ready()
     media_token = secrets.token_urlsafe(24) + "." + secrets.token_urlsafe(16)
     push_token = "push-" + secrets.token_hex(20)
+    invite_code = secrets.token_urlsafe(12)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         email = f"logs-{secrets.token_hex(4)}@example.com"
         signed = client.post("/api/v1/auth/signup", json={"email": email, "password": "correct horse battery staple",
@@ -370,6 +371,8 @@ def test_logs_never_hold_url_credentials(launch) -> None:
         assert client.get(f"/media/{media_token}/assets/a/v1/master.m3u8").status_code in (403, 404)
         assert client.put(f"/api/v1/me/devices/{push_token}", json={"platform": "android"},
                           headers=auth).status_code == 204
+        assert client.get(f"/party/{invite_code}").status_code == 404
+        assert client.get(f"/api/v1/parties/{invite_code}", headers=auth).status_code == 404
         opened = client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
         sid = json.loads(opened.text[1:])["sid"]
         poll = {"EIO": "4", "transport": "polling", "sid": sid}
@@ -384,6 +387,7 @@ def test_logs_never_hold_url_credentials(launch) -> None:
     log = server.stderr()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     routes = {line.get("route") for line in lines if line.get("message") == "request"}
-    assert {"MediaHandler", "DeviceHandler"} <= routes, routes  # the requests were logged...
-    for secret in (media_token, push_token, sid, forged_cookie.split("|")[4], forged_cookie.split("|")[-1]):
+    assert {"MediaHandler", "DeviceHandler", "InvitePage", "InviteHandler"} <= routes, routes  # logged...
+    cookie_parts = forged_cookie.split("|")
+    for secret in (media_token, push_token, invite_code, sid, cookie_parts[4], cookie_parts[-1]):
         assert secret not in log, [line for line in log.splitlines() if secret in line]  # ...without credentials
