@@ -23,6 +23,7 @@ class PreferencesPatch(Body):
     billing: ChannelPrefs | None = None
     promotions: ChannelPrefs | None = None
     account: ChannelPrefs | None = None
+    support: ChannelPrefs | None = None
 
 
 class DeviceBody(Body):

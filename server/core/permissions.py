@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "content.manage": frozenset({Role.CONTENT_MANAGER}),
     "reviews.moderate": frozenset({Role.CONTENT_MANAGER}),
     "support.handle": frozenset({Role.SUPPORT_AGENT}),
+    "support.supervise": frozenset({Role.ADMIN}),  # team keys: who may read support conversations
     "ops.view": frozenset({Role.ADMIN}),  # operations staff are admins until an ops role exists
     "plans.manage": frozenset({Role.ADMIN}),
     "reports.read": frozenset({Role.ADMIN}),

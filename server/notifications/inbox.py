@@ -24,7 +24,7 @@ from storage.notifications.inbox import NotificationRepository
 
 log = logging.getLogger(__name__)
 
-KINDS = ("new_episode", "release", "billing", "promotions", "account")
+KINDS = ("new_episode", "release", "billing", "promotions", "account", "support")
 CHANNELS = ("push", "email", "in_app")
 DEFAULTS: dict[str, dict[str, bool]] = {
     kind: {"push": kind != "promotions", "email": kind in ("billing", "account"), "in_app": True} for kind in KINDS

@@ -1,0 +1,150 @@
+"""Support chat over REST: device keys, the team key, conversations and their ciphertext
+history (docs/support-chat-crypto.md). Live messages go over Socket.IO `/support`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from handlers.base import endpoint
+from handlers.routing import ApiHandler
+from server.core.fields import Body, Text
+from server.support.chat import SupportService
+from server.support.keys import KeyDirectory
+
+TAGS = ("support",)
+DEVICE = r"(?P<device_id>[A-Za-z0-9_-]{1,64})"
+KEY_ID = r"(?P<key_id>team:[0-9]{1,9})"
+DEVICE_KEY = r"(?P<device_key>u:[0-9a-f]{24}:[A-Za-z0-9_-]{1,64})"
+CONVERSATION = r"(?P<conversation_id>[0-9a-f]{24})"
+
+
+class PublicKeyBody(Body):
+    public_key: str = Field(max_length=64)
+
+
+class GrantBody(Body):
+    sealed_private_key: str = Field(max_length=256)
+
+
+class OpenBody(Body):
+    subject: Text
+    wrapped_keys: dict[str, str] = Field(min_length=1, max_length=20)
+
+
+class HistoryQuery(Body):
+    model_config = Body.model_config | {"strict": False}
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class RatingBody(Body):
+    rating: int = Field(ge=1, le=5)
+
+
+class KeysHandler(ApiHandler):
+    def initialize(self, keys: KeyDirectory) -> None:
+        self.keys = keys
+
+
+class DeviceKeyHandler(KeysHandler):
+    @endpoint("Register this device's X25519 public key (base64)", body=PublicKeyBody, auth=True, tags=TAGS)
+    async def put(self, device_id: str) -> None:
+        body = self.parse(PublicKeyBody)
+        self.reply(await self.keys.put_device(self.user.user_id, device_id, body.public_key))
+
+
+class MyKeysHandler(KeysHandler):
+    @endpoint("My devices' public keys", auth=True, tags=TAGS)
+    async def get(self) -> None:
+        self.reply({"items": await self.keys.devices(self.user.user_id), "next_cursor": None})
+
+
+class TeamKeyHandler(KeysHandler):
+    @endpoint("The support team's active public key (503 until a supervisor creates one)", auth=True, tags=TAGS,
+              errors=(503,))
+    async def get(self) -> None:
+        self.reply(await self.keys.team_key())
+
+
+class GrantsHandler(KeysHandler):
+    @endpoint("The team private keys sealed to my devices (agents and supervisors hold some)", auth=True,
+              tags=TAGS)
+    async def get(self) -> None:
+        self.reply({"items": await self.keys.grants(self.user.user_id), "next_cursor": None})
+
+
+class AdminTeamKeysHandler(KeysHandler):
+    @endpoint("Register a new team public key; it becomes the active one", body=PublicKeyBody, status=201,
+              permission="support.supervise", tags=TAGS)
+    async def post(self) -> None:
+        body = self.parse(PublicKeyBody)
+        self.reply(await self.keys.add_team_key(self.user, body.public_key), status=201)
+
+
+class AdminAgentKeysHandler(KeysHandler):
+    @endpoint("A user's device public keys, to seal the team key to", permission="support.supervise", tags=TAGS)
+    async def get(self, user_id: str) -> None:
+        self.reply({"items": await self.keys.devices(user_id), "next_cursor": None})
+
+
+class AdminGrantHandler(KeysHandler):
+    @endpoint("Store the team private key sealed to an agent's device", body=GrantBody, status=204,
+              permission="support.supervise", tags=TAGS, errors=(404, 422))
+    async def put(self, key_id: str, device_key: str) -> None:
+        body = self.parse(GrantBody)
+        await self.keys.grant(self.user, key_id, device_key, body.sealed_private_key)
+        self.no_content()
+
+
+class SupportHandler(ApiHandler):
+    def initialize(self, support: SupportService) -> None:
+        self.support = support
+
+
+class ConversationsHandler(SupportHandler):
+    @endpoint("Open a conversation with support: the subject and the conversation key sealed to the team key "
+              "and my devices", body=OpenBody, status=201, auth=True, tags=TAGS, errors=(503,))
+    async def post(self) -> None:
+        body = self.parse(OpenBody)
+        self.reply(await self.support.open(self.user, body.subject, body.wrapped_keys), status=201)
+
+    @endpoint("My conversations (agents: assigned to me, then the queue)", auth=True, tags=TAGS)
+    async def get(self) -> None:
+        self.reply(await self.support.listing(self.user))
+
+
+class ConversationHandler(SupportHandler):
+    @endpoint("One conversation, with its sealed keys", auth=True, tags=TAGS, errors=(404,))
+    async def get(self, conversation_id: str) -> None:
+        self.reply(await self.support.get(self.user, conversation_id))
+
+
+class MessagesHandler(SupportHandler):
+    @endpoint("Ciphertext history after a sequence number", auth=True, tags=TAGS, errors=(404,))
+    async def get(self, conversation_id: str) -> None:
+        query = self.parse_query(HistoryQuery)
+        self.reply(await self.support.history(self.user, conversation_id, query.after_seq, query.limit))
+
+
+class RatingHandler(SupportHandler):
+    @endpoint("Rate a resolved conversation (its viewer)", body=RatingBody, auth=True, tags=TAGS, errors=(404, 409))
+    async def post(self, conversation_id: str) -> None:
+        body = self.parse(RatingBody)
+        self.reply(await self.support.rate(self.user, conversation_id, body.rating))
+
+
+def routes(keys: KeyDirectory, support: SupportService) -> list:
+    k, s = {"keys": keys}, {"support": support}
+    return [
+        (rf"/me/keys/{DEVICE}", DeviceKeyHandler, k),
+        (r"/me/keys", MyKeysHandler, k),
+        (r"/support/team-key", TeamKeyHandler, k),
+        (r"/support/team-keys/grants", GrantsHandler, k),
+        (r"/admin/support/team-keys", AdminTeamKeysHandler, k),
+        (rf"/admin/support/team-keys/{KEY_ID}/grants/{DEVICE_KEY}", AdminGrantHandler, k),
+        (r"/admin/support/users/(?P<user_id>[0-9a-f]{24})/keys", AdminAgentKeysHandler, k),
+        (r"/support/conversations", ConversationsHandler, s),
+        (rf"/support/conversations/{CONVERSATION}", ConversationHandler, s),
+        (rf"/support/conversations/{CONVERSATION}/messages", MessagesHandler, s),
+        (rf"/support/conversations/{CONVERSATION}/rating", RatingHandler, s),
+    ]

@@ -1,0 +1,31 @@
+"""Support chat: the key directory, conversations and the `/support` namespace."""
+
+from __future__ import annotations
+
+from handlers.routing import API
+from handlers.support import conversations
+from realtime.support import SupportChannel
+from server.app.wiring import Contribution, Wiring
+from server.support.chat import SupportService
+from server.support.keys import KeyDirectory
+from storage.identity.users import UserRepository
+from storage.support.agents import AgentRepository
+from storage.support.conversations import ConversationRepository
+from storage.support.keys import KeyRepository
+
+
+def wire(ctx: Wiring) -> Contribution:
+    s, platform = ctx.services, ctx.platform
+    keys = ctx.repo(KeyRepository)
+    users = ctx.repo(UserRepository)
+    directory = KeyDirectory(keys, users, s.audit)
+    support = SupportService(ctx.repo(ConversationRepository), keys, ctx.repo(AgentRepository), users,
+                             s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter)
+    channel = SupportChannel(s.gateway, support)
+    return Contribution(
+        services={"support": support, "support_keys": directory},
+        routes={API: conversations.routes(directory, support)},
+        namespaces=[channel],
+        start=[channel.start],
+        stop=[channel.stop],
+    )

@@ -1,0 +1,308 @@
+"""Support conversations: open, queue and assign, the message log (ciphertext only, one
+sequence per conversation, stored before acknowledged, once per client id), read state,
+agent presence and capacity.
+
+Who may touch a conversation is decided in `member()` for every REST call and every event:
+its viewer, the agent it is assigned to, or, while it waits in the queue, any agent (to
+claim it). Anyone else gets the same 404 as for a conversation that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from server.core import errors
+from server.core.clock import now, to_ms
+from server.core.ids import new_id
+from server.core.permissions import Principal
+from server.notifications.inbox import NotificationService
+from server.support.keys import decode
+from storage.identity.users import UserRepository
+from storage.state.ephemeral import EphemeralStore
+from storage.state.ratelimit import RateLimiter
+from storage.support.agents import AgentRepository
+from storage.support.conversations import ConversationRepository
+from storage.support.keys import KeyRepository
+
+NAMESPACE = "/support"
+AGENTS_ROOM = "support:agents"
+NONCE_BYTES = 24
+MAX_CIPHERTEXT_BYTES = 16 * 1024
+SEND_LIMIT = (20, 10)  # messages per window of seconds, per user
+DEFAULT_CAPACITY = 5
+ONLINE_TTL_S = 60.0  # presence lapses this long after a process last saw the socket
+STATUSES = ("open", "pending", "resolved")
+
+
+def conversation_room(conversation_id: str) -> str:
+    return f"support:{conversation_id}"
+
+
+class Emitter(Protocol):
+    async def emit(self, event: str, data: Any, *, room: str, namespace: str = "/") -> None: ...
+
+
+class SupportService:
+    def __init__(self, conversations: ConversationRepository, keys: KeyRepository, agents: AgentRepository,
+                 users: UserRepository, notifications: NotificationService, emitter: Emitter,
+                 ephemeral: EphemeralStore, limiter: RateLimiter) -> None:
+        self._conversations = conversations
+        self._users = users
+        self._agents = agents
+        self._keys = keys
+        self._notifications = notifications
+        self._emitter = emitter
+        self._ephemeral = ephemeral
+        self._limiter = limiter
+        self._assigning = asyncio.Lock()
+
+    # --- conversations --------------------------------------------------------------
+
+    async def open(self, viewer: Principal, subject: str, wrapped_keys: dict[str, str]) -> dict[str, Any]:
+        """The conversation key must be sealed to the active team key, and to nothing but
+        the team's keys and the viewer's own devices."""
+        team = await self._keys.active_team_key()
+        if team is None:
+            raise errors.ServiceUnavailable("Support chat has no team key yet.", code="support_not_configured")
+        own = {d["_id"] for d in await self._keys.devices(viewer.user_id)}
+        for key_id, sealed in wrapped_keys.items():
+            decode(sealed, f"wrapped_keys.{key_id}", 80)
+            if key_id != team["_id"] and key_id not in own:
+                raise errors.ValidationFailed(details={"fields": {f"wrapped_keys.{key_id}": "not a key of yours "
+                                                                  "or of the support team"}})
+        if team["_id"] not in wrapped_keys:
+            raise errors.ValidationFailed(details={"fields": {"wrapped_keys": f"must include {team['_id']}"}})
+        at = to_ms(now())
+        doc = await self._conversations.create({
+            "_id": new_id(), "viewer_id": viewer.user_id, "subject": subject, "status": "open",
+            "assignee_id": None, "queued": True, "created_ms": at, "updated_ms": at, "last_seq": 0,
+            "wrapped_keys": wrapped_keys, "team_key_id": team["_id"], "read": {}, "rating": None,
+        })
+        await self._emitter.emit("support.queue", {"conversation": view(doc)}, room=AGENTS_ROOM, namespace=NAMESPACE)
+        await self.assign_queued()
+        return view(await self._conversations.get(doc["_id"]) or doc, viewer.user_id)
+
+    async def member(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
+        """The conversation, if this user belongs to it; the same 404 otherwise."""
+        doc = await self._conversations.get(conversation_id)
+        if doc is not None:
+            if doc["viewer_id"] == principal.user_id:
+                return doc
+            if principal.can("support.handle") and doc["assignee_id"] in (principal.user_id, None):
+                return doc
+        raise errors.NotFound("No such conversation.", code="conversation_not_found")
+
+    async def get(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
+        return view(await self.member(principal, conversation_id), principal.user_id)
+
+    async def listing(self, principal: Principal) -> dict[str, Any]:
+        """A viewer's own conversations; an agent's assigned ones and the queue."""
+        if principal.can("support.handle"):
+            mine = await self._conversations.assigned_to(principal.user_id)
+            queue = await self._conversations.queue()
+            items = [view(d, principal.user_id) for d in [*mine, *queue]]
+        else:
+            items = [view(d, principal.user_id) for d in await self._conversations.of_viewer(principal.user_id)]
+        return {"items": items, "next_cursor": None}
+
+    async def history(self, principal: Principal, conversation_id: str, after_seq: int,
+                      limit: int) -> dict[str, Any]:
+        await self.member(principal, conversation_id)
+        items = [message_view(m) for m in await self._conversations.messages_after(conversation_id, after_seq, limit)]
+        return {"items": items, "last_seq": items[-1]["seq"] if items else after_seq,
+                "more": len(items) == limit}
+
+    # --- messages ---------------------------------------------------------------------
+
+    async def send(self, principal: Principal, conversation_id: str, client_id: str, nonce: str,
+                   ciphertext: str) -> dict[str, Any]:
+        """Stored, then acknowledged, then relayed; a client id seen before answers with
+        the message stored the first time."""
+        decode(nonce, "nonce", NONCE_BYTES)
+        decode(ciphertext, "ciphertext", max_size=MAX_CIPHERTEXT_BYTES)
+        conversation = await self.member(principal, conversation_id)
+        if conversation["viewer_id"] != principal.user_id and conversation["assignee_id"] != principal.user_id:
+            raise errors.Forbidden("Claim the conversation before replying.", code="not_assigned")
+        earlier = await self._conversations.message_by_client_id(conversation_id, client_id)
+        if earlier is not None:
+            return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
+        decision = await self._limiter.hit(f"support-send:{principal.user_id}", *SEND_LIMIT)
+        if not decision.allowed:
+            raise errors.RateLimited(decision.retry_after, "Too many messages; slow down.")
+        at = to_ms(now())
+        seq = await self._conversations.next_seq(conversation_id, at)
+        doc = {"_id": new_id(), "conversation_id": conversation_id, "seq": seq, "client_id": client_id,
+               "sender_id": principal.user_id, "nonce": nonce, "ciphertext": ciphertext, "created_ms": at}
+        stored = await self._conversations.insert_message(doc)
+        if stored is None:  # the same client id raced us in: its message stands, this number stays unused
+            earlier = await self._conversations.message_by_client_id(conversation_id, client_id)
+            assert earlier is not None
+            return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
+        await self._emitter.emit("support.message", message_view(doc), room=conversation_room(conversation_id),
+                                 namespace=NAMESPACE)
+        if principal.user_id != conversation["viewer_id"] and not await self.online(conversation["viewer_id"]):
+            await self._notifications.notify(conversation["viewer_id"], "support", "Support replied",
+                                             "Open the app to read the reply.",
+                                             data={"conversation_id": conversation_id, "seq": seq})
+        return {"message_id": doc["_id"], "seq": seq, "duplicate": False}
+
+    async def read(self, principal: Principal, conversation_id: str, seq: int) -> None:
+        conversation = await self.member(principal, conversation_id)
+        seq = min(seq, int(conversation["last_seq"]))
+        await self._conversations.mark_read(conversation_id, principal.user_id, seq)
+        await self._emitter.emit("support.read", {"conversation_id": conversation_id, "user_id": principal.user_id,
+                                                  "seq": seq}, room=conversation_room(conversation_id),
+                                 namespace=NAMESPACE)
+
+    async def rate(self, principal: Principal, conversation_id: str, rating: int) -> dict[str, Any]:
+        conversation = await self.member(principal, conversation_id)
+        if conversation["viewer_id"] != principal.user_id:
+            raise errors.NotFound("No such conversation.", code="conversation_not_found")
+        if conversation["status"] != "resolved":
+            raise errors.Conflict("Rate a conversation once it is resolved.", code="not_resolved")
+        updated = await self._conversations.update(conversation_id, {"rating": rating})
+        return view(updated or conversation, principal.user_id)
+
+    # --- agents -----------------------------------------------------------------------
+
+    async def claim(self, agent: Principal, conversation_id: str) -> dict[str, Any]:
+        await self.member(agent, conversation_id)
+        updated = await self._conversations.update(
+            conversation_id, {"assignee_id": agent.user_id, "queued": False, "updated_ms": to_ms(now())},
+            expect={"assignee_id": None})
+        if updated is None:
+            raise errors.Conflict("Another agent has this conversation.", code="already_assigned")
+        await self._announce_assignment(updated)
+        return view(updated, agent.user_id)
+
+    async def release(self, agent: Principal, conversation_id: str) -> dict[str, Any]:
+        await self._assigned(agent, conversation_id)
+        updated = await self._conversations.update(
+            conversation_id, {"assignee_id": None, "queued": True, "updated_ms": to_ms(now())},
+            expect={"assignee_id": agent.user_id})
+        if updated is None:
+            raise errors.Conflict("This conversation is not yours.", code="not_assigned")
+        await self._announce_assignment(updated)
+        await self.assign_queued(exclude=[agent.user_id])
+        return view(updated, agent.user_id)
+
+    async def transfer(self, agent: Principal, conversation_id: str, to: str) -> dict[str, Any]:
+        await self._assigned(agent, conversation_id)
+        target = await self._users.get(to)
+        if target is None or "support_agent" not in target.get("roles", []) or target.get("status") == "suspended":
+            raise errors.Unprocessable("Transfer to a support agent.", code="not_an_agent")
+        updated = await self._conversations.update(
+            conversation_id, {"assignee_id": to, "queued": False, "updated_ms": to_ms(now())},
+            expect={"assignee_id": agent.user_id})
+        if updated is None:
+            raise errors.Conflict("This conversation is not yours.", code="not_assigned")
+        await self._announce_assignment(updated)
+        return view(updated, agent.user_id)
+
+    async def set_status(self, agent: Principal, conversation_id: str, status: str) -> dict[str, Any]:
+        conversation = await self._assigned(agent, conversation_id)
+        updated = await self._conversations.update(conversation_id, {"status": status, "updated_ms": to_ms(now())})
+        updated = updated or conversation
+        await self._emitter.emit("support.status", {"conversation_id": conversation_id, "status": status,
+                                                    "by": agent.user_id},
+                                 room=conversation_room(conversation_id), namespace=NAMESPACE)
+        if status == "resolved":
+            await self.assign_queued()
+        return view(updated, agent.user_id)
+
+    async def _assigned(self, agent: Principal, conversation_id: str) -> dict[str, Any]:
+        conversation = await self.member(agent, conversation_id)
+        if conversation["assignee_id"] != agent.user_id:
+            raise errors.Conflict("Claim the conversation first.", code="not_assigned")
+        return conversation
+
+    async def _announce_assignment(self, doc: dict[str, Any]) -> None:
+        body = {"conversation_id": doc["_id"], "assignee_id": doc["assignee_id"], "queued": doc["queued"]}
+        await self._emitter.emit("support.assigned", body, room=conversation_room(doc["_id"]), namespace=NAMESPACE)
+        await self._emitter.emit("support.queue", {"conversation": view(doc)}, room=AGENTS_ROOM, namespace=NAMESPACE)
+
+    # --- presence and automatic assignment --------------------------------------------
+
+    async def set_presence(self, agent_id: str, *, available: bool | None = None, capacity: int | None = None,
+                           online: bool | None = None) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        if available is not None:
+            changes["available"] = available
+        if capacity is not None:
+            changes["capacity"] = capacity
+        if online is not None:
+            changes["online_until_ms"] = to_ms(now()) + int(ONLINE_TTL_S * 1000) if online else 0
+        doc = await self._agents.set(agent_id, changes, DEFAULT_CAPACITY)
+        if doc["available"] and doc["online_until_ms"] > to_ms(now()):
+            await self.assign_queued()
+        return {"available": doc["available"], "capacity": doc["capacity"]}
+
+    async def seen(self, viewers: list[str], agents: list[str]) -> None:
+        """Refresh the presence of the users this process holds sockets for."""
+        for user_id in viewers:
+            await self._ephemeral.set(f"support-online:{user_id}", "1", ONLINE_TTL_S)
+        await self._agents.seen(agents, to_ms(now()) + int(ONLINE_TTL_S * 1000))
+
+    async def gone(self, user_id: str, agent: bool) -> None:
+        await self._ephemeral.delete(f"support-online:{user_id}")
+        if agent:
+            await self._agents.set(user_id, {"online_until_ms": 0}, DEFAULT_CAPACITY)
+
+    async def online(self, user_id: str) -> bool:
+        return await self._ephemeral.get(f"support-online:{user_id}") is not None
+
+    async def assign_queued(self, exclude: Iterable[str] = ()) -> None:
+        """Give waiting conversations, oldest first, to available agents with spare
+        capacity, the least loaded first. One process assigns at a time."""
+        lock = "support-assign"
+        async with self._assigning:
+            if not await self._ephemeral.set(lock, "1", 5, only_new=True):
+                return
+            try:
+                agents = await self._free_agents(set(exclude))
+                for conversation in await self._conversations.queue(limit=100):
+                    if not agents:
+                        break
+                    load, agent_id, capacity = min(agents)
+                    updated = await self._conversations.update(
+                        conversation["_id"], {"assignee_id": agent_id, "queued": False, "updated_ms": to_ms(now())},
+                        expect={"assignee_id": None})
+                    if updated is not None:
+                        await self._announce_assignment(updated)
+                    agents.remove((load, agent_id, capacity))
+                    if load + 1 < capacity:
+                        agents.append((load + 1, agent_id, capacity))
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._ephemeral.delete(lock)
+
+    async def _free_agents(self, exclude: set[str]) -> list[tuple[int, str, int]]:
+        free = []
+        for agent in await self._agents.available(to_ms(now())):
+            if agent["_id"] in exclude:
+                continue
+            load = await self._conversations.open_count(agent["_id"])
+            if load < int(agent["capacity"]):
+                free.append((load, agent["_id"], int(agent["capacity"])))
+        return free
+
+
+def view(doc: dict[str, Any], user_id: str | None = None) -> dict[str, Any]:
+    read = doc.get("read") or {}
+    last = int(doc.get("last_seq", 0))
+    return {
+        "id": doc["_id"], "viewer_id": doc["viewer_id"], "subject": doc["subject"], "status": doc["status"],
+        "assignee_id": doc["assignee_id"], "queued": bool(doc["queued"]), "last_seq": last,
+        "wrapped_keys": doc["wrapped_keys"], "team_key_id": doc["team_key_id"], "read": read,
+        "unread": max(0, last - int(read.get(user_id, 0))) if user_id else None, "rating": doc.get("rating"),
+        "created_ms": doc["created_ms"], "updated_ms": doc["updated_ms"],
+    }
+
+
+def message_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"conversation_id": doc["conversation_id"], "message_id": doc["_id"], "seq": doc["seq"],
+            "sender_id": doc["sender_id"], "nonce": doc["nonce"], "ciphertext": doc["ciphertext"],
+            "created_ms": doc["created_ms"]}

@@ -1,0 +1,87 @@
+"""Support conversations and their messages (ciphertext only).
+
+A message takes the conversation's next sequence number from an `$inc` on the
+conversation, and `(conversation_id, client_id)` is unique, so a retried send is stored
+once; a send that fails after taking a number leaves a gap, never a duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+INDEXES = {
+    "support_conversations": [
+        IndexModel([("viewer_id", ASCENDING), ("updated_ms", DESCENDING)], name="by_viewer"),
+        IndexModel([("assignee_id", ASCENDING), ("status", ASCENDING)], name="by_assignee"),
+        IndexModel([("queued", ASCENDING), ("created_ms", ASCENDING)], name="queue"),
+    ],
+    "support_messages": [
+        IndexModel([("conversation_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="by_seq"),
+        IndexModel([("conversation_id", ASCENDING), ("client_id", ASCENDING)], unique=True, name="once_per_client"),
+    ],
+}
+
+
+class ConversationRepository:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._conversations = db.support_conversations
+        self._messages = db.support_messages
+
+    async def create(self, doc: dict[str, Any]) -> dict[str, Any]:
+        await self._conversations.insert_one(doc)
+        return doc
+
+    async def get(self, conversation_id: str) -> dict[str, Any] | None:
+        return await self._conversations.find_one({"_id": conversation_id})
+
+    async def update(self, conversation_id: str, changes: dict[str, Any],
+                     expect: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Apply `changes` only if the conversation still matches `expect` (None when not)."""
+        return await self._conversations.find_one_and_update(
+            {"_id": conversation_id, **(expect or {})}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+
+    async def of_viewer(self, viewer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = self._conversations.find({"viewer_id": {"$eq": viewer_id}}).sort("updated_ms", DESCENDING)
+        return [d async for d in cursor.limit(limit)]
+
+    async def assigned_to(self, agent_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        cursor = self._conversations.find({"assignee_id": {"$eq": agent_id}, "status": {"$ne": "resolved"}})
+        return [d async for d in cursor.limit(limit)]
+
+    async def open_count(self, agent_id: str) -> int:
+        return await self._conversations.count_documents({"assignee_id": {"$eq": agent_id},
+                                                          "status": {"$ne": "resolved"}})
+
+    async def queue(self, limit: int = 200) -> list[dict[str, Any]]:
+        cursor = self._conversations.find({"queued": {"$eq": True}}).sort("created_ms", ASCENDING)
+        return [d async for d in cursor.limit(limit)]
+
+    async def next_seq(self, conversation_id: str, at_ms: int) -> int:
+        doc = await self._conversations.find_one_and_update(
+            {"_id": conversation_id}, {"$inc": {"last_seq": 1}, "$set": {"updated_ms": at_ms}},
+            projection={"last_seq": 1}, return_document=ReturnDocument.AFTER)
+        return int(doc["last_seq"])
+
+    async def insert_message(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored message, or None when this client id was stored before."""
+        try:
+            await self._messages.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return doc
+
+    async def message_by_client_id(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
+        return await self._messages.find_one({"conversation_id": {"$eq": conversation_id},
+                                              "client_id": {"$eq": client_id}})
+
+    async def messages_after(self, conversation_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        cursor = self._messages.find({"conversation_id": {"$eq": conversation_id}, "seq": {"$gt": after_seq}})
+        return [d async for d in cursor.sort("seq", ASCENDING).limit(limit)]
+
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> None:
+        await self._conversations.update_one({"_id": conversation_id},
+                                             {"$max": {f"read.{user_id}": seq}})
