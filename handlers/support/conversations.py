@@ -7,8 +7,11 @@ from pydantic import Field
 
 from handlers.base import endpoint
 from handlers.routing import ApiHandler
+from server.core import errors
 from server.core.fields import Body, Text
+from server.core.ids import new_id
 from server.support.chat import SupportService
+from server.support.extras import MAX_ATTACHMENT_BYTES, SupportExtras
 from server.support.keys import KeyDirectory
 
 TAGS = ("support",)
@@ -126,6 +129,18 @@ class MessagesHandler(SupportHandler):
         self.reply(await self.support.history(self.user, conversation_id, query.after_seq, query.limit))
 
 
+class WrappedKeysBody(Body):
+    wrapped_keys: dict[str, str] = Field(min_length=1, max_length=20)
+
+
+class KeysOfConversationHandler(SupportHandler):
+    @endpoint("Add sealed copies of the conversation key (a new device of the viewer, a new team key)",
+              body=WrappedKeysBody, auth=True, tags=TAGS, errors=(404,))
+    async def post(self, conversation_id: str) -> None:
+        body = self.parse(WrappedKeysBody)
+        self.reply(await self.support.add_keys(self.user, conversation_id, body.wrapped_keys))
+
+
 class RatingHandler(SupportHandler):
     @endpoint("Rate a resolved conversation (its viewer)", body=RatingBody, auth=True, tags=TAGS, errors=(404, 409))
     async def post(self, conversation_id: str) -> None:
@@ -133,8 +148,77 @@ class RatingHandler(SupportHandler):
         self.reply(await self.support.rate(self.user, conversation_id, body.rating))
 
 
-def routes(keys: KeyDirectory, support: SupportService) -> list:
-    k, s = {"keys": keys}, {"support": support}
+class SealedBody(Body):
+    client_id: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
+    team_key_id: str = Field(max_length=20)
+    sealed: str = Field(max_length=24 * 1024)
+
+
+class ExtrasHandler(ApiHandler):
+    def initialize(self, extras: SupportExtras) -> None:
+        self.extras = extras
+
+
+class NotesHandler(ExtrasHandler):
+    @endpoint("Agents' private notes on a conversation, sealed to the team key (never shown to the viewer)",
+              auth=True, tags=TAGS, errors=(404,))
+    async def get(self, conversation_id: str) -> None:
+        self.reply(await self.extras.notes(self.user, conversation_id))
+
+    @endpoint("Add a private note sealed to the team key (agents)", body=SealedBody, status=201, auth=True,
+              tags=TAGS, errors=(404,))
+    async def post(self, conversation_id: str) -> None:
+        body = self.parse(SealedBody)
+        note = await self.extras.add_note(self.user, conversation_id, body.client_id or new_id(), body.team_key_id,
+                                          body.sealed)
+        self.reply(note, status=201)
+
+
+class CannedHandler(ExtrasHandler):
+    @endpoint("Canned responses, sealed to the team key (agents)", permission="support.handle", tags=TAGS)
+    async def get(self) -> None:
+        self.reply(await self.extras.canned(self.user))
+
+    @endpoint("Add a canned response sealed to the team key (agents)", body=SealedBody, status=201,
+              permission="support.handle", tags=TAGS)
+    async def post(self) -> None:
+        body = self.parse(SealedBody)
+        self.reply(await self.extras.add_canned(self.user, body.team_key_id, body.sealed), status=201)
+
+
+class CannedItemHandler(ExtrasHandler):
+    @endpoint("Delete a canned response (agents)", status=204, permission="support.handle", tags=TAGS,
+              errors=(404,))
+    async def delete(self, canned_id: str) -> None:
+        await self.extras.delete_canned(self.user, canned_id)
+        self.no_content()
+
+
+class AttachmentsHandler(ExtrasHandler):
+    max_body_bytes = MAX_ATTACHMENT_BYTES
+
+    @endpoint("Attach a file encrypted on the device with the conversation key (body: nonce then secret box, "
+              "application/octet-stream)", status=201, auth=True, tags=TAGS, errors=(404, 413, 415))
+    async def post(self, conversation_id: str) -> None:
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/octet-stream":
+            raise errors.UnsupportedMediaType("Send the encrypted bytes as application/octet-stream.")
+        self.reply(await self.extras.attach(self.user, conversation_id, self.body_bytes), status=201)
+
+
+class AttachmentHandler(ExtrasHandler):
+    @endpoint("An attachment's encrypted bytes (members of the conversation only)", auth=True, tags=TAGS,
+              errors=(404,))
+    async def get(self, conversation_id: str, attachment_id: str) -> None:
+        blob = await self.extras.attachment(self.user, conversation_id, attachment_id)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", "attachment")
+        self.set_header("Cache-Control", "private, no-store")
+        self.finish(blob)
+
+
+def routes(keys: KeyDirectory, support: SupportService, extras: SupportExtras) -> list:
+    k, s, x = {"keys": keys}, {"support": support}, {"extras": extras}
     return [
         (rf"/me/keys/{DEVICE}", DeviceKeyHandler, k),
         (r"/me/keys", MyKeysHandler, k),
@@ -147,4 +231,11 @@ def routes(keys: KeyDirectory, support: SupportService) -> list:
         (rf"/support/conversations/{CONVERSATION}", ConversationHandler, s),
         (rf"/support/conversations/{CONVERSATION}/messages", MessagesHandler, s),
         (rf"/support/conversations/{CONVERSATION}/rating", RatingHandler, s),
+        (rf"/support/conversations/{CONVERSATION}/keys", KeysOfConversationHandler, s),
+        (rf"/support/conversations/{CONVERSATION}/notes", NotesHandler, x),
+        (rf"/support/conversations/{CONVERSATION}/attachments", AttachmentsHandler, x),
+        (rf"/support/conversations/{CONVERSATION}/attachments/(?P<attachment_id>[0-9a-f]{{24}})", AttachmentHandler,
+         x),
+        (r"/support/canned", CannedHandler, x),
+        (r"/support/canned/(?P<canned_id>[0-9a-f]{24})", CannedItemHandler, x),
     ]

@@ -85,6 +85,27 @@ class SupportService:
         await self.assign_queued()
         return view(await self._conversations.get(doc["_id"]) or doc, viewer.user_id)
 
+    async def add_keys(self, principal: Principal, conversation_id: str,
+                       wrapped_keys: dict[str, str]) -> dict[str, Any]:
+        """More sealed copies of the conversation key: for the viewer's new device (made by
+        one of their devices that holds the key), or for a new team key after a rotation.
+        Copies are only added, never replaced."""
+        conversation = await self.member(principal, conversation_id)
+        own = {d["_id"] for d in await self._keys.devices(principal.user_id)}
+        for key_id, sealed in wrapped_keys.items():
+            decode(sealed, f"wrapped_keys.{key_id}", 80)
+            team = key_id.startswith("team:") and await self._keys.team_key(key_id) is not None
+            mine = key_id in own and principal.user_id == conversation["viewer_id"]
+            if not (team or mine):
+                raise errors.ValidationFailed(details={"fields": {f"wrapped_keys.{key_id}": "not a key of yours "
+                                                                  "or of the support team"}})
+        added = {k: v for k, v in wrapped_keys.items() if k not in conversation["wrapped_keys"]}
+        updated = conversation
+        if added:
+            merged = {**conversation["wrapped_keys"], **added}
+            updated = await self._conversations.update(conversation_id, {"wrapped_keys": merged}) or conversation
+        return view(updated, principal.user_id)
+
     async def member(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
         """The conversation, if this user belongs to it; the same 404 otherwise."""
         doc = await self._conversations.get(conversation_id)

@@ -7,10 +7,12 @@ from handlers.support import conversations
 from realtime.support import SupportChannel
 from server.app.wiring import Contribution, Wiring
 from server.support.chat import SupportService
+from server.support.extras import SupportExtras
 from server.support.keys import KeyDirectory
 from storage.identity.users import UserRepository
 from storage.support.agents import AgentRepository
 from storage.support.conversations import ConversationRepository
+from storage.support.extras import ExtrasRepository
 from storage.support.keys import KeyRepository
 
 
@@ -21,10 +23,11 @@ def wire(ctx: Wiring) -> Contribution:
     directory = KeyDirectory(keys, users, s.audit)
     support = SupportService(ctx.repo(ConversationRepository), keys, ctx.repo(AgentRepository), users,
                              s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter)
+    extras = SupportExtras(support, ctx.repo(ExtrasRepository), keys, s.media_store, s.gateway)
     channel = SupportChannel(s.gateway, support)
     return Contribution(
-        services={"support": support, "support_keys": directory},
-        routes={API: conversations.routes(directory, support)},
+        services={"support": support, "support_keys": directory, "support_extras": extras},
+        routes={API: conversations.routes(directory, support, extras)},
         namespaces=[channel],
         start=[channel.start],
         stop=[channel.stop],
