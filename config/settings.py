@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     job_workers: int = _env(
         "NAMELESS_JOB_WORKERS", default=1, ge=0, le=16, description="in-process background job workers (0: none)"
     )
+    job_lease_seconds: float = _env(
+        "NAMELESS_JOB_LEASE", default=30.0, ge=1, le=3600,
+        description="how long a job's worker may go silent before another worker takes the job over, seconds",
+    )
     max_upload_bytes: int = _env(
         "NAMELESS_MAX_UPLOAD_BYTES", default=20 * 1024**3, ge=1024, description="largest source video upload"
     )

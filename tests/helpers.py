@@ -1,7 +1,10 @@
-"""Small helpers shared by the tests: the error-shape assertion and account set-up over HTTP."""
+"""Small helpers shared by the tests: the error-shape assertion, account set-up over HTTP and
+a GET of a path exactly as written."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import uuid
 from typing import Any
 
@@ -65,3 +68,18 @@ async def outbox_link(served: Any, email: str, kind: str) -> str:
     rendered = await served.runtime.services.outbox.render(doc)
     assert rendered is not None and rendered.link is not None, f"the {kind} email to {email} has no link to send"
     return rendered.link
+
+
+async def raw_get(served, path: str) -> tuple[int, bytes]:
+    """GET a path exactly as written (httpx would remove `.` segments before sending)."""
+
+    def fetch() -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", served.runtime.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(fetch)

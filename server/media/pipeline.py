@@ -1,8 +1,9 @@
 """The media pipeline, run as the `transcode` job: source upload → HLS ladder in a staging folder → every file into the
 media store under a new immutable version prefix → one write that makes it playable.
 
-A job killed half-way leaves only an unreferenced, partial version behind; the retry
-(a new attempt, so a new version) removes it and starts clean.
+A job killed half-way leaves only an unreferenced, partial version behind (in the store
+and in staging, since a killed process runs no `finally`); the retry (a new attempt, so a
+new version) removes both and starts clean.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class TranscodePipeline:
         version = int(job["attempts"])
         source = self._uploads / f"{upload_id}.part"
         staging = self._staging / f"{asset_id}-v{version}"
-        for earlier in range(1, version):  # a killed attempt's partial files
+        for earlier in range(1, version):  # a killed attempt's partial files, stored and staged
             await self._store.delete_prefix(f"assets/{asset_id}/v{earlier}/")
+            await asyncio.to_thread(shutil.rmtree, self._staging / f"{asset_id}-v{earlier}", True)
         await asyncio.to_thread(shutil.rmtree, staging, True)
         staging.mkdir(parents=True)
         try:

@@ -303,13 +303,33 @@ async def test_unauthenticated_requests_are_401(server) -> None:
                  "not_authenticated")
 
 
-async def test_concurrent_refresh_of_one_token_issues_at_most_one_pair(server) -> None:
+async def test_concurrent_refreshes_of_one_token_consume_it_once_and_the_rest_end_the_session(server) -> None:
+    """A refresh token is consumed atomically: of simultaneous presentations exactly one
+    consumes it; every other one is a reuse (401 refresh_token_reused), which ends the
+    session, as after theft. The consumer races those revocations, so it gets either the
+    new pair or 401 session_revoked; either way nothing of the session survives."""
     user = await signup(server.client)
+    presented = 5
     results = await asyncio.gather(*[
-        server.client.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]}) for _ in range(5)
+        server.client.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+        for _ in range(presented)
     ])
-    assert sum(r.status_code == 200 for r in results) <= 1
-    assert all(r.status_code in (200, 401) for r in results)
+    codes = [r.json()["error"]["code"] if r.status_code != 200 else "ok" for r in results]
+    reused = [r for r in results if r.status_code == 401 and r.json()["error"]["code"] == "refresh_token_reused"]
+    assert len(reused) == presented - 1, codes
+    for refused in reused:
+        assert_error(refused, 401, "refresh_token_reused")
+    [consumer] = [r for r in results if r not in reused]
+    if consumer.status_code == 200:
+        pair = consumer.json()
+        assert pair["refresh_token"] != user["refresh_token"]
+        assert_error(await server.client.get("/api/v1/me", headers=bearer(pair["access_token"])), 401,
+                     "session_revoked")
+        assert_error(await server.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+                     401, "session_revoked")
+    else:
+        assert_error(consumer, 401, "session_revoked")
+    assert_error(await server.client.get("/api/v1/me", headers=user["headers"]), 401, "session_revoked")
 
 
 async def test_signing_keys_rotate_by_key_id(start_server) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
+from tests.helpers import raw_get
+
 
 def make_clip(directory: Path) -> Path:
     """Six seconds of ffmpeg's test pattern and a tone, 640x480: a 480p/360p/240p ladder."""
@@ -87,22 +89,6 @@ async def playable_title(served, clip: Path, plan_id: str = "premium") -> tuple[
     play = await served.client.post(f"/api/v1/playback/{title_id}/start", json={}, headers=viewer["headers"])
     assert play.status_code == 200, play.text
     return title_id, viewer, play.json()
-
-
-async def raw_get(served, path: str) -> tuple[int, bytes]:
-    """GET a path exactly as written (httpx would remove `.` segments before sending)."""
-    import http.client
-
-    def fetch() -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", served.runtime.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(fetch)
 
 
 async def assert_every_spelling_meets_the_plan(served, base: str, *, allowed: str, above: str) -> None:

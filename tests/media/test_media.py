@@ -13,8 +13,6 @@ import pytest
 
 from server.identity.tokens import derive_key
 from server.media.signing import MediaGrant, MediaSigner
-from server.platform.job_queue import JobQueue
-from storage.job_queue import JobRepository
 from tests.helpers import assert_error, make_staff, signup
 from tests.media.helpers import create_movie, upload, wait_job
 
@@ -179,47 +177,3 @@ async def test_rejects_what_is_not_a_video_or_not_what_was_declared(media_server
     viewer = await signup(served.client)
     assert_error(await served.client.post("/api/v1/admin/uploads", headers=viewer["headers"], json={
         "content_id": title_id, "filename": "x", "size": 1, "sha256": "0" * 64}), 403, "forbidden")
-
-
-async def test_a_killed_transcode_is_retried_and_never_half_published(start_server, clip) -> None:
-    served = await start_server(NAMELESS_JOB_WORKERS="0")
-    manager = await make_staff(served, ["content_manager"])
-    title_id = await create_movie(served, manager)
-    up = await upload(served, manager, title_id, clip.read_bytes())
-    done = await served.client.post(f"/api/v1/admin/uploads/{up['id']}/complete", headers=manager["headers"])
-    job_id, asset_id = done.json()["job_id"], done.json()["asset_id"]
-    services = served.runtime.services
-    jobs_repo = JobRepository(served.platform.db)
-
-    doomed = JobQueue(jobs_repo, lease_ms=1500)
-    doomed.register("transcode", services.media_pipeline.run)
-    task = asyncio.ensure_future(doomed.run_one())
-    for _ in range(300):
-        job = await jobs_repo.get(job_id)
-        if job["progress"] > 0.2:
-            break
-        await asyncio.sleep(0.05)
-    task.cancel()  # the worker dies half-way: no clean-up, no finish, the lease lapses
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    asset = await served.platform.db.media_assets.find_one({"_id": asset_id})
-    assert asset["status"] == "processing" and asset["renditions"] == []
-    viewer = await signup(served.client)
-    admin = await make_staff(served, ["admin"])
-    await served.client.post(f"/api/v1/admin/users/{viewer['user']['id']}/complimentary",
-                             json={"plan_id": "premium", "days": 1}, headers=admin["headers"])
-    assert_error(await served.client.post(f"/api/v1/playback/{title_id}/start", json={}, headers=viewer["headers"]),
-                 404, "content_not_playable")
-
-    await asyncio.sleep(1.6)  # the dead worker's lease runs out
-    survivor = JobQueue(jobs_repo, lease_ms=30_000)
-    survivor.register("transcode", services.media_pipeline.run)
-    assert await survivor.run_one()
-    job = await jobs_repo.get(job_id)
-    assert job["status"] == "done" and job["attempts"] == 2
-    asset = await served.platform.db.media_assets.find_one({"_id": asset_id})
-    assert asset["status"] == "ready" and asset["version"] == 2
-    media_root = served.runtime.settings.data_dir / "media" / "assets" / asset_id
-    assert sorted(p.name for p in media_root.iterdir()) == ["v2"]
-    started = await served.client.post(f"/api/v1/playback/{title_id}/start", json={}, headers=viewer["headers"])
-    assert started.status_code == 200, started.text

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 
-from tests.helpers import assert_error, make_staff
-from tests.media.helpers import assert_every_spelling_meets_the_plan, capped_title, raw_get
+from tests.helpers import assert_error, make_staff, raw_get
+from tests.media.helpers import assert_every_spelling_meets_the_plan, capped_title
 
 pytestmark = pytest.mark.asyncio
 

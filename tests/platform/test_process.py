@@ -104,8 +104,9 @@ class Server:
 
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator:
-    """Start `run.py` as a subprocess; every process started is killed at teardown if the
-    test left it running (together with its embedded database child)."""
+    """Start `run.py` as a subprocess, the leader of its own process group (so a test can
+    signal it together with its children: ffmpeg, the embedded database); every process
+    started is killed at teardown if the test left it running."""
     started: list[Server] = []
 
     def start(data_dir: Path | None = None, port: int | None = None, **env: str) -> Server:
@@ -126,6 +127,7 @@ def launch(tmp_path: Path) -> Iterator:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
+                start_new_session=True,
             )
         server = Server(proc, port, data_dir, stderr_path)
         started.append(server)
@@ -134,7 +136,7 @@ def launch(tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         if server.proc.poll() is None:
-            server.proc.kill()
+            os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.wait()
         for pid, _ in processes_mentioning(str(server.data_dir)):
             os.kill(pid, signal.SIGKILL)

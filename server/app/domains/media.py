@@ -38,7 +38,8 @@ def wire(ctx: Wiring) -> Contribution:
     data_dir = Path(settings.data_dir)
     media_repo = ctx.repo(MediaRepository)
     store = media_store_for(settings, data_dir)
-    queue = JobQueue(ctx.repo(JobRepository), concurrency=max(1, settings.job_workers))
+    queue = JobQueue(ctx.repo(JobRepository), lease_ms=int(settings.job_lease_seconds * 1000),
+                     concurrency=max(1, settings.job_workers))
     pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging",
                                  on_ready=s.content_admin.media_ready)
     transcode.register(queue, pipeline)
