@@ -100,9 +100,9 @@ class SupportChannel(AuthedNamespace):
 
     @event("support.join", ConversationBody)
     async def on_support_join(self, sid: str, principal: Principal, payload: ConversationBody) -> Ack:
-        conversation = await self.support.member(principal, payload.conversation_id)
-        await self.gateway.sio.enter_room(sid, conversation_room(conversation["_id"]), namespace=self.namespace)
-        return ok(last_seq=int(conversation["last_seq"]))
+        last_seq = await self.support.join(principal, payload.conversation_id)
+        await self.gateway.sio.enter_room(sid, conversation_room(payload.conversation_id), namespace=self.namespace)
+        return ok(last_seq=last_seq)
 
     @event("support.leave", ConversationBody)
     async def on_support_leave(self, sid: str, principal: Principal, payload: ConversationBody) -> Ack:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from server.notifications.inbox import NotificationService
 from server.support.keys import decode
 from storage.identity.users import UserRepository
 from storage.state.ephemeral import EphemeralStore
+from storage.state.pubsub import PubSub
 from storage.state.ratelimit import RateLimiter
 from storage.support.agents import AgentRepository
 from storage.support.conversations import ConversationRepository
@@ -35,6 +37,8 @@ SEND_LIMIT = (20, 10)  # messages per window of seconds, per user
 DEFAULT_CAPACITY = 5
 ONLINE_TTL_S = 60.0  # presence lapses this long after a process last saw the socket
 STATUSES = ("open", "pending", "resolved")
+ASSIGNMENT_CHANNEL = "support.assignment"  # {"conversation_id"}: who may write to it changed
+MEMBERSHIP_TTL_S = 30.0
 
 
 def conversation_room(conversation_id: str) -> str:
@@ -48,7 +52,11 @@ class Emitter(Protocol):
 class SupportService:
     def __init__(self, conversations: ConversationRepository, keys: KeyRepository, agents: AgentRepository,
                  users: UserRepository, notifications: NotificationService, emitter: Emitter,
-                 ephemeral: EphemeralStore, limiter: RateLimiter) -> None:
+                 ephemeral: EphemeralStore, limiter: RateLimiter, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+        self._members: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._next_seq: dict[str, int] = {}
+        self._unsubscribe: Any = None
         self._conversations = conversations
         self._users = users
         self._agents = agents
@@ -78,12 +86,13 @@ class SupportService:
         at = to_ms(now())
         doc = await self._conversations.create({
             "_id": new_id(), "viewer_id": viewer.user_id, "subject": subject, "status": "open",
-            "assignee_id": None, "queued": True, "created_ms": at, "updated_ms": at, "last_seq": 0,
+            "assignee_id": None, "queued": True, "created_ms": at, "updated_ms": at,
             "wrapped_keys": wrapped_keys, "team_key_id": team["_id"], "read": {}, "rating": None,
         })
-        await self._emitter.emit("support.queue", {"conversation": view(doc)}, room=AGENTS_ROOM, namespace=NAMESPACE)
+        await self._emitter.emit("support.queue", {"conversation": view(doc, None, 0)}, room=AGENTS_ROOM,
+                                 namespace=NAMESPACE)
         await self.assign_queued()
-        return view(await self._conversations.get(doc["_id"]) or doc, viewer.user_id)
+        return view(await self._conversations.get(doc["_id"]) or doc, viewer.user_id, 0)
 
     async def add_keys(self, principal: Principal, conversation_id: str,
                        wrapped_keys: dict[str, str]) -> dict[str, Any]:
@@ -104,7 +113,7 @@ class SupportService:
         if added:
             merged = {**conversation["wrapped_keys"], **added}
             updated = await self._conversations.update(conversation_id, {"wrapped_keys": merged}) or conversation
-        return view(updated, principal.user_id)
+        return await self._view(updated, principal.user_id)
 
     async def member(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
         """The conversation, if this user belongs to it; the same 404 otherwise."""
@@ -116,17 +125,26 @@ class SupportService:
                 return doc
         raise errors.NotFound("No such conversation.", code="conversation_not_found")
 
+    async def _view(self, doc: dict[str, Any], user_id: str | None = None) -> dict[str, Any]:
+        return view(doc, user_id, await self._conversations.last_seq(doc["_id"]))
+
+    async def join(self, principal: Principal, conversation_id: str) -> int:
+        """Membership checked; the latest sequence number, to fetch what was missed."""
+        await self.member(principal, conversation_id)
+        return await self._conversations.last_seq(conversation_id)
+
     async def get(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
-        return view(await self.member(principal, conversation_id), principal.user_id)
+        return await self._view(await self.member(principal, conversation_id), principal.user_id)
 
     async def listing(self, principal: Principal) -> dict[str, Any]:
         """A viewer's own conversations; an agent's assigned ones and the queue."""
         if principal.can("support.handle"):
             mine = await self._conversations.assigned_to(principal.user_id)
             queue = await self._conversations.queue()
-            items = [view(d, principal.user_id) for d in [*mine, *queue]]
+            docs = [*mine, *queue]
         else:
-            items = [view(d, principal.user_id) for d in await self._conversations.of_viewer(principal.user_id)]
+            docs = await self._conversations.of_viewer(principal.user_id)
+        items = [await self._view(d, principal.user_id) for d in docs]
         return {"items": items, "next_cursor": None}
 
     async def history(self, principal: Principal, conversation_id: str, after_seq: int,
@@ -140,29 +158,35 @@ class SupportService:
 
     async def send(self, principal: Principal, conversation_id: str, client_id: str, nonce: str,
                    ciphertext: str) -> dict[str, Any]:
-        """Stored, then acknowledged, then relayed; a client id seen before answers with
-        the message stored the first time."""
+        """Stored, then acknowledged, then relayed. One insert in the usual case: membership
+        comes from a cache that assignment changes clear on every process, the number from
+        this process's last one (a number another writer took meanwhile costs a retry), and
+        a client id stored before answers with the message stored the first time."""
         decode(nonce, "nonce", NONCE_BYTES)
         decode(ciphertext, "ciphertext", max_size=MAX_CIPHERTEXT_BYTES)
-        conversation = await self.member(principal, conversation_id)
-        if conversation["viewer_id"] != principal.user_id and conversation["assignee_id"] != principal.user_id:
+        conversation = await self._member_cached(principal, conversation_id)
+        if principal.user_id not in (conversation["viewer_id"], conversation["assignee_id"]):
             raise errors.Forbidden("Claim the conversation before replying.", code="not_assigned")
-        earlier = await self._conversations.message_by_client_id(conversation_id, client_id)
-        if earlier is not None:
-            return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
         decision = await self._limiter.hit(f"support-send:{principal.user_id}", *SEND_LIMIT)
         if not decision.allowed:
             raise errors.RateLimited(decision.retry_after, "Too many messages; slow down.")
         at = to_ms(now())
-        seq = await self._conversations.next_seq(conversation_id, at)
-        doc = {"_id": new_id(), "conversation_id": conversation_id, "seq": seq, "client_id": client_id,
+        doc = {"_id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
                "sender_id": principal.user_id, "nonce": nonce, "ciphertext": ciphertext, "created_ms": at}
-        stored = await self._conversations.insert_message(doc)
-        if stored is None:  # the same client id raced us in: its message stands, this number stays unused
+        for _ in range(20):
+            seq = self._next_seq.pop(conversation_id, None) or await self._conversations.last_seq(conversation_id) + 1
+            if await self._conversations.insert_message({**doc, "seq": seq}):
+                break
             earlier = await self._conversations.message_by_client_id(conversation_id, client_id)
-            assert earlier is not None
-            return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
-        await self._emitter.emit("support.message", message_view(doc), room=conversation_room(conversation_id),
+            if earlier is not None:
+                return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
+        else:
+            raise errors.Conflict("The conversation is busy; send again.", code="conversation_busy")
+        if len(self._next_seq) > 100_000:
+            self._next_seq.clear()
+        self._next_seq[conversation_id] = seq + 1
+        stored = {**doc, "seq": seq}
+        await self._emitter.emit("support.message", message_view(stored), room=conversation_room(conversation_id),
                                  namespace=NAMESPACE)
         if principal.user_id != conversation["viewer_id"] and not await self.online(conversation["viewer_id"]):
             await self._notifications.notify(conversation["viewer_id"], "support", "Support replied",
@@ -170,9 +194,39 @@ class SupportService:
                                              data={"conversation_id": conversation_id, "seq": seq})
         return {"message_id": doc["_id"], "seq": seq, "duplicate": False}
 
+    async def _member_cached(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
+        """`member()` with the answer kept per process until an assignment change on any
+        process clears it (or MEMBERSHIP_TTL_S passes, as a safety net)."""
+        cached = self._members.get(conversation_id)
+        if cached is None or cached[0] < time.monotonic():
+            doc = await self._conversations.get(conversation_id)
+            if doc is None:
+                raise errors.NotFound("No such conversation.", code="conversation_not_found")
+            if len(self._members) > 100_000:
+                self._members.clear()
+            cached = (time.monotonic() + MEMBERSHIP_TTL_S, {k: doc[k] for k in ("_id", "viewer_id", "assignee_id")})
+            self._members[conversation_id] = cached
+        doc = cached[1]
+        if doc["viewer_id"] == principal.user_id or (
+                principal.can("support.handle") and doc["assignee_id"] in (principal.user_id, None)):
+            return doc
+        raise errors.NotFound("No such conversation.", code="conversation_not_found")
+
+    async def _on_assignment(self, message: dict[str, Any]) -> None:
+        conversation_id = message.get("conversation_id") if isinstance(message, dict) else None
+        if isinstance(conversation_id, str):
+            self._members.pop(conversation_id, None)
+
+    async def start(self) -> None:
+        self._unsubscribe = await self._pubsub.subscribe(ASSIGNMENT_CHANNEL, self._on_assignment)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            await self._unsubscribe()
+
     async def read(self, principal: Principal, conversation_id: str, seq: int) -> None:
-        conversation = await self.member(principal, conversation_id)
-        seq = min(seq, int(conversation["last_seq"]))
+        await self.member(principal, conversation_id)
+        seq = min(seq, await self._conversations.last_seq(conversation_id))
         await self._conversations.mark_read(conversation_id, principal.user_id, seq)
         await self._emitter.emit("support.read", {"conversation_id": conversation_id, "user_id": principal.user_id,
                                                   "seq": seq}, room=conversation_room(conversation_id),
@@ -185,7 +239,7 @@ class SupportService:
         if conversation["status"] != "resolved":
             raise errors.Conflict("Rate a conversation once it is resolved.", code="not_resolved")
         updated = await self._conversations.update(conversation_id, {"rating": rating})
-        return view(updated or conversation, principal.user_id)
+        return await self._view(updated or conversation, principal.user_id)
 
     # --- agents -----------------------------------------------------------------------
 
@@ -197,7 +251,7 @@ class SupportService:
         if updated is None:
             raise errors.Conflict("Another agent has this conversation.", code="already_assigned")
         await self._announce_assignment(updated)
-        return view(updated, agent.user_id)
+        return await self._view(updated, agent.user_id)
 
     async def release(self, agent: Principal, conversation_id: str) -> dict[str, Any]:
         await self._assigned(agent, conversation_id)
@@ -208,7 +262,7 @@ class SupportService:
             raise errors.Conflict("This conversation is not yours.", code="not_assigned")
         await self._announce_assignment(updated)
         await self.assign_queued(exclude=[agent.user_id])
-        return view(updated, agent.user_id)
+        return await self._view(updated, agent.user_id)
 
     async def transfer(self, agent: Principal, conversation_id: str, to: str) -> dict[str, Any]:
         await self._assigned(agent, conversation_id)
@@ -221,7 +275,7 @@ class SupportService:
         if updated is None:
             raise errors.Conflict("This conversation is not yours.", code="not_assigned")
         await self._announce_assignment(updated)
-        return view(updated, agent.user_id)
+        return await self._view(updated, agent.user_id)
 
     async def set_status(self, agent: Principal, conversation_id: str, status: str) -> dict[str, Any]:
         conversation = await self._assigned(agent, conversation_id)
@@ -232,7 +286,7 @@ class SupportService:
                                  room=conversation_room(conversation_id), namespace=NAMESPACE)
         if status == "resolved":
             await self.assign_queued()
-        return view(updated, agent.user_id)
+        return await self._view(updated, agent.user_id)
 
     async def _assigned(self, agent: Principal, conversation_id: str) -> dict[str, Any]:
         conversation = await self.member(agent, conversation_id)
@@ -241,9 +295,12 @@ class SupportService:
         return conversation
 
     async def _announce_assignment(self, doc: dict[str, Any]) -> None:
+        self._members.pop(doc["_id"], None)
+        await self._pubsub.publish(ASSIGNMENT_CHANNEL, {"conversation_id": doc["_id"]})
         body = {"conversation_id": doc["_id"], "assignee_id": doc["assignee_id"], "queued": doc["queued"]}
         await self._emitter.emit("support.assigned", body, room=conversation_room(doc["_id"]), namespace=NAMESPACE)
-        await self._emitter.emit("support.queue", {"conversation": view(doc)}, room=AGENTS_ROOM, namespace=NAMESPACE)
+        await self._emitter.emit("support.queue", {"conversation": await self._view(doc)}, room=AGENTS_ROOM,
+                                 namespace=NAMESPACE)
 
     # --- presence and automatic assignment --------------------------------------------
 
@@ -311,9 +368,8 @@ class SupportService:
         return free
 
 
-def view(doc: dict[str, Any], user_id: str | None = None) -> dict[str, Any]:
+def view(doc: dict[str, Any], user_id: str | None, last: int) -> dict[str, Any]:
     read = doc.get("read") or {}
-    last = int(doc.get("last_seq", 0))
     return {
         "id": doc["_id"], "viewer_id": doc["viewer_id"], "subject": doc["subject"], "status": doc["status"],
         "assignee_id": doc["assignee_id"], "queued": bool(doc["queued"]), "last_seq": last,

@@ -1,8 +1,9 @@
 """Support conversations and their messages (ciphertext only).
 
-A message takes the conversation's next sequence number from an `$inc` on the
-conversation, and `(conversation_id, client_id)` is unique, so a retried send is stored
-once; a send that fails after taking a number leaves a gap, never a duplicate.
+A message is one insert: `(conversation_id, seq)` and `(conversation_id, client_id)` are
+unique, so two writers can never store the same number, and a retried send is stored
+once. The latest number of a conversation is read from its messages (the newest by the
+`by_seq` index), never kept in a second document that every send would have to update.
 """
 
 from __future__ import annotations
@@ -60,19 +61,19 @@ class ConversationRepository:
         cursor = self._conversations.find({"queued": {"$eq": True}}).sort("created_ms", ASCENDING)
         return [d async for d in cursor.limit(limit)]
 
-    async def next_seq(self, conversation_id: str, at_ms: int) -> int:
-        doc = await self._conversations.find_one_and_update(
-            {"_id": conversation_id}, {"$inc": {"last_seq": 1}, "$set": {"updated_ms": at_ms}},
-            projection={"last_seq": 1}, return_document=ReturnDocument.AFTER)
-        return int(doc["last_seq"])
+    async def last_seq(self, conversation_id: str) -> int:
+        newest = await self._messages.find_one({"conversation_id": {"$eq": conversation_id}},
+                                                projection={"seq": 1}, sort=[("seq", DESCENDING)])
+        return int(newest["seq"]) if newest else 0
 
-    async def insert_message(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        """The stored message, or None when this client id was stored before."""
+    async def insert_message(self, doc: dict[str, Any]) -> bool:
+        """False when a uniqueness stopped it: the client id was stored before, or another
+        writer took the number."""
         try:
             await self._messages.insert_one(doc)
         except DuplicateKeyError:
-            return None
-        return doc
+            return False
+        return True
 
     async def message_by_client_id(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
         return await self._messages.find_one({"conversation_id": {"$eq": conversation_id},

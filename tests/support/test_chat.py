@@ -3,6 +3,7 @@ processes, membership checks and attacks; the server never sees a plaintext."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
@@ -73,18 +74,23 @@ async def test_messages_cross_two_processes_and_no_plaintext_is_stored_or_logged
         assert await viewer.decrypt(heard) == reply
         ciphertexts.append(heard["ciphertext"])
 
+        # two writers on two processes at once: every message gets its own number, none skipped
+        both = await asyncio.gather(*[viewer.send(cid, f"v{i}") for i in range(6)],
+                                    *[agent.send(cid, f"a{i}") for i in range(6)])
+        assert sorted(r["seq"] for r in both) == list(range(3, 15)), both
+
         # a client that reconnects fetches everything after its last sequence, once each
         history = await a.client.get(f"/api/v1/support/conversations/{cid}/messages?after_seq=1",
                                      headers=viewer.headers)
-        assert [m["seq"] for m in history.json()["items"]] == [2]
+        assert [m["seq"] for m in history.json()["items"]] == list(range(2, 15))
         full = (await b.client.get(f"/api/v1/support/conversations/{cid}/messages", headers=agent.headers)).json()
-        assert [m["seq"] for m in full["items"]] == [1, 2] and full["last_seq"] == 2
+        assert [m["seq"] for m in full["items"]] == list(range(1, 15)) and full["last_seq"] == 14
 
         await agent.call("support.read", {"conversation_id": cid, "seq": 1})
         read = await viewer.wait("support.read", lambda r: r["user_id"] == agent.user_id)
         assert read["seq"] == 1
         listed = (await a.client.get("/api/v1/support/conversations", headers=viewer.headers)).json()
-        assert listed["items"][0]["unread"] == 2  # the viewer has read nothing yet
+        assert listed["items"][0]["unread"] == 14  # the viewer has read nothing yet
 
         db = a.runtime.platform.db
         for name in await db.list_collection_names():

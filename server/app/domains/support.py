@@ -22,13 +22,13 @@ def wire(ctx: Wiring) -> Contribution:
     users = ctx.repo(UserRepository)
     directory = KeyDirectory(keys, users, s.audit)
     support = SupportService(ctx.repo(ConversationRepository), keys, ctx.repo(AgentRepository), users,
-                             s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter)
+                             s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter, platform.pubsub)
     extras = SupportExtras(support, ctx.repo(ExtrasRepository), keys, s.media_store, s.gateway)
     channel = SupportChannel(s.gateway, support)
     return Contribution(
         services={"support": support, "support_keys": directory, "support_extras": extras},
         routes={API: conversations.routes(directory, support, extras)},
         namespaces=[channel],
-        start=[channel.start],
-        stop=[channel.stop],
+        start=[support.start, channel.start],
+        stop=[channel.stop, support.stop],
     )
