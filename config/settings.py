@@ -107,6 +107,9 @@ class Settings(BaseSettings):
         "NAMELESS_UPLOAD_CHUNK_BYTES", default=16 * 1024**2, ge=64 * 1024, le=64 * 1024**2,
         description="largest upload chunk per request",
     )
+    support_messages_per_minute: int = _env(
+        "NAMELESS_SUPPORT_MESSAGES_PER_MINUTE", default=120, ge=1, description="support chat messages per user"
+    )
     rate_limit_auth: int = _env(
         "NAMELESS_RATE_LIMIT_AUTH", default=20, ge=1, description="sign-in/up attempts per minute per IP"
     )

@@ -33,7 +33,6 @@ NAMESPACE = "/support"
 AGENTS_ROOM = "support:agents"
 NONCE_BYTES = 24
 MAX_CIPHERTEXT_BYTES = 16 * 1024
-SEND_LIMIT = (20, 10)  # messages per window of seconds, per user
 DEFAULT_CAPACITY = 5
 ONLINE_TTL_S = 60.0  # presence lapses this long after a process last saw the socket
 STATUSES = ("open", "pending", "resolved")
@@ -52,7 +51,9 @@ class Emitter(Protocol):
 class SupportService:
     def __init__(self, conversations: ConversationRepository, keys: KeyRepository, agents: AgentRepository,
                  users: UserRepository, notifications: NotificationService, emitter: Emitter,
-                 ephemeral: EphemeralStore, limiter: RateLimiter, pubsub: PubSub) -> None:
+                 ephemeral: EphemeralStore, limiter: RateLimiter, pubsub: PubSub,
+                 messages_per_minute: int = 120) -> None:
+        self._send_limit = (messages_per_minute, 60)
         self._pubsub = pubsub
         self._members: dict[str, tuple[float, dict[str, Any]]] = {}
         self._next_seq: dict[str, int] = {}
@@ -167,7 +168,7 @@ class SupportService:
         conversation = await self._member_cached(principal, conversation_id)
         if principal.user_id not in (conversation["viewer_id"], conversation["assignee_id"]):
             raise errors.Forbidden("Claim the conversation before replying.", code="not_assigned")
-        decision = await self._limiter.hit(f"support-send:{principal.user_id}", *SEND_LIMIT)
+        decision = await self._limiter.hit(f"support-send:{principal.user_id}", *self._send_limit)
         if not decision.allowed:
             raise errors.RateLimited(decision.retry_after, "Too many messages; slow down.")
         at = to_ms(now())

@@ -22,7 +22,8 @@ def wire(ctx: Wiring) -> Contribution:
     users = ctx.repo(UserRepository)
     directory = KeyDirectory(keys, users, s.audit)
     support = SupportService(ctx.repo(ConversationRepository), keys, ctx.repo(AgentRepository), users,
-                             s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter, platform.pubsub)
+                             s.notifications, s.gateway, platform.ephemeral, platform.rate_limiter, platform.pubsub,
+                             ctx.settings.support_messages_per_minute)
     extras = SupportExtras(support, ctx.repo(ExtrasRepository), keys, s.media_store, s.gateway)
     channel = SupportChannel(s.gateway, support)
     return Contribution(
