@@ -12,14 +12,15 @@ from pathlib import Path
 import imageio_ffmpeg
 
 
-def make_clip(directory: Path) -> Path:
-    """Six seconds of ffmpeg's test pattern and a tone, 640x480: a 480p/360p/240p ladder."""
-    path = directory / "clip.mp4"
+def make_clip(directory: Path, *, rate: str = "24", seconds: int = 6) -> Path:
+    """`seconds` of ffmpeg's test pattern at `rate` frames per second and a tone, 640x480:
+    a 480p/360p/240p ladder."""
+    path = directory / f"clip-{rate.replace('/', '_')}-{seconds}s.mp4"
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc=size=640x480:rate=24", "-f", "lavfi", "-i", "sine=frequency=440",
-         "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
-         str(path)],
+         "-f", "lavfi", "-i", f"testsrc=size=640x480:rate={rate}", "-f", "lavfi", "-i", "sine=frequency=440",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         "-shortest", str(path)],
         check=True, timeout=120,
     )
     return path
@@ -91,14 +92,21 @@ async def playable_title(served, clip: Path, plan_id: str = "premium") -> tuple[
 
 async def raw_get(served, path: str) -> tuple[int, bytes]:
     """GET a path exactly as written (httpx would remove `.` segments before sending)."""
+    status, _, body = await raw_fetch(served, path)
+    return status, body
+
+
+async def raw_fetch(served, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET a path exactly as written, with only the given headers; the body as sent (no
+    decompression): (status, headers with lower-case names, body)."""
     import http.client
 
-    def fetch() -> tuple[int, bytes]:
+    def fetch() -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", served.runtime.port, timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
 
