@@ -166,9 +166,10 @@ def test_the_server_restarts_its_database_after_it_is_killed(launch, tmp_path: P
 
 
 def test_no_acknowledged_signup_is_lost_when_everything_is_killed(launch, tmp_path: Path) -> None:
-    """60 sign-ups, each answered 201; then SIGKILL for the server and its database child
-    (their own process groups: the child runs in a session of its own), nothing flushed or
-    closed; after a restart on the same data dir every one of the 60 signs in."""
+    """60 sign-ups, each answered 201; then SIGKILL for the server and for its database
+    child (which runs in a session of its own, so there is no one process group to
+    signal), nothing flushed or closed; after a restart on the same data dir every one of
+    the 60 signs in."""
     data_dir = tmp_path / "data"
     server = launch(data_dir, NAMELESS_RATE_LIMIT_AUTH="1000")
     server.wait_ready()
