@@ -102,12 +102,15 @@ START_TIMEOUT = 90.0  # seconds for run.py and the bare servers to answer
 
 
 def synthetic_renditions(segments: int) -> list[Rendition]:
-    """The full ladder for a 1920x1080 source; bitrates = target video + audio (peak +10 %)."""
+    """The full ladder for a 1920x1080 source; bitrates = target video + audio (peak +10 %),
+    measured as a transcode measures them (frame rate, I-frame bandwidths at ~1/8 of the
+    video's), so the master lists I-frame variants and PlaybackService caches it."""
     out = []
     for rung in LADDER:
         average = (rung.video_kbps + AUDIO_KBPS) * 1000
         out.append(Rendition(rung.name, even_width(rung.height, 1920, 1080), rung.height, int(average * 1.1),
-                             average, f"{rung.codec},{AUDIO_CODEC}", segments))
+                             average, f"{rung.codec},{AUDIO_CODEC}", segments, frame_rate=23.976,
+                             iframe_bandwidth=rung.video_kbps * 250, iframe_average_bandwidth=rung.video_kbps * 125))
     return out
 
 

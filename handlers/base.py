@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import tornado.ioloop
 import tornado.web
 from pydantic import BaseModel
 
@@ -49,6 +50,11 @@ PAGE_CSP = (
     "form-action 'self'"
 )
 _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+# A body refused on its declared length is answered at once, then read and dropped up to
+# these bounds before the connection is reused or closed: a client that sends its whole
+# body before reading (urllib) would otherwise meet a reset instead of the answer.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 # What answers without an @endpoint declaration, in one place. BaseHandler refuses every
 # other undeclared method (405), except its own CORS preflight; the handlers that do not
@@ -158,16 +164,23 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         self._body_too_large = False
+        self._draining: object | None = None
         limit = self._body_limit()
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise errors.PayloadTooLarge(details={"max_bytes": limit})
+            self._answer_before_body(errors.PayloadTooLarge(details={"max_bytes": limit}), int(declared))
+            return
         try:
             if self.ip_rate_limited:
                 await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
             await self._authorize()
+            await self.admit()
         except errors.ApiError as err:
             self.reject(err)
+
+    async def admit(self) -> None:
+        """A route's own checks, after the caller is known; raise an ApiError to refuse.
+        Not called for a request already refused on its declared size."""
 
     def _has_body(self) -> bool:
         headers = self.request.headers
@@ -192,6 +205,37 @@ class BaseHandler(tornado.web.RequestHandler):
 
         refuse.refusal = err  # type: ignore[attr-defined]
         setattr(self, slot, refuse)
+
+    def _answer_before_body(self, err: errors.ApiError, declared: int) -> None:
+        """Send the whole refusal now, then drop the body as it arrives (bounded by
+        DRAIN_MAX_BYTES and DRAIN_SECONDS, past which the connection closes). A client
+        waiting for `100 Continue` has sent nothing, and a body above the server's
+        request limit is never read: those are refused and the connection closed."""
+        too_much = min(DRAIN_MAX_BYTES, self.platform.settings.max_request_bytes)
+        if self.request.headers.get("Expect", "").lower() == "100-continue" or declared > too_much:
+            raise err
+        body = self._error_body(err)
+        self.set_header("Content-Length", str(len(body)))
+        self.write(body)
+        self.flush(include_footers=True)  # complete (and under gzip's minimum), so the client can read it now
+        self._draining = tornado.ioloop.IOLoop.current().call_later(DRAIN_SECONDS, self._end_drain)
+        slot = (self.request.method or "post").lower()
+
+        async def drained(*args: Any, **kwargs: Any) -> None:
+            self._end_drain()
+
+        drained.refusal = err  # type: ignore[attr-defined]
+        setattr(self, slot, drained)
+
+    def _end_drain(self) -> None:
+        """The body is read (the connection stays open), or a bound was reached (it closes)."""
+        timer = getattr(self, "_draining", None)
+        if timer is None:
+            return
+        self._draining = None
+        tornado.ioloop.IOLoop.current().remove_timeout(timer)
+        if not self._finished and not self.request.connection.stream.closed():
+            self.finish()
 
     async def _authorize(self) -> None:
         """The one authentication and permission check of the REST API."""
@@ -235,6 +279,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def data_received(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
+        if getattr(self, "_draining", None) is not None:
+            return  # an answered request: its declared (bounded) length is read and dropped
         if self._body_size > self._body_limit():
             self._body_too_large = True
             self._body_chunks.clear()
@@ -261,6 +307,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_connection_close(self) -> None:
         self._release_in_flight()
+        timer = getattr(self, "_draining", None)
+        if timer is not None:
+            self._draining = None
+            tornado.ioloop.IOLoop.current().remove_timeout(timer)
 
     def _release_in_flight(self) -> None:
         if getattr(self, "_counted_in_flight", False):
@@ -343,6 +393,10 @@ class BaseHandler(tornado.web.RequestHandler):
             err = _framework_error(exc)
         else:
             err = dependency_error(exc) or (errors.from_status(status_code) if status_code < 500 else errors.ApiError())
+        self.finish(self._error_body(err))
+
+    def _error_body(self, err: errors.ApiError) -> bytes:
+        """Status and headers of `err` set on this response; its body in the contract's shape."""
         for name, value in err.headers.items():
             self.set_header(name, value)
         body = err.body()
@@ -350,7 +404,7 @@ class BaseHandler(tornado.web.RequestHandler):
             body["error"]["details"] = {"request_id": self.request_id}
         self.set_status(err.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body, separators=(",", ":")))
+        return json.dumps(body, separators=(",", ":")).encode()
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, errors.ApiError):

@@ -72,13 +72,20 @@ async def outbox_link(served: Any, email: str, kind: str) -> str:
 
 async def raw_get(served, path: str) -> tuple[int, bytes]:
     """GET a path exactly as written (httpx would remove `.` segments before sending)."""
+    status, _, body = await raw_fetch(served, path)
+    return status, body
 
-    def fetch() -> tuple[int, bytes]:
+
+async def raw_fetch(served, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET a path exactly as written, with only the given headers; the body as sent (no
+    decompression): (status, headers with lower-case names, body)."""
+
+    def fetch() -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", served.runtime.port, timeout=10)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
 

@@ -63,8 +63,7 @@ class AuthHandler(ApiHandler):
         self.sessions = sessions
         self.social = social
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def admit(self) -> None:
         # Anonymous endpoints that cost an argon2 hash or send mail get a tighter budget per IP.
         if self.request.method == "POST":
             await self.enforce_rate_limit(f"auth:{self.client_ip}", self.platform.settings.rate_limit_auth, 60, "auth")

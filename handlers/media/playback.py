@@ -71,14 +71,10 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
         StaticFileHandler.initialize(self, root)
         self.playback = playback
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def admit(self) -> None:
         token, key = self.path_kwargs.get("token", ""), self.path_kwargs.get("key", "")
-        try:
-            self.grant = await self.playback.authorize(key, token)
-            self.key = key
-        except errors.ApiError as err:
-            self.reject(err)
+        self.grant = await self.playback.authorize(key, token)
+        self.key = key
 
     @endpoint("A signed playlist or media segment", tags=TAGS, errors=(403, 404))
     async def get(self, token: str, key: str, include_body: bool = True) -> None:

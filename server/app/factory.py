@@ -12,6 +12,7 @@ from handlers.base import StaticHandler
 from handlers.platform import openapi
 from handlers.routing import NotFoundHandler
 from server.app.wiring import Product
+from server.media.transcode import PLAYLIST_TYPE
 from server.platform import Platform
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -19,10 +20,11 @@ VERSION = "0.1.0"
 
 
 class Compress(tornado.web.GZipContentEncoding):
-    """gzip as Tornado does, plus HLS playlists (text, and ~12x smaller compressed), never
-    for a partial (206) response."""
+    """gzip as Tornado does, plus HLS playlists (text, and ~12x smaller compressed) whatever
+    their size, as Apple's HLS authoring specification asks of every playlist, the short
+    master too; never for a partial (206) response."""
 
-    CONTENT_TYPES = tornado.web.GZipContentEncoding.CONTENT_TYPES | {"application/vnd.apple.mpegurl"}
+    CONTENT_TYPES = tornado.web.GZipContentEncoding.CONTENT_TYPES | {PLAYLIST_TYPE}
 
     def transform_first_chunk(
         self, status_code: int, headers: Any, chunk: bytes, finishing: bool
@@ -30,6 +32,8 @@ class Compress(tornado.web.GZipContentEncoding):
         if status_code == 206:
             self._gzipping = False
             return status_code, headers, chunk
+        if str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
+            self.MIN_LENGTH = 0
         return super().transform_first_chunk(status_code, headers, chunk, finishing)
 
 

@@ -1,11 +1,16 @@
 """The HLS bitrate ladder, after Apple's HLS authoring specification (16:9 tiers):
-renditions up to the source's height, each with its H.264 profile and CODECS string."""
+renditions up to the source's height, each with its H.264 profile and CODECS string.
+
+Segments last 6 s and every rendition has a keyframe every 2 s, at the same instants, so
+a player switches renditions at any segment boundary and scrubs through an I-frame
+playlist with a frame every 2 s (docs/hls.md says why 6 s rather than 4 s)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEGMENT_SECONDS = 4
+SEGMENT_SECONDS = 6
+KEYFRAME_SECONDS = 2  # divides SEGMENT_SECONDS: every segment starts on a keyframe
 AUDIO_KBPS = 128
 AUDIO_CODEC = "mp4a.40.2"  # AAC-LC
 

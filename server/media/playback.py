@@ -5,15 +5,17 @@ entitled (plan, or a complimentary grant), the title has a ready asset, and a st
 is free (slots are playback sessions whose heartbeats are recent). The manifest URL carries
 a token for the asset version in its path (`/media/<token>/assets/<id>/v<n>/master.m3u8`);
 every URI inside the playlists is relative, so it inherits the token, and no rendition
-above the plan's height is listed or served.
+above the plan's height is listed or served: neither its variant nor its I-frame variant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from google.api_core.exceptions import NotFound
@@ -31,6 +33,11 @@ from storage.media.assets import MediaRepository
 from storage.media.playback import PlaybackRepository
 from storage.objects.store import BadKey, MediaStore
 from storage.state.ephemeral import EphemeralStore
+
+log = logging.getLogger("nameless.media")
+
+# (asset id, version): index an asset version transcoded before I-frame playlists existed
+IndexLater = Callable[[str, int], Awaitable[Any]]
 
 # A link lives as long as the title takes to watch with room for pauses, never less than
 # TOKEN_MIN_S; within that window it holds only while its playback session is live.
@@ -52,8 +59,11 @@ def token_lifetime(duration_s: float) -> int:
 class PlaybackService:
     def __init__(self, viewers: ViewerResolver, catalog: CatalogService, history: HistoryService,
                  entitlements: EntitlementService, media: MediaRepository, sessions: PlaybackRepository,
-                 signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore, access: MediaAccess) -> None:
+                 signer: MediaSigner, ephemeral: EphemeralStore, store: MediaStore, access: MediaAccess,
+                 index_later: IndexLater | None = None) -> None:
         self._store = store
+        self._index_later = index_later
+        self._index_asked: set[tuple[str, int]] = set()
         local = store.local_path("probe")
         self.local_media = local is not None
         self.local_root = str(local.parent) if local is not None else None
@@ -186,24 +196,44 @@ class PlaybackService:
         match = _MEDIA_KEY.match(key)
         if match is None:
             raise errors.NotFound("No such media.", code="media_not_found")
-        renditions = await self._renditions(match.group("asset"), int(match.group("version")))
+        asset_id, version = match.group("asset"), int(match.group("version"))
+        renditions = await self._renditions(asset_id, version)
         allowed = [r for r in renditions if r.height <= grant.max_height]
         if not allowed:
             raise errors.Forbidden("Your plan does not include any quality of this title.", code="quality_not_in_plan")
+        if not all(r.indexed for r in renditions):
+            await self._ask_index(asset_id, version)
         return master_playlist(allowed, lambda name: f"{name}/index.m3u8")
 
     async def _renditions(self, asset_id: str, version: int) -> list[Rendition]:
-        """An asset version's renditions never change once published: cached."""
+        """An asset version's renditions never change once published and indexed: cached.
+        A version still to be indexed is read again, so its I-frame variants appear once
+        the index job has run, on every process."""
         cached = self._published.get((asset_id, version))
         if cached is None:
             asset = await self._media.asset(asset_id)
             if asset is None or asset["status"] != "ready" or int(asset["version"]) != version:
                 raise errors.NotFound("No such media.", code="media_not_found")
-            cached = [Rendition(**r) for r in asset["renditions"]]
+            renditions = [Rendition(**r) for r in asset["renditions"]]
+            if not all(r.indexed for r in renditions):
+                return renditions
             if len(self._published) >= 10_000:
                 self._published.clear()
-            self._published[(asset_id, version)] = cached
+            cached = self._published[(asset_id, version)] = renditions
         return cached
+
+    async def _ask_index(self, asset_id: str, version: int) -> None:
+        """Once per process and asset version (the job itself skips a version already indexed)."""
+        if self._index_later is None or (asset_id, version) in self._index_asked:
+            return
+        if len(self._index_asked) >= 10_000:
+            self._index_asked.clear()
+        self._index_asked.add((asset_id, version))
+        try:
+            await self._index_later(asset_id, version)
+        except Exception:  # the master is served without I-frame variants; a later fetch asks again
+            self._index_asked.discard((asset_id, version))
+            log.warning("could not queue the index of an asset", extra={"asset": asset_id}, exc_info=True)
 
     async def stored_playlist(self, key: str) -> bytes:
         """A rendition playlist kept in cloud storage (immutable per version, so cached)."""

@@ -1,6 +1,7 @@
-"""Source video → HLS ladder with one ffmpeg run: aligned keyframes every segment, AAC
-audio, a poster; then the master playlist with BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION
-and CODECS measured from the segments actually written.
+"""Source video → HLS ladder with one ffmpeg run: aligned keyframes every 2 s, 6 s
+segments, AAC audio, a poster; then, per rendition, an I-frame playlist, and the master
+playlist with BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION, FRAME-RATE and CODECS measured
+from the segments actually written.
 
 ffmpeg is always called with an argument list, never a shell string.
 """
@@ -12,12 +13,21 @@ import contextlib
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import imageio_ffmpeg
 
-from server.media.ladder import AUDIO_CODEC, AUDIO_KBPS, SEGMENT_SECONDS, Rung, even_width, ladder_for
+from server.media import iframes
+from server.media.ladder import (
+    AUDIO_CODEC,
+    AUDIO_KBPS,
+    KEYFRAME_SECONDS,
+    SEGMENT_SECONDS,
+    Rung,
+    even_width,
+    ladder_for,
+)
 from server.media.probe import Probe
 
 _EXTINF = re.compile(r"^#EXTINF:([0-9.]+),")
@@ -38,6 +48,19 @@ class Rendition:
     average_bandwidth: int
     codecs: str
     segments: int
+    # Measured from the segments; 0 for an asset transcoded before they were (see
+    # TranscodePipeline.index): no FRAME-RATE and no I-frame playlist until then.
+    frame_rate: float = 0.0
+    iframe_bandwidth: int = 0
+    iframe_average_bandwidth: int = 0
+
+    @property
+    def indexed(self) -> bool:
+        return self.frame_rate > 0 and self.iframe_bandwidth > 0
+
+    @property
+    def video_codec(self) -> str:
+        return self.codecs.split(",")[0]
 
 
 def ffmpeg_args(source: Path, out: Path, probe: Probe, rungs: list[Rung]) -> list[str]:
@@ -56,7 +79,7 @@ def ffmpeg_args(source: Path, out: Path, probe: Probe, rungs: list[Rung]) -> lis
                  f"-maxrate:v:{i}", f"{int(r.video_kbps * 1.07)}k", f"-bufsize:v:{i}", f"{int(r.video_kbps * 1.5)}k",
                  f"-profile:v:{i}", r.profile, f"-level:v:{i}", r.level]
     args += ["-preset", "veryfast", "-pix_fmt", "yuv420p", "-sc_threshold", "0",
-             "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
+             "-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})"]
     if probe.has_audio:
         args += ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "2", "-ar", "48000"]
     stream_map = " ".join(
@@ -121,22 +144,56 @@ async def transcode(source: Path, out: Path, probe: Probe,
     renditions = []
     for r in rungs:
         peak, average, count = measure(out / r.name / "index.m3u8")  # muxed: audio included
-        renditions.append(Rendition(
+        rendition = Rendition(
             r.name, even_width(r.height, probe.width, probe.height), r.height, peak, average,
             f"{r.codec},{AUDIO_CODEC}" if probe.has_audio else r.codec, count,
-        ))
+        )
+        renditions.append(await write_iframes(rendition, out / r.name))
     (out / "master.m3u8").write_text(master_playlist(renditions, lambda name: f"{name}/index.m3u8"))
     return renditions
 
 
-def master_playlist(renditions: list[Rendition], uri: Callable[[str], str]) -> str:
+async def index(rendition: Rendition, playlist: str,
+                read: Callable[[str], Awaitable[bytes]]) -> tuple[Rendition, str]:
+    """The rendition with its measured frame rate and I-frame bandwidths, and the text of
+    its I-frame playlist, from its media playlist and segments."""
+    try:
+        found = await iframes.index_rendition(playlist, read)
+    except iframes.BadSegment as exc:
+        raise TranscodeFailed(f"rendition {rendition.name}: {exc}") from exc
+    peak, average = found.bandwidth()
+    return replace(rendition, frame_rate=found.frame_rate, iframe_bandwidth=peak,
+                   iframe_average_bandwidth=average), found.playlist()
+
+
+async def write_iframes(rendition: Rendition, folder: Path) -> Rendition:
+    """Index a rendition written to `folder` and write its I-frame playlist beside it."""
+    indexed, text = await index(rendition, (folder / "index.m3u8").read_text(),
+                                lambda uri: asyncio.to_thread((folder / uri).read_bytes))
+    (folder / iframes.PLAYLIST).write_text(text)
+    return indexed
+
+
+def master_playlist(renditions: list[Rendition], uri: Callable[[str], str],
+                    iframe_uri: Callable[[str], str] = lambda name: f"{name}/{iframes.PLAYLIST}") -> str:
+    """One variant per rendition, and one I-frame variant per rendition that has an I-frame
+    playlist (FRAME-RATE is not defined for those)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for r in sorted(renditions, key=lambda r: r.bandwidth):
+    ordered = sorted(renditions, key=lambda r: r.bandwidth)
+    for r in ordered:
+        rate = f"FRAME-RATE={r.frame_rate:.3f}," if r.frame_rate > 0 else ""
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={r.bandwidth},AVERAGE-BANDWIDTH={r.average_bandwidth},"
-            f'RESOLUTION={r.width}x{r.height},CODECS="{r.codecs}"'
+            f'RESOLUTION={r.width}x{r.height},{rate}CODECS="{r.codecs}"'
         )
         lines.append(uri(r.name))
+    for r in ordered:
+        if r.indexed:
+            lines.append(
+                f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={r.iframe_bandwidth},"
+                f"AVERAGE-BANDWIDTH={r.iframe_average_bandwidth},RESOLUTION={r.width}x{r.height},"
+                f'CODECS="{r.video_codec}",URI="{iframe_uri(r.name)}"'
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,13 @@ class MediaRepository:
         )
         return result.matched_count == 1
 
+    async def set_renditions(self, asset_id: str, version: int, renditions: list[dict[str, Any]]) -> bool:
+        """Measurements added to a published version; never to one that has been replaced."""
+        result = await self._assets.update_one(
+            {"_id": asset_id, "status": "ready", "version": version}, {"$set": {"renditions": renditions}},
+        )
+        return result.matched_count == 1
+
     async def add_content(self, asset_id: str, content_id: str) -> None:
         """One asset for several contents: `content_id` becomes a list, which the equality
         query in `ready_for_content` matches element-wise."""

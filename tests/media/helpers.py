@@ -14,14 +14,15 @@ import imageio_ffmpeg
 from tests.helpers import raw_get
 
 
-def make_clip(directory: Path) -> Path:
-    """Six seconds of ffmpeg's test pattern and a tone, 640x480: a 480p/360p/240p ladder."""
-    path = directory / "clip.mp4"
+def make_clip(directory: Path, *, rate: str = "24", seconds: int = 6) -> Path:
+    """`seconds` of ffmpeg's test pattern at `rate` frames per second and a tone, 640x480:
+    a 480p/360p/240p ladder."""
+    path = directory / f"clip-{rate.replace('/', '_')}-{seconds}s.mp4"
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc=size=640x480:rate=24", "-f", "lavfi", "-i", "sine=frequency=440",
-         "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
-         str(path)],
+         "-f", "lavfi", "-i", f"testsrc=size=640x480:rate={rate}", "-f", "lavfi", "-i", "sine=frequency=440",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         "-shortest", str(path)],
         check=True, timeout=120,
     )
     return path

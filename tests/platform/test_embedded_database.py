@@ -15,12 +15,11 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
 from tests.platform import test_process
 from tests.platform.test_process import ROOT, RUN_PY, clean_env, processes_mentioning
@@ -82,11 +81,6 @@ def owner_pid(data_dir: Path) -> int | None:
         return json.loads((data_dir / "mongo" / "owner.json").read_text())["pid"]
     except (OSError, ValueError, KeyError):
         return None
-
-
-def database_url(data_dir: Path) -> str:
-    socket = json.loads((data_dir / "mongo" / "owner.json").read_text())["socket"]
-    return "mongodb://" + quote(socket, safe="") + "/"
 
 
 def child_pid(data_dir: Path) -> int:
@@ -172,27 +166,31 @@ def test_the_server_restarts_its_database_after_it_is_killed(launch, tmp_path: P
 
 
 def test_no_acknowledged_signup_is_lost_when_everything_is_killed(launch, tmp_path: Path) -> None:
+    """60 sign-ups, each answered 201; then SIGKILL for the server and for its database
+    child (which runs in a session of its own, so there is no one process group to
+    signal), nothing flushed or closed; after a restart on the same data dir every one of
+    the 60 signs in."""
     data_dir = tmp_path / "data"
     server = launch(data_dir, NAMELESS_RATE_LIMIT_AUTH="1000")
     server.wait_ready()
     emails = [signup(server.url)["email"] for _ in range(60)]
     database = child_pid(data_dir)
-    server.proc.kill()  # SIGKILL the server and its database: nothing is flushed or closed
+    server.proc.kill()
     os.kill(database, signal.SIGKILL)
     server.proc.wait()
     wait_until(lambda: not processes_mentioning(str(data_dir)), 10, "every process gone")
 
-    again = launch(data_dir)
+    again = launch(data_dir, NAMELESS_RATE_LIMIT_AUTH="1000")
     again.wait_ready()
-    for email in (emails[0], emails[-1]):
-        login = httpx.post(f"{again.url}/api/v1/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
-        assert login.status_code == 200, login.text
-    client: MongoClient = MongoClient(database_url(data_dir), serverSelectionTimeoutMS=5000)
-    try:
-        found = {d["email"] for d in client.nameless.users.find({"email": {"$in": emails}}, {"email": 1})}
-    finally:
-        client.close()
-    assert found == set(emails), f"{len(set(emails) - found)} acknowledged sign-ups lost"
+
+    def login(email: str) -> int:
+        return httpx.post(f"{again.url}/api/v1/auth/login", json={"email": email, "password": PASSWORD},
+                          timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = dict(zip(emails, pool.map(login, emails), strict=True))
+    lost = [email for email, status in statuses.items() if status != 200]
+    assert not lost, f"{len(lost)} of 60 acknowledged sign-ups cannot sign in: {sorted(set(statuses.values()))}"
     assert again.terminate() == 0, again.stderr()
 
 

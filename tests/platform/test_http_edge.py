@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import json
 import re
+import socket
 
 import pytest
 
@@ -279,3 +283,46 @@ async def test_cookies_are_secure_behind_a_tls_public_url(start_server) -> None:
     plain = await start_server()
     page = await plain.client.get("/login")
     assert all("secure" not in c.lower().split("; ") for c in page.headers.get_list("set-cookie"))
+
+
+
+def _post_all_then_read(port: int, body: bytes) -> tuple[int, bytes, int]:
+    """As urllib does: send the whole body, only then read the answer; then use the same
+    connection again."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/api/v1/auth/signup", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        status, raw = resp.status, resp.read()
+        conn.request("GET", "/healthz")
+        return status, raw, conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("size_mb", [4, 32])
+async def test_oversize_body_answer_reaches_a_client_that_sends_it_all_first(server, size_mb) -> None:
+    """The 413 goes out before the body is read, and the body is then drained (bounded), so
+    a client still sending reads the answer instead of a connection reset."""
+    body = b'{"email": "' + b"a" * (size_mb * 1024 * 1024) + b'"}'
+    status, raw, next_status = await asyncio.to_thread(_post_all_then_read, server.runtime.port, body)
+    assert status == 413
+    err = json.loads(raw)["error"]
+    assert err["code"] == "payload_too_large" and err["details"]["max_bytes"] == 1_048_576
+    assert next_status == 200  # the drained connection is still good
+
+
+async def test_oversize_body_is_answered_before_it_is_sent(server) -> None:
+    """A client that reads while it sends sees the 413 with most of its body unsent."""
+    def send_some_then_read() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.runtime.port), timeout=10) as sock:
+            sock.sendall(b"POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 8388608\r\n\r\n" + b"a" * 65536)
+            got = b""
+            while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                got += sock.recv(65536)
+            return got
+
+    answer = await asyncio.to_thread(send_some_then_read)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b'"code":"payload_too_large"' in answer

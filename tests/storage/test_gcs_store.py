@@ -75,6 +75,9 @@ async def test_playback_from_gcs_signs_every_segment(start_server, gcs, clip, tm
     base = manifest.rsplit("/", 1)[0]
     variant = await served.client.get(f"{base}/240p/index.m3u8")
     assert variant.status_code == 200 and "#EXT-X-ENDLIST" in variant.text, variant.text
+    assert 'URI="240p/iframes.m3u8"' in (await served.client.get(manifest)).text
+    trick = await served.client.get(f"{base}/240p/iframes.m3u8")  # from the bucket, like the other playlists
+    assert trick.status_code == 200 and "#EXT-X-I-FRAMES-ONLY" in trick.text, trick.text
     segment = next(line for line in variant.text.splitlines() if line.startswith("seg_"))
     redirect = await served.client.get(f"{base}/240p/{segment}")
     assert redirect.status_code == 302  # the app never streams video bytes from cloud storage

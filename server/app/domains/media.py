@@ -13,7 +13,7 @@ from jobs.media import transcode
 from server.app.wiring import Contribution, Wiring
 from server.identity.tokens import derive_key
 from server.media.access import MediaAccess
-from server.media.pipeline import TranscodePipeline
+from server.media.pipeline import INDEX, TranscodePipeline
 from server.media.playback import PlaybackService
 from server.media.signing import MediaSigner
 from server.media.uploads import UploadService
@@ -48,9 +48,14 @@ def wire(ctx: Wiring) -> Contribution:
                                    resolve_content=s.catalog.resolve_content)
     playback_repo = ctx.repo(PlaybackRepository)
     access = MediaAccess(playback_repo, s.sessions, s.entitlements, platform.pubsub)
+
+    async def index_later(asset_id: str, version: int) -> None:
+        await queue.submit(INDEX, {"asset_id": asset_id, "version": version})
+
     playback_service = PlaybackService(
         s.viewers, s.catalog, s.history, s.entitlements, media_repo, playback_repo,
         MediaSigner(derive_key(platform.secret_key, "media-urls")), platform.ephemeral, store, access,
+        index_later=index_later,
     )
     return Contribution(
         services={"job_queue": queue, "media_pipeline": pipeline, "uploads": upload_service, "media_store": store,
