@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from server.app.runtime import Runtime
 from storage.embedded_mongo import EmbeddedMongo
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +132,23 @@ def clip(tmp_path_factory: pytest.TempPathFactory):
     from tests.media.helpers import make_clip
 
     return make_clip(tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture
+async def browser():
+    """Debian's Chromium, headless, driven by Playwright (its own browser download does not
+    work here): the one launch every browser test uses."""
+    from playwright.async_api import async_playwright
+
+    assert shutil.which(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    """Where browser tests leave screenshots for a person to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import uuid
 from typing import Any
 
@@ -90,3 +91,14 @@ async def raw_fetch(served, path: str, headers: dict[str, str] | None = None) ->
             conn.close()
 
     return await asyncio.to_thread(fetch)
+
+
+async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD, next_url: str = "/admin"):
+    """The staff sign-in form, as a browser posts it (the form's CSRF token, the cookie)."""
+    page = await client.get("/login", params={"next": next_url})
+    assert page.status_code == 200
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    assert token, page.text
+    next_field = re.search(r'name="next" value="([^"]*)"', page.text).group(1)
+    return await client.post("/login", data={"_xsrf": token.group(1), "email": email, "password": password,
+                                             "next": next_field})

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from tests.helpers import PASSWORD, make_staff, signup
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-async def browser():
-    assert shutil.which(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        await chromium.close()
 
 
 async def staff_page(browser, served, email: str):

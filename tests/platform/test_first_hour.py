@@ -6,33 +6,16 @@ var/test-artifacts/screenshots/ for a person to look at."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from tests.helpers import PASSWORD, make_staff
 from tests.media.helpers import playable_title
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SHOTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"
 
-
-@pytest.fixture
-async def browser():
-    assert shutil.which(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        await chromium.close()
-
-
-async def test_a_first_hour_without_a_stumble(server, browser, clip) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+async def test_a_first_hour_without_a_stumble(server, browser, clip, screenshots) -> None:
     admin = await make_staff(server, ["super_admin"])
     _, _, started = await playable_title(server, clip)
     context = await browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
@@ -43,7 +26,7 @@ async def test_a_first_hour_without_a_stumble(server, browser, clip) -> None:
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
     async def shot(name: str, *, full_page: bool = True) -> None:
-        await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+        await page.screenshot(path=str(screenshots / f"{name}.png"), full_page=full_page)
 
     await page.goto("/")
     for href in ("/docs", "/login"):

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from handlers.staff.pages import safe_next
-from tests.helpers import PASSWORD, assert_error, make_staff, raw_get, signup
+from tests.helpers import PASSWORD, assert_error, make_staff, raw_get, sign_in, signup
 
 pytestmark = pytest.mark.asyncio
 
 
-def xsrf_of(html: str) -> str:
-    match = re.search(r'name="_xsrf" value="([^"]+)"', html)
-    assert match, html
-    return match.group(1)
-
-
 async def browser(served) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=served.url, timeout=10, follow_redirects=False)
-
-
-async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD, next_url: str = "/admin"):
-    page = await client.get("/login", params={"next": next_url})
-    assert page.status_code == 200
-    return await client.post("/login", data={"_xsrf": xsrf_of(page.text), "email": email, "password": password,
-                                             "next": xsrf_next(page.text)})
-
-
-def xsrf_next(html: str) -> str:
-    return re.search(r'name="next" value="([^"]*)"', html).group(1)
 
 
 async def test_staff_sign_in_sets_a_hardened_cookie(server) -> None:
