@@ -1,8 +1,9 @@
 """Route groups: each part of the URL space declares its prefix and its base handler once,
 and the base carries the group's policy: content security policy, body limit, XSRF and
 whether the per-IP limit applies. An endpoint inherits its group's policy; the only
-endpoint-level departures are the player page's `media-src` (it plays blob URLs) and the
-upload chunk's body limit (the configured chunk size).
+endpoint-level departures are the player page's `media-src` (it plays blob URLs), the
+support console's `'wasm-unsafe-eval'` (libsodium is WebAssembly) and the upload chunk's
+body limit (the configured chunk size).
 
 A rule whose handler does not derive from its group's base is refused when the app is
 built, so no endpoint can slip into a group without that group's body limit, XSRF rule

@@ -15,8 +15,9 @@ from server.core import errors
 from server.identity.accounts import AccountService
 from server.identity.sessions import SESSION_COOKIE, SessionService
 
-STAFF_PAGES = (("/admin", "Staff portal"), ("/console", "Support console"), ("/ops", "Live operations"))
-SERVED_PAGES = frozenset({"/admin", "/ops"})  # the staff home links only these; /console comes with support
+# (path, label, the permission that opens it): the staff home links the pages its reader may open.
+STAFF_PAGES = (("/admin", "Staff portal", "staff.portal"), ("/console", "Support console", "support.handle"),
+               ("/ops", "Live operations", "ops.view"))
 DEFAULT_NEXT = "/admin"
 
 
@@ -29,7 +30,7 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or "\\" in decoded or not decoded.startswith("/") or decoded.startswith("//"):
         return DEFAULT_NEXT
     if any(ch in decoded for ch in "\r\n\t") or not any(
-        parts.path == p or parts.path.startswith(p + "/") for p, _ in STAFF_PAGES
+        parts.path == p or parts.path.startswith(p + "/") for p, _, _ in STAFF_PAGES
     ):
         return DEFAULT_NEXT
     return urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
@@ -87,7 +88,8 @@ class StaffHome(PageHandler):
     @endpoint("Staff landing page", permission="staff.portal", tags=("pages",))
     async def get(self) -> None:
         account = await self.accounts.view(await self.accounts.get(self.user.user_id))
-        self.render("staff_home.html", account=account, pages=[p for p in STAFF_PAGES if p[0] in SERVED_PAGES])
+        pages = [(path, label) for path, label, permission in STAFF_PAGES if self.user.can(permission)]
+        self.render("staff_home.html", account=account, pages=pages)
 
 
 class OpsPage(PageHandler):

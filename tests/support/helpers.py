@@ -123,28 +123,46 @@ class Device:
             await self.sio.disconnect()
 
 
+class TeamKey:
+    """A supervisor's device that made the team key pair and registered its public half;
+    it seals the private half to agents' devices."""
+
+    def __init__(self, supervisor: Device, private: PrivateKey, key_id: str) -> None:
+        self.supervisor = supervisor
+        self.private = private
+        self.key_id = key_id
+
+    async def grant(self, device_key_id: str, public_key: bytes) -> None:
+        sealed = SealedBox(PublicKey(public_key)).encrypt(bytes(self.private))
+        granted = await self.supervisor.served.client.put(
+            f"/api/v1/admin/support/team-keys/{self.key_id}/grants/{device_key_id}",
+            headers=self.supervisor.headers, json={"sealed_private_key": b64(sealed)})
+        assert granted.status_code == 204, granted.text
+
+
+async def team_key(served) -> TeamKey:
+    supervisor = Device(served, await make_staff(served, ["admin"]))
+    await supervisor.register()
+    private = PrivateKey.generate()
+    made = await served.client.post("/api/v1/admin/support/team-keys", headers=supervisor.headers,
+                                    json={"public_key": b64(bytes(private.public_key))})
+    assert made.status_code == 201, made.text
+    return TeamKey(supervisor, private, made.json()["key_id"])
+
+
 async def support_team(served, agents: int = 1) -> tuple[Device, list[Device]]:
     """A supervisor who makes the team key in their own device and seals it to each agent's
     device (and their own); the agents' devices then open their grant."""
-    supervisor = Device(served, await make_staff(served, ["admin"]))
-    await supervisor.register()
-    team = PrivateKey.generate()
-    made = await served.client.post("/api/v1/admin/support/team-keys", headers=supervisor.headers,
-                                    json={"public_key": b64(bytes(team.public_key))})
-    assert made.status_code == 201, made.text
-    key_id = made.json()["key_id"]
+    team = await team_key(served)
     crew = []
     for _ in range(agents):
         agent = Device(served, await make_staff(served, ["support_agent"]))
         await agent.register()
         crew.append(agent)
-    for device in [supervisor, *crew]:
-        sealed = SealedBox(device.private.public_key).encrypt(bytes(team))
-        granted = await served.client.put(f"/api/v1/admin/support/team-keys/{key_id}/grants/{device.key_id}",
-                                          headers=supervisor.headers, json={"sealed_private_key": b64(sealed)})
-        assert granted.status_code == 204, granted.text
+    for device in [team.supervisor, *crew]:
+        await team.grant(device.key_id, bytes(device.private.public_key))
         await device.load_team_key()
-    return supervisor, crew
+    return team.supervisor, crew
 
 
 async def support_viewer(served) -> Device:

@@ -1,9 +1,9 @@
-"""Support chat: the key directory, conversations and the `/support` namespace."""
+"""Support chat: the key directory, conversations, the `/support` namespace and the agent console."""
 
 from __future__ import annotations
 
-from handlers.routing import API
-from handlers.support import conversations
+from handlers.routing import API, PAGES, VENDOR
+from handlers.support import console, conversations
 from realtime.support import SupportChannel
 from server.app.wiring import Contribution, Wiring
 from server.support.chat import SupportService
@@ -28,7 +28,8 @@ def wire(ctx: Wiring) -> Contribution:
     channel = SupportChannel(s.gateway, support)
     return Contribution(
         services={"support": support, "support_keys": directory, "support_extras": extras},
-        routes={API: conversations.routes(directory, support, extras)},
+        routes={API: conversations.routes(directory, support, extras), PAGES: console.routes(),
+                VENDOR: console.vendor_routes()},
         namespaces=[channel],
         start=[support.start, channel.start],
         stop=[channel.stop, support.stop],
