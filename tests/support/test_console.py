@@ -60,6 +60,7 @@ async def test_an_agent_reads_and_answers_a_pynacl_viewer_in_the_browser(server,
     status = page.locator("#status")
     await expect(status).to_have_attribute("data-state", "waiting")
     await expect(page.locator("#setup-text")).to_contain_text("Waiting for a supervisor to grant the team key")
+    await page.screenshot(path=str(screenshots / "console-waiting.png"))
     key_id = (await page.text_content("#device-key-id")).strip()
     devices = (await server.client.get(f"/api/v1/admin/support/users/{agent['id']}/keys",
                                        headers=team.supervisor.headers)).json()["items"]

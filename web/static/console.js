@@ -603,6 +603,7 @@
     await waitForGrant();
     $("setup").hidden = true;
     $("workspace").hidden = false;
+    $("presence").hidden = false;
     wireControls();
     connect();
   }
