@@ -142,7 +142,15 @@ async def test_an_agent_reads_and_answers_a_pynacl_viewer_in_the_browser(server,
     await page.reload()
     await expect(status).to_have_attribute("data-state", "live")
     assert (await page.text_content("#device-key-id")).strip() == key_id
-    await page.click(f"#mine button[data-id='{cid}']")
+    # A message to a conversation the agent is not looking at counts as unread until opened.
+    mine = page.locator(f"#mine button[data-id='{cid}']")
+    await expect(mine.locator(".unread")).to_have_count(0)
+    await viewer.send(cid, "Still there?")
+    await expect(mine.locator(".unread")).to_have_text("1")
+    await mine.click()
+    await expect(messages).to_contain_text("Still there?")
+    await expect(mine.locator(".unread")).to_have_count(0)
+    await viewer.wait("support.read", lambda r: r["user_id"] == agent["id"] and r["seq"] == 6)
     await expect(messages).to_contain_text(reply)
     await expect(messages).to_contain_text(secret)
     assert not problems, problems

@@ -453,8 +453,11 @@
     state.socket = socket;
     setStatus("connecting", "Connecting…");
     socket.on("connect", () => {
-      setStatus("live", "Live");
-      sync().catch((err) => notice(err.message));
+      setStatus("syncing", "Catching up…");
+      sync().then(() => setStatus("live", "Live"), (err) => {
+        setStatus("error", "Connected, but catching up failed");
+        notice(err.message);
+      });
     });
     socket.on("connect_error", (err) => setStatus("error", "Not connected: " + ((err && err.message) || "error")));
     socket.on("disconnect", () => setStatus("disconnected", "Disconnected; reconnecting…"));
