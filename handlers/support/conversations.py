@@ -12,12 +12,11 @@ from server.core.fields import Body, Text
 from server.core.ids import new_id
 from server.support.chat import SupportService
 from server.support.extras import MAX_ATTACHMENT_BYTES, SupportExtras
-from server.support.keys import KeyDirectory
+from server.support.keys import KeyDirectory, device_key_id
 
 TAGS = ("support",)
 DEVICE = r"(?P<device_id>[A-Za-z0-9_-]{1,64})"
-KEY_ID = r"(?P<key_id>team:[0-9]{1,9})"
-DEVICE_KEY = r"(?P<device_key>u:[0-9a-f]{24}:[A-Za-z0-9_-]{1,64})"
+GRANT = r"(?P<key_number>[0-9]{1,9})/grants/(?P<user_id>[0-9a-f]{24})/(?P<device_id>[A-Za-z0-9_-]{1,64})"
 CONVERSATION = r"(?P<conversation_id>[0-9a-f]{24})"
 
 
@@ -91,11 +90,13 @@ class AdminAgentKeysHandler(KeysHandler):
 
 
 class AdminGrantHandler(KeysHandler):
-    @endpoint("Store the team private key sealed to an agent's device", body=GrantBody, status=204,
+    @endpoint("Store the team private key (team key `team:<n>`) sealed to an agent's device (`u:<user>:<device>`)",
+              body=GrantBody, status=204,
               permission="support.supervise", tags=TAGS, errors=(404, 422))
-    async def put(self, key_id: str, device_key: str) -> None:
+    async def put(self, key_number: str, user_id: str, device_id: str) -> None:
         body = self.parse(GrantBody)
-        await self.keys.grant(self.user, key_id, device_key, body.sealed_private_key)
+        await self.keys.grant(self.user, f"team:{int(key_number)}", device_key_id(user_id, device_id),
+                              body.sealed_private_key)
         self.no_content()
 
 
@@ -225,7 +226,7 @@ def routes(keys: KeyDirectory, support: SupportService, extras: SupportExtras) -
         (r"/support/team-key", TeamKeyHandler, k),
         (r"/support/team-keys/grants", GrantsHandler, k),
         (r"/admin/support/team-keys", AdminTeamKeysHandler, k),
-        (rf"/admin/support/team-keys/{KEY_ID}/grants/{DEVICE_KEY}", AdminGrantHandler, k),
+        (rf"/admin/support/team-keys/{GRANT}", AdminGrantHandler, k),
         (r"/admin/support/users/(?P<user_id>[0-9a-f]{24})/keys", AdminAgentKeysHandler, k),
         (r"/support/conversations", ConversationsHandler, s),
         (rf"/support/conversations/{CONVERSATION}", ConversationHandler, s),

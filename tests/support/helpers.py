@@ -123,6 +123,12 @@ class Device:
             await self.sio.disconnect()
 
 
+def grant_path(team_key_id: str, device_key_id: str) -> str:
+    """Where a supervisor stores a grant: `team:<n>` and `u:<user>:<device>` in path form."""
+    _, user_id, device_id = device_key_id.split(":", 2)
+    return f"/api/v1/admin/support/team-keys/{team_key_id.split(':')[1]}/grants/{user_id}/{device_id}"
+
+
 class TeamKey:
     """A supervisor's device that made the team key pair and registered its public half;
     it seals the private half to agents' devices."""
@@ -135,7 +141,7 @@ class TeamKey:
     async def grant(self, device_key_id: str, public_key: bytes) -> None:
         sealed = SealedBox(PublicKey(public_key)).encrypt(bytes(self.private))
         granted = await self.supervisor.served.client.put(
-            f"/api/v1/admin/support/team-keys/{self.key_id}/grants/{device_key_id}",
+            grant_path(self.key_id, device_key_id),
             headers=self.supervisor.headers, json={"sealed_private_key": b64(sealed)})
         assert granted.status_code == 204, granted.text
 

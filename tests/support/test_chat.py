@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from tests.helpers import assert_error
-from tests.support.helpers import Device, b64, support_team, support_viewer
+from tests.support.helpers import Device, b64, grant_path, support_team, support_viewer
 
 
 @pytest.fixture
@@ -153,8 +153,8 @@ async def test_nobody_else_reaches_a_conversation(server, closing) -> None:
         "subject": "x", "wrapped_keys": {viewer.key_id: sealed}})
     assert_error(no_team, 400, "validation_failed")
     # only supervisors hand out the team key
-    forged = await server.client.put(f"/api/v1/admin/support/team-keys/{team['key_id']}/grants/{viewer.key_id}",
-                                     headers=viewer.headers, json={"sealed_private_key": sealed})
+    forged = await server.client.put(grant_path(team["key_id"], viewer.key_id), headers=viewer.headers,
+                                     json={"sealed_private_key": sealed})
     assert forged.status_code == 403
 
 
