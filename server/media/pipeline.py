@@ -1,20 +1,15 @@
 """The media pipeline, run as the `transcode` job: source upload → HLS ladder in a staging folder → every file into the
 media store under a new immutable version prefix → one write that makes it playable.
 
-<<<<<<< HEAD
 A job killed half-way leaves only an unreferenced, partial version behind (in the store
 and in staging, since a killed process runs no `finally`); the retry (a new attempt, so a
 new version) removes both and starts clean.
-=======
-A job killed half-way leaves only an unreferenced, partial version behind; the retry
-(a new attempt, so a new version) removes it and starts clean.
 
 An asset transcoded before I-frame playlists and measured frame rates existed is indexed
 by the `hls_index` job, which playback asks for the first time it serves such an asset's
 master: the job reads the stored segments, adds each rendition's `iframes.m3u8` to the
 same version and records the measurements. Until it has run, that master lists the
 renditions without FRAME-RATE and without I-frame variants, as before.
->>>>>>> i26a
 """
 
 from __future__ import annotations
