@@ -4,6 +4,8 @@ when the app is built."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from handlers import routing
@@ -96,6 +98,12 @@ def _fill(matcher, samples) -> str:
     """A path the rule matches, from sample values for its groups."""
     import itertools
 
+    if matcher._group_count is None:  # too complex for Tornado to reverse: fill each named group
+        group = re.compile(r"\(\?P<\w+>(?:[^()]|\([^()]*\))*\)")
+        url = group.sub(lambda m: next(s for s in samples if re.fullmatch(m.group(0), s)),
+                        matcher.regex.pattern.rstrip("$"))
+        if matcher.regex.match(url):
+            return url
     if not matcher._group_count:  # the pattern as a literal path (it may have an optional part)
         url = matcher.regex.pattern.rstrip("$").replace("\\", "").replace("?", "")
         if matcher.regex.match(url):
