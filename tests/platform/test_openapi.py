@@ -198,7 +198,7 @@ def fuzz(doc: dict[str, Any], base_url: str, caller: dict[str, Any], ids: dict[s
 
         try:
             run()
-        except Exception as exc:  # a check failed: name the operation, go on with the others
+        except (Exception, BaseExceptionGroup) as exc:  # checks failed (a group): name the operation, go on
             failures.append(f"{op.label}: {exc}")
     session.close()
     return failures
@@ -220,7 +220,7 @@ def conformance(schema, responses: list[httpx.Response], seen: Counter) -> list[
             continue
         try:
             op.validate_response(resp)
-        except Exception as exc:
+        except (Exception, BaseExceptionGroup) as exc:
             failures.append(f"{label}: {exc}")
     return failures
 
