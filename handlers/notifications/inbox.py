@@ -25,6 +25,7 @@ class PreferencesPatch(Body):
     promotions: ChannelPrefs | None = None
     account: ChannelPrefs | None = None
     support: ChannelPrefs | None = None
+    support: ChannelPrefs | None = None
 
 
 class DeviceBody(Body):

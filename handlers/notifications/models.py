@@ -44,6 +44,7 @@ class PreferenceMatrix(Reply):
     billing: Channels
     promotions: Channels
     account: Channels
+    support: Channels
 
 
 class Preferences(Reply):
