@@ -30,8 +30,9 @@ from server.support.keys import KeyDirectory
 
 TAGS = ("support",)
 DEVICE = r"(?P<device_id>[A-Za-z0-9_-]{1,64})"
-KEY_ID = r"(?P<key_id>team:[0-9]{1,9})"
-DEVICE_KEY = r"(?P<device_key>u:[0-9a-f]{24}:[A-Za-z0-9_-]{1,64})"
+COLON = r"(?::|%3[Aa])"  # key ids hold colons, which client libraries often send percent-encoded
+KEY_ID = rf"(?P<key_id>team{COLON}[0-9]{{1,9}})"
+DEVICE_KEY = rf"(?P<device_key>u{COLON}[0-9a-f]{{24}}{COLON}[A-Za-z0-9_-]{{1,64}})"
 CONVERSATION = r"(?P<conversation_id>[0-9a-f]{24})"
 
 

@@ -65,7 +65,8 @@ async def test_every_method_of_every_route_is_declared_or_refused(start_server) 
     from handlers.base import SELF_GUARDED, UNDECLARED_METHODS, BaseHandler
 
     served = await start_server(NAMELESS_RATE_LIMIT_IP="100000")
-    samples = ("0" * 24, "a" * 16 + "." + "b" * 16, "google", "1", "socket.io.min.js", "x")
+    samples = ("0" * 24, "a" * 16 + "." + "b" * 16, "google", "1", "socket.io.min.js", "x", "team:1",
+               f"u:{'0' * 24}:device")
     checked = declared = refused = 0
     self_guarded = set()
     rules = served.runtime.app.wildcard_router.rules

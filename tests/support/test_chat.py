@@ -215,3 +215,15 @@ async def test_without_a_team_key_support_says_so(server) -> None:
     bad = await server.client.put("/api/v1/me/keys/phone", headers=viewer.headers,
                                   json={"public_key": base64.b64encode(b"short").decode()})
     assert_error(bad, 400, "validation_failed")
+
+
+async def test_a_grant_path_with_its_colons_percent_encoded_reaches_the_same_keys(server) -> None:
+    """Generated clients encode path parameters, and key ids hold colons."""
+    supervisor, (agent,) = await support_team(server)
+    key_id = (await server.client.get("/api/v1/support/team-key", headers=agent.headers)).json()["key_id"]
+    path = f"/api/v1/admin/support/team-keys/{key_id}/grants/{agent.key_id}".replace(":", "%3A")
+    granted = await server.client.put(path, headers=supervisor.headers, json={"sealed_private_key": b64(b"s" * 80)})
+    assert granted.status_code == 204, granted.text
+    grants = (await server.client.get("/api/v1/support/team-keys/grants", headers=agent.headers)).json()["items"]
+    assert {(g["team_key_id"], g["device_key_id"], g["sealed_private_key"]) for g in grants} >= {
+        (key_id, agent.key_id, b64(b"s" * 80))}
