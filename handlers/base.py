@@ -69,16 +69,31 @@ SELF_GUARDED: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class EndpointSpec:
-    """What the OpenAPI document says about one handler method."""
+    """What the OpenAPI document says about one handler method.
+
+    `status` is the success status, or several; `query` is the model `parse_query`
+    validates; `content_type` is the success body's media type(s) when it is not JSON;
+    `body_types` are the media types of a body that is not JSON (a raw upload chunk, a
+    form); `headers` names request headers the method reads (`REQUEST_HEADERS` in
+    handlers.platform.openapi).
+    """
 
     summary: str
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
-    status: int = 200
+    status: int | tuple[int, ...] = 200
     auth: bool = False
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
     permission: str | None = None
+    query: type[BaseModel] | None = None
+    content_type: str | tuple[str, ...] = "application/json"
+    body_types: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        return self.status if isinstance(self.status, tuple) else (self.status,)
 
 
 def endpoint(
@@ -86,11 +101,15 @@ def endpoint(
     *,
     body: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
-    status: int = 200,
+    status: int | tuple[int, ...] = 200,
     auth: bool = False,
     tags: tuple[str, ...] = (),
     errors: tuple[int, ...] = (),
     permission: str | None = None,
+    query: type[BaseModel] | None = None,
+    content_type: str | tuple[str, ...] = "application/json",
+    body_types: tuple[str, ...] = (),
+    headers: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a handler method: its OpenAPI entry and who may call it.
 
@@ -103,7 +122,8 @@ def endpoint(
         errors = (*errors, 403)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        spec = EndpointSpec(summary, body, response, status, auth, tags, errors, permission)
+        spec = EndpointSpec(summary, body, response, status, auth, tags, errors, permission, query, content_type,
+                            body_types, headers)
         fn.__endpoint__ = spec  # type: ignore[attr-defined]
         return fn
 

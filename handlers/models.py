@@ -1,39 +1,88 @@
-"""Reply models the OpenAPI document describes; request field types live in
-`server.core.fields`."""
+"""Reply models the OpenAPI document describes, shared by several route groups; each
+domain's own replies live in `handlers/<domain>/models.py`, request field types in
+`server.core.fields`.
+
+Services build replies as plain dicts; these models are their published shape. They
+forbid fields they do not name, so the document and the conformance test
+(tests/platform/test_openapi.py) catch a reply that grew or lost a field.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+Provider = Literal["google", "apple", "facebook"]
 
 
-class Page(BaseModel):
-    items: list[dict[str, Any]]
+class Reply(BaseModel):
+    """Base of every reply model: exactly the fields named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Reply):
+    code: str = Field(description="snake_case reason, stable for clients to branch on")
+    message: str = Field(description="a human sentence")
+    details: dict[str, Any] = Field(description="e.g. `fields` for bad input, `retry_after`, `request_id` on 5xx")
+
+
+class Error(Reply):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+class Page(Reply, Generic[T]):
+    """A page of a list; pass `next_cursor` as `?cursor=` for the next one (null: the last page)."""
+
+    items: list[T]
     next_cursor: str | None
 
 
-class Tokens(BaseModel):
-    access_token: str
+class Tokens(Reply):
+    access_token: str = Field(description="a short-lived JWT: `Authorization: Bearer <access_token>`")
     refresh_token: str
-    token_type: str
-    expires_in: int
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds until the access token expires")
 
 
-class Account(BaseModel):
+class SocialTokens(Tokens):
+    created: bool = Field(description="true (and status 201) when this sign-in created the account")
+
+
+class Mfa(Reply):
+    totp: bool
+    recovery_codes_left: int
+
+
+class Phone(Reply):
+    number: str
+    verified: Literal[True]
+
+
+class Account(Reply):
     id: str
     email: str
     display_name: str
     roles: list[str]
-    status: str
+    status: Literal["active", "suspended"]
     email_verified: bool
-    mfa: dict[str, Any]
-    providers: list[str]
-    sign_in_methods: list[str]
-    phone: dict[str, Any] | None
-    preferences: dict[str, Any]
-    created_at: str
+    mfa: Mfa
+    providers: list[Provider]
+    sign_in_methods: list[str] = Field(description="`password` and the linked providers")
+    phone: Phone | None
+    preferences: dict[str, str | bool | int | None]
+    created_at: dt.datetime
 
 
 class SignedUp(Tokens):
     user: Account
+
+
+class Accepted(Reply):
+    status: Literal["accepted"]

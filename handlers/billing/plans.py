@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from handlers.base import endpoint
+from handlers.billing.models import AdminPlan, Plans, Subscription
 from handlers.routing import ApiHandler
 from server.billing.entitlements import EntitlementService
 from server.core.fields import Body, ShortName
@@ -35,32 +36,34 @@ class EntitlementHandler(ApiHandler):
 
 
 class PlansHandler(EntitlementHandler):
-    @endpoint("Plans with prices, max quality and simultaneous streams", tags=("billing",))
+    @endpoint("Plans with prices, max quality and simultaneous streams", response=Plans, tags=("billing",))
     async def get(self) -> None:
         self.reply({"items": await self.entitlements.plans(), "next_cursor": None})
 
 
 class MySubscriptionHandler(EntitlementHandler):
-    @endpoint("My subscription: status, plan, period end", auth=True, tags=("billing",))
+    @endpoint("My subscription: status, plan, period end", response=Subscription, auth=True, tags=("billing",))
     async def get(self) -> None:
         self.reply(await self.entitlements.subscription_view(self.user.user_id))
 
 
 class ComplimentaryHandler(EntitlementHandler):
-    @endpoint("Grant a complimentary plan for some days", body=ComplimentaryBody, permission="users.entitlements",
-              tags=("admin",), errors=(404, 409, 422))
+    @endpoint("Grant a complimentary plan for some days", body=ComplimentaryBody, response=Subscription,
+              permission="users.entitlements", tags=("admin",), errors=(404, 409, 422))
     async def post(self, user_id: str) -> None:
         body = self.parse(ComplimentaryBody)
         self.reply(await self.entitlements.grant_complimentary(self.user, user_id, body.plan_id, body.days,
                                                                self.client_ip))
 
-    @endpoint("End a complimentary plan now", permission="users.entitlements", tags=("admin",), errors=(404,))
+    @endpoint("End a complimentary plan now", response=Subscription, permission="users.entitlements", tags=("admin",),
+              errors=(404,))
     async def delete(self, user_id: str) -> None:
         self.reply(await self.entitlements.end_complimentary(self.user, user_id, self.client_ip))
 
 
 class AdminPlanHandler(EntitlementHandler):
-    @endpoint("Edit a plan", body=PlanPatch, permission="plans.manage", tags=("admin",), errors=(404,))
+    @endpoint("Edit a plan", body=PlanPatch, response=AdminPlan, permission="plans.manage", tags=("admin",),
+              errors=(404,))
     async def patch(self, plan_id: str) -> None:
         body = self.parse(PlanPatch)
         self.reply(await self.entitlements.update_plan(self.user, plan_id, body.model_dump(exclude_none=True),

@@ -9,7 +9,15 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from handlers.base import endpoint
-from handlers.models import Page
+from handlers.catalog.models import (
+    AdminEpisode,
+    AdminEpisodes,
+    AdminSeason,
+    AdminTitle,
+    AdminTitles,
+    Categories,
+    Category,
+)
 from handlers.routing import ApiHandler
 from server.catalog.admin import TITLE_STATUSES, ContentAdminService
 from server.catalog.maturity import RATINGS
@@ -182,28 +190,29 @@ class ContentHandler(ApiHandler):
 
 
 class TitlesHandler(ContentHandler):
-    @endpoint("All titles, any status, newest first (status, type, q)", response=Page, permission=PERMISSION,
-              tags=TAGS)
+    @endpoint("All titles, any status, newest first (status, type, q)", query=AdminTitleQuery, response=AdminTitles,
+              permission=PERMISSION, tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(AdminTitleQuery)
         page = await self.content.list_titles(status=query.status, kind=query.kind, q=query.q, limit=query.limit,
                                               cursor=query.cursor)
         self.reply({"items": page.items, "next_cursor": page.next_cursor})
 
-    @endpoint("Create a movie or a series (a draft, or scheduled with publish_at)", body=TitleCreate, status=201,
-              permission=PERMISSION, tags=TAGS, errors=(422,))
+    @endpoint("Create a movie or a series (a draft, or scheduled with publish_at)", body=TitleCreate,
+              response=AdminTitle, status=201, permission=PERMISSION, tags=TAGS, errors=(422,))
     async def post(self) -> None:
         body = self.parse(TitleCreate)
         self.reply(await self.content.create_title(self.user, body.model_dump(), self.client_ip), 201)
 
 
 class TitleHandler(ContentHandler):
-    @endpoint("One title with its seasons, any status", permission=PERMISSION, tags=TAGS, errors=(404,))
+    @endpoint("One title with its seasons, any status", response=AdminTitle, permission=PERMISSION, tags=TAGS,
+              errors=(404,))
     async def get(self, title_id: str) -> None:
         self.reply(await self.content.get_title(title_id))
 
-    @endpoint("Edit a title's metadata, window or media", body=TitlePatch, permission=PERMISSION, tags=TAGS,
-              errors=(404, 409, 422))
+    @endpoint("Edit a title's metadata, window or media", body=TitlePatch, response=AdminTitle, permission=PERMISSION,
+              tags=TAGS, errors=(404, 409, 422))
     async def patch(self, title_id: str) -> None:
         body = self.parse(TitlePatch)
         changes = patch_changes(body, exclude={"version"})
@@ -211,8 +220,8 @@ class TitleHandler(ContentHandler):
 
 
 class PublishHandler(ContentHandler):
-    @endpoint("Publish a title now: 409 media_not_ready unless it (or, for a series, an episode) has ready "
-              "media or the body says without_media", body=PublishBody, permission=PERMISSION, tags=TAGS,
+    @endpoint("Publish a title now: 409 media_not_ready unless it (or, for a series, an episode) has ready media or "
+              "the body says without_media", body=PublishBody, response=AdminTitle, permission=PERMISSION, tags=TAGS,
               errors=(404, 409))
     async def post(self, title_id: str) -> None:
         body = self.parse(PublishBody)
@@ -221,8 +230,8 @@ class PublishHandler(ContentHandler):
 
 
 class ScheduleHandler(ContentHandler):
-    @endpoint("Schedule a title's release at publish_at", body=ScheduleBody, permission=PERMISSION, tags=TAGS,
-              errors=(404, 409))
+    @endpoint("Schedule a title's release at publish_at", body=ScheduleBody, response=AdminTitle, permission=PERMISSION,
+              tags=TAGS, errors=(404, 409))
     async def post(self, title_id: str) -> None:
         body = self.parse(ScheduleBody)
         self.reply(await self.content.schedule(self.user, title_id, body.publish_at.astimezone(dt.UTC),
@@ -230,27 +239,29 @@ class ScheduleHandler(ContentHandler):
 
 
 class ArchiveHandler(ContentHandler):
-    @endpoint("Archive a title: viewers no longer see it", permission=PERMISSION, tags=TAGS, errors=(404, 409))
+    @endpoint("Archive a title: viewers no longer see it", response=AdminTitle, permission=PERMISSION, tags=TAGS,
+              errors=(404, 409))
     async def post(self, title_id: str) -> None:
         self.reply(await self.content.archive(self.user, title_id, self.client_ip))
 
 
 class UnpublishHandler(ContentHandler):
-    @endpoint("Move a title back to draft", permission=PERMISSION, tags=TAGS, errors=(404, 409))
+    @endpoint("Move a title back to draft", response=AdminTitle, permission=PERMISSION, tags=TAGS, errors=(404, 409))
     async def post(self, title_id: str) -> None:
         self.reply(await self.content.unpublish(self.user, title_id, self.client_ip))
 
 
 class SeasonsHandler(ContentHandler):
-    @endpoint("Add a season to a series", body=SeasonCreate, status=201, permission=PERMISSION, tags=TAGS,
-              errors=(404, 409, 422))
+    @endpoint("Add a season to a series", body=SeasonCreate, response=AdminSeason, status=201, permission=PERMISSION,
+              tags=TAGS, errors=(404, 409, 422))
     async def post(self, title_id: str) -> None:
         body = self.parse(SeasonCreate)
         self.reply(await self.content.add_season(self.user, title_id, body.model_dump(), self.client_ip), 201)
 
 
 class SeasonHandler(ContentHandler):
-    @endpoint("Rename or describe a season", body=SeasonPatch, permission=PERMISSION, tags=TAGS, errors=(404, 422))
+    @endpoint("Rename or describe a season", body=SeasonPatch, response=AdminSeason, permission=PERMISSION, tags=TAGS,
+              errors=(404, 422))
     async def patch(self, title_id: str, number: str) -> None:
         body = self.parse(SeasonPatch)
         self.reply(await self.content.update_season(self.user, title_id, int(number), patch_changes(body),
@@ -263,22 +274,23 @@ class SeasonHandler(ContentHandler):
 
 
 class EpisodesHandler(ContentHandler):
-    @endpoint("Episodes of a series, any status, in order", response=Page, permission=PERMISSION, tags=TAGS,
-              errors=(404, 422))
+    @endpoint("Episodes of a series, any status, in order", query=AdminEpisodeQuery, response=AdminEpisodes,
+              permission=PERMISSION, tags=TAGS, errors=(404, 422))
     async def get(self) -> None:
         query = self.parse_query(AdminEpisodeQuery)
         page = await self.content.list_episodes(query.title_id, query.season, query.limit, query.cursor)
         self.reply({"items": page.items, "next_cursor": page.next_cursor})
 
-    @endpoint("Add an episode (released at once, or at publish_at)", body=EpisodeCreate, status=201,
-              permission=PERMISSION, tags=TAGS, errors=(404, 409, 422))
+    @endpoint("Add an episode (released at once, or at publish_at)", body=EpisodeCreate, response=AdminEpisode,
+              status=201, permission=PERMISSION, tags=TAGS, errors=(404, 409, 422))
     async def post(self) -> None:
         body = self.parse(EpisodeCreate)
         self.reply(await self.content.create_episode(self.user, body.model_dump(), self.client_ip), 201)
 
 
 class EpisodeHandler(ContentHandler):
-    @endpoint("Edit an episode", body=EpisodePatch, permission=PERMISSION, tags=TAGS, errors=(404, 409, 422))
+    @endpoint("Edit an episode", body=EpisodePatch, response=AdminEpisode, permission=PERMISSION, tags=TAGS,
+              errors=(404, 409, 422))
     async def patch(self, episode_id: str) -> None:
         body = self.parse(EpisodePatch)
         self.reply(await self.content.update_episode(self.user, episode_id, patch_changes(body), self.client_ip))
@@ -290,19 +302,20 @@ class EpisodeHandler(ContentHandler):
 
 
 class CategoriesHandler(ContentHandler):
-    @endpoint("Categories and genres", response=Page, permission=PERMISSION, tags=TAGS)
+    @endpoint("Categories and genres", response=Categories, permission=PERMISSION, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.content.list_categories(), "next_cursor": None})
 
-    @endpoint("Create a genre or a collection", body=CategoryCreate, status=201, permission=PERMISSION, tags=TAGS,
-              errors=(409,))
+    @endpoint("Create a genre or a collection", body=CategoryCreate, response=Category, status=201,
+              permission=PERMISSION, tags=TAGS, errors=(409,))
     async def post(self) -> None:
         body = self.parse(CategoryCreate)
         self.reply(await self.content.create_category(self.user, body.model_dump(), self.client_ip), 201)
 
 
 class CategoryHandler(ContentHandler):
-    @endpoint("Rename or reorder a category", body=CategoryPatch, permission=PERMISSION, tags=TAGS, errors=(404,))
+    @endpoint("Rename or reorder a category", body=CategoryPatch, response=Category, permission=PERMISSION, tags=TAGS,
+              errors=(404,))
     async def patch(self, category_id: str) -> None:
         body = self.parse(CategoryPatch)
         changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}

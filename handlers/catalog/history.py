@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from handlers.base import endpoint
+from handlers.catalog.models import History, Watchlist
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
-from handlers.models import Page
 from server.catalog.history import HistoryService
 from server.catalog.viewers import ViewerResolver
 from server.core.ids import ID_PATTERN
@@ -15,8 +15,8 @@ TAGS = ("me",)
 class HistoryHandler(ViewerHandler):
     history: HistoryService
 
-    @endpoint("My watch history, most recent first: position, duration, completed", response=Page, auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("My watch history, most recent first: position, duration, completed", query=ViewerQuery, response=History,
+              auth=True, tags=TAGS, errors=(404,))
     async def get(self) -> None:
         query = self.parse_query(ViewerQuery)
         viewer = await self.viewer(query.profile_id)
@@ -26,7 +26,7 @@ class HistoryHandler(ViewerHandler):
 class WatchlistHandler(ViewerHandler):
     history: HistoryService
 
-    @endpoint("My list, newest first", response=Page, auth=True, tags=TAGS, errors=(404,))
+    @endpoint("My list, newest first", query=ViewerQuery, response=Watchlist, auth=True, tags=TAGS, errors=(404,))
     async def get(self) -> None:
         query = self.parse_query(ViewerQuery)
         viewer = await self.viewer(query.profile_id)
@@ -36,14 +36,14 @@ class WatchlistHandler(ViewerHandler):
 class WatchlistItemHandler(ViewerHandler):
     history: HistoryService
 
-    @endpoint("Add a title to my list (adding twice keeps one entry)", status=204, auth=True, tags=TAGS,
-              errors=(404,))
+    @endpoint("Add a title to my list (adding twice keeps one entry)", query=ViewerQuery, status=204, auth=True,
+              tags=TAGS, errors=(404,))
     async def put(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         await self.history.add_to_watchlist(await self.viewer(query.profile_id), title_id)
         self.no_content()
 
-    @endpoint("Remove a title from my list", status=204, auth=True, tags=TAGS, errors=(404,))
+    @endpoint("Remove a title from my list", query=ViewerQuery, status=204, auth=True, tags=TAGS, errors=(404,))
     async def delete(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         await self.history.remove_from_watchlist(await self.viewer(query.profile_id), title_id)

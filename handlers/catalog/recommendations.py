@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from handlers.base import endpoint
+from handlers.catalog.models import Recommendations
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
-from handlers.models import Page
 from server.catalog.recommendations import RecommendationService
 from server.catalog.viewers import ViewerResolver
 
@@ -20,8 +20,8 @@ class RecommendationQuery(ViewerQuery):
 class RecommendationsHandler(ViewerHandler):
     recommendations: RecommendationService
 
-    @endpoint("Titles suggested from my activity and preferences, each with a reason", response=Page, auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("Titles suggested from my activity and preferences, each with a reason", query=RecommendationQuery,
+              response=Recommendations, auth=True, tags=TAGS, errors=(404,))
     async def get(self) -> None:
         query = self.parse_query(RecommendationQuery)
         viewer = await self.viewer(query.profile_id)

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from handlers.base import endpoint
+from handlers.catalog.models import Review, Reviews
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
-from handlers.models import Page
 from handlers.routing import ApiHandler
 from server.catalog.reviews import MAX_TEXT, ReviewService
 from server.catalog.viewers import ViewerResolver
@@ -33,15 +33,15 @@ class ReviewPatch(Body):
 class TitleReviewsHandler(ViewerHandler):
     reviews: ReviewService
 
-    @endpoint("Reviews of a title, newest first, with the title's average and count", response=Page, auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("Reviews of a title, newest first, with the title's average and count", query=ViewerQuery,
+              response=Reviews, auth=True, tags=TAGS, errors=(404,))
     async def get(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         viewer = await self.viewer(query.profile_id)
         self.reply(await self.reviews.list(viewer, title_id, query.limit, query.cursor))
 
-    @endpoint("Review a title (one review per profile and title)", body=ReviewCreate, status=201, auth=True,
-              tags=TAGS, errors=(404, 409))
+    @endpoint("Review a title (one review per profile and title)", body=ReviewCreate, query=ViewerQuery,
+              response=Review, status=201, auth=True, tags=TAGS, errors=(404, 409))
     async def post(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         body = self.parse(ReviewCreate)
@@ -53,8 +53,8 @@ class ReviewHandler(ApiHandler):
     def initialize(self, reviews: ReviewService) -> None:
         self.reviews = reviews
 
-    @endpoint("Edit my review, or hide/show one as a moderator", body=ReviewPatch, auth=True, tags=TAGS,
-              errors=(403, 404, 409))
+    @endpoint("Edit my review, or hide/show one as a moderator", body=ReviewPatch, response=Review, auth=True,
+              tags=TAGS, errors=(403, 404, 409))
     async def patch(self, review_id: str) -> None:
         body = self.parse(ReviewPatch)
         changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from handlers.base import endpoint
+from handlers.catalog.models import Categories, Episodes, Home, TitleDetail, Titles
 from handlers.catalog.viewing import ViewerHandler, ViewerQuery
-from handlers.models import Page
 from handlers.routing import ApiHandler
 from server.catalog.browse import CatalogService
 from server.catalog.home import HomeService
@@ -36,8 +36,8 @@ class EpisodesQuery(ViewerQuery):
 class TitlesHandler(ViewerHandler):
     catalog: CatalogService
 
-    @endpoint("Browse and search the titles I may watch (type, genre, q, sort; cursor paging)", response=Page,
-              auth=True, tags=TAGS, errors=(404,))
+    @endpoint("Browse and search the titles I may watch (type, genre, q, sort; cursor paging)", query=BrowseQuery,
+              response=Titles, auth=True, tags=TAGS, errors=(404,))
     async def get(self) -> None:
         query = self.parse_query(BrowseQuery)
         viewer = await self.viewer(query.profile_id)
@@ -49,7 +49,8 @@ class TitlesHandler(ViewerHandler):
 class TitleHandler(ViewerHandler):
     catalog: CatalogService
 
-    @endpoint("A title; a series includes its seasons", auth=True, tags=TAGS, errors=(404,))
+    @endpoint("A title; a series includes its seasons", query=ViewerQuery, response=TitleDetail, auth=True, tags=TAGS,
+              errors=(404,))
     async def get(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         self.reply(await self.catalog.title(await self.viewer(query.profile_id), title_id))
@@ -58,8 +59,8 @@ class TitleHandler(ViewerHandler):
 class EpisodesHandler(ViewerHandler):
     catalog: CatalogService
 
-    @endpoint("Episodes of a series, in order, optionally of one season", response=Page, auth=True, tags=TAGS,
-              errors=(404,))
+    @endpoint("Episodes of a series, in order, optionally of one season", query=EpisodesQuery, response=Episodes,
+              auth=True, tags=TAGS, errors=(404,))
     async def get(self, title_id: str) -> None:
         query = self.parse_query(EpisodesQuery)
         viewer = await self.viewer(query.profile_id)
@@ -70,7 +71,7 @@ class CategoriesHandler(ApiHandler):
     def initialize(self, catalog: CatalogService) -> None:
         self.catalog = catalog
 
-    @endpoint("Categories and genres", response=Page, tags=TAGS)
+    @endpoint("Categories and genres", response=Categories, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.catalog.categories(), "next_cursor": None})
 
@@ -78,8 +79,8 @@ class CategoriesHandler(ApiHandler):
 class HomeHandler(ViewerHandler):
     home: HomeService
 
-    @endpoint("My home page: continue watching, recommended, trending, new releases, then per genre", auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("My home page: continue watching, recommended, trending, new releases, then per genre", query=ViewerQuery,
+              response=Home, auth=True, tags=TAGS, errors=(404,))
     async def get(self) -> None:
         query = self.parse_query(ViewerQuery)
         self.reply(await self.home.home(await self.viewer(query.profile_id)))

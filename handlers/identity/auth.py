@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import EmailStr
 
 from handlers.base import endpoint
-from handlers.models import SignedUp, Tokens
+from handlers.models import Accepted, SignedUp, SocialTokens, Tokens
 from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Otp, Password, Secret, Text
@@ -105,8 +105,8 @@ class LogoutHandler(AuthHandler):
 
 
 class SocialHandler(AuthHandler):
-    @endpoint("Sign in (or sign up) with Google, Apple or Facebook", body=SocialBody, response=Tokens, tags=TAGS,
-              errors=(401, 404, 409, 422, 503))
+    @endpoint("Sign in (or sign up) with Google, Apple or Facebook", body=SocialBody, response=SocialTokens,
+              status=(200, 201), tags=TAGS, errors=(401, 404, 409, 422, 503))
     async def post(self, provider: str) -> None:
         body = self.parse(SocialBody)
         token = body.access_token if provider == "facebook" else body.id_token
@@ -119,7 +119,8 @@ class SocialHandler(AuthHandler):
 
 
 class ForgotHandler(AuthHandler):
-    @endpoint("Send a password reset link if the account exists", body=EmailBody, status=202, tags=TAGS)
+    @endpoint("Send a password reset link if the account exists", body=EmailBody, response=Accepted, status=202,
+              tags=TAGS)
     async def post(self) -> None:
         body = self.parse(EmailBody)
         await self.enforce_rate_limit(f"forgot:{body.email.lower()}", 3, 3600, "forgot")

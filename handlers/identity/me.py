@@ -8,6 +8,7 @@ from pydantic import StringConstraints
 
 from handlers.base import endpoint
 from handlers.identity.auth import ProviderTokens
+from handlers.identity.models import PhoneVerified, Profile, Profiles, Sessions, TotpEnabled, TotpSetup
 from handlers.models import Account
 from handlers.routing import ApiHandler
 from server.core import errors
@@ -23,6 +24,14 @@ from server.identity.social import SocialService
 TAGS = ("me",)
 Avatar = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,40}$")]
 ProfileName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+def refuse_nulls(body: Body, *names: str) -> None:
+    """On PATCH an absent field stays as it is; an explicit null cannot empty one that must
+    have a value."""
+    nulls = {name: "cannot be empty" for name in names if name in body.model_fields_set and getattr(body, name) is None}
+    if nulls:
+        raise errors.ValidationFailed(details={"fields": nulls})
 
 
 class MePatch(Body):
@@ -42,8 +51,8 @@ class PhoneHandler(ApiHandler):
     def initialize(self, phone: PhoneService) -> None:
         self.phone = phone
 
-    @endpoint("Verify my phone number with a Firebase phone sign-in ID token", body=PhoneBody, auth=True,
-              tags=TAGS, errors=(401, 409, 422, 503))
+    @endpoint("Verify my phone number with a Firebase phone sign-in ID token", body=PhoneBody,
+              response=PhoneVerified, auth=True, tags=TAGS, errors=(401, 409, 422, 503))
     async def post(self) -> None:
         body = self.parse(PhoneBody)
         number = await self.phone.verify(self.user.user_id, body.firebase_id_token)
@@ -75,6 +84,7 @@ class MeHandler(ApiHandler):
     @endpoint("Change my display name or preferences", body=MePatch, response=Account, auth=True, tags=TAGS)
     async def patch(self) -> None:
         body = self.parse(MePatch)
+        refuse_nulls(body, "display_name")
         self.reply(await self.accounts.update_me(self.user.user_id, body.model_dump(exclude_unset=True)))
 
 
@@ -82,7 +92,7 @@ class SessionsHandler(ApiHandler):
     def initialize(self, sessions: SessionService) -> None:
         self.sessions = sessions
 
-    @endpoint("My signed-in devices", auth=True, tags=TAGS)
+    @endpoint("My signed-in devices", response=Sessions, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.sessions.list(self.user.user_id, self.user.session_id), "next_cursor": None})
 
@@ -124,8 +134,8 @@ class TotpHandler(ApiHandler):
         self.accounts = accounts
         self.totp = totp
 
-    @endpoint("Start TOTP set-up: a secret and an otpauth URI for the authenticator app", auth=True, tags=TAGS,
-              errors=(409,))
+    @endpoint("Start TOTP set-up: a secret and an otpauth URI for the authenticator app", response=TotpSetup,
+              auth=True, tags=TAGS, errors=(409,))
     async def post(self) -> None:
         user = await self.accounts.get(self.user.user_id)
         self.reply(await self.totp.begin(user))
@@ -143,8 +153,8 @@ class TotpConfirmHandler(ApiHandler):
         self.accounts = accounts
         self.totp = totp
 
-    @endpoint("Confirm TOTP with a first code; returns recovery codes, shown only once", body=OtpBody, auth=True,
-              tags=TAGS, errors=(409, 422))
+    @endpoint("Confirm TOTP with a first code; returns recovery codes, shown only once", body=OtpBody,
+              response=TotpEnabled, auth=True, tags=TAGS, errors=(409, 422))
     async def post(self) -> None:
         body = self.parse(OtpBody)
         codes = await self.totp.confirm(await self.accounts.get(self.user.user_id), body.otp)
@@ -155,12 +165,12 @@ class ProfilesHandler(ApiHandler):
     def initialize(self, profiles: ProfileService) -> None:
         self.profiles = profiles
 
-    @endpoint("My viewing profiles", auth=True, tags=TAGS)
+    @endpoint("My viewing profiles", response=Profiles, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.profiles.list(self.user.user_id), "next_cursor": None})
 
-    @endpoint("Add a viewing profile (up to 5)", body=ProfileCreate, status=201, auth=True, tags=TAGS,
-              errors=(409,))
+    @endpoint("Add a viewing profile (up to 5)", body=ProfileCreate, response=Profile, status=201, auth=True,
+              tags=TAGS, errors=(409,))
     async def post(self) -> None:
         body = self.parse(ProfileCreate)
         self.reply(await self.profiles.create(self.user.user_id, body.model_dump()), 201)
@@ -170,9 +180,11 @@ class ProfileHandler(ApiHandler):
     def initialize(self, profiles: ProfileService) -> None:
         self.profiles = profiles
 
-    @endpoint("Change a viewing profile", body=ProfilePatch, auth=True, tags=TAGS, errors=(404,))
+    @endpoint("Change a viewing profile", body=ProfilePatch, response=Profile, auth=True, tags=TAGS,
+              errors=(404,))
     async def patch(self, profile_id: str) -> None:
         body = self.parse(ProfilePatch)
+        refuse_nulls(body, "name", "kids")
         self.reply(await self.profiles.update(self.user.user_id, profile_id, body.model_dump(exclude_unset=True)))
 
     @endpoint("Delete a viewing profile", status=204, auth=True, tags=TAGS, errors=(404, 409))

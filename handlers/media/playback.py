@@ -10,6 +10,7 @@ from pydantic import Field
 from tornado.web import StaticFileHandler
 
 from handlers.base import endpoint
+from handlers.media.models import HeartbeatAck, PlaybackStarted
 from handlers.routing import ApiHandler, MediaFileHandler
 from server.core import errors
 from server.core.fields import Body, Id
@@ -37,7 +38,7 @@ class PlaybackHandler(ApiHandler):
 
 class StartHandler(PlaybackHandler):
     @endpoint("Start playing: entitlement, stream slot, signed manifest URL, resume position", body=StartBody,
-              auth=True, tags=TAGS, errors=(402, 404, 429))
+              response=PlaybackStarted, auth=True, tags=TAGS, errors=(402, 404, 429))
     async def post(self, content_id: str) -> None:
         body = self.parse(StartBody)
         started = await self.playback.start(self.user.user_id, self.user.session_id, content_id,
@@ -49,7 +50,7 @@ class StartHandler(PlaybackHandler):
 
 class HeartbeatHandler(PlaybackHandler):
     @endpoint("Report position and state: keeps the stream slot, records watch history", body=HeartbeatBody,
-              auth=True, tags=TAGS, errors=(404, 409))
+              response=HeartbeatAck, auth=True, tags=TAGS, errors=(404, 409))
     async def post(self, session_id: str) -> None:
         body = self.parse(HeartbeatBody)
         self.reply(await self.playback.heartbeat(self.user.user_id, session_id, body.position, body.state))
@@ -76,7 +77,8 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
         self.grant = await self.playback.authorize(key, token)
         self.key = key
 
-    @endpoint("A signed playlist or media segment", tags=TAGS, errors=(403, 404))
+    @endpoint("A signed playlist or media segment", status=(200, 206, 302, 304), tags=TAGS, errors=(403, 404, 416, 503),
+              content_type=tuple(CONTENT_TYPES.values()))
     async def get(self, token: str, key: str, include_body: bool = True) -> None:
         if self.key.endswith("/master.m3u8"):
             self._playlist((await self.playback.master(self.key, self.grant)).encode())
@@ -89,7 +91,8 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
             self.set_header("Cache-Control", "no-store")  # the signed URL outlives no cache
             self.redirect(await asyncio.to_thread(self.playback.segment_url, self.key))
 
-    @endpoint("Headers of a signed playlist or media segment", tags=TAGS, errors=(403, 404))
+    @endpoint("Headers of a signed playlist or media segment", status=(200, 206, 302, 304), tags=TAGS,
+              errors=(403, 404, 416, 503))
     async def head(self, token: str, key: str) -> None:
         await self.get(token, key, include_body=False)
 
@@ -121,7 +124,7 @@ class MediaHandler(MediaFileHandler, StaticFileHandler):
 class UnsignedMediaHandler(MediaFileHandler):
     """A media path without a token: refused, whatever it names."""
 
-    @endpoint("Media without a token (always refused)", tags=TAGS, errors=(403,))
+    @endpoint("Media without a token (always refused)", status=(), tags=TAGS, errors=(403,))
     async def get(self, rest: str) -> None:
         raise errors.Forbidden("This media link is not valid.", code="media_token_invalid")
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import urllib.parse
 
+from pydantic import BaseModel, Field
+
 from handlers.base import PAGE_CSP, VENDOR, StaticHandler, endpoint
 from handlers.routing import PageHandler
+
+
+class PlayerQuery(BaseModel):
+    src: str | None = Field(default=None, description="the manifest: a /media/... path, or the manifest_url as "
+                                                      "the API returned it (this origin only)")
 
 
 class PlayerPage(PageHandler):
@@ -15,7 +22,7 @@ class PlayerPage(PageHandler):
     csp = PAGE_CSP.replace("img-src 'self' data:;", "img-src 'self' data:; media-src 'self' blob:;")
 
     @endpoint("Web player for a signed manifest of this server (?src=/media/... or the manifest_url as "
-              "given, same origin only)", tags=("pages",))
+              "given, same origin only)", query=PlayerQuery, tags=("pages",), content_type="text/html")
     def get(self) -> None:
         self.render("player.html", src=self.same_origin_media(self.get_query_argument("src", "")))
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from handlers.base import endpoint
+from handlers.media.models import Job, Upload, UploadCreated
 from handlers.routing import ApiHandler
 from server.core import errors
 from server.core.fields import Body, Id
@@ -29,7 +30,7 @@ class UploadsHandler(ApiHandler):
         self.uploads = uploads
 
     @endpoint("Start a resumable upload of a source video for a movie or an episode", body=UploadCreate,
-              status=201, permission="content.manage", tags=TAGS, errors=(404, 413))
+              response=UploadCreated, status=201, permission="content.manage", tags=TAGS, errors=(404, 413))
     async def post(self) -> None:
         body = self.parse(UploadCreate)
         created = await self.uploads.create(self.user, body.content_id, body.filename, body.size, body.sha256,
@@ -44,12 +45,14 @@ class UploadHandler(ApiHandler):
         self.uploads = uploads
         self.max_body_bytes = uploads.chunk_bytes
 
-    @endpoint("Upload progress: the offset to resume from", permission="content.manage", tags=TAGS, errors=(404,))
+    @endpoint("Upload progress: the offset to resume from", response=Upload, permission="content.manage", tags=TAGS,
+              errors=(404,))
     async def get(self, upload_id: str) -> None:
         self.reply(await self.uploads.progress(upload_id))
 
-    @endpoint("Send one chunk at the current offset (header Upload-Offset, binary body)",
-              permission="content.manage", tags=TAGS, errors=(404, 409, 413, 422))
+    @endpoint("Send one chunk at the current offset (header Upload-Offset, binary body)", response=Upload,
+              permission="content.manage", tags=TAGS, errors=(404, 409, 413, 422),
+              body_types=("application/offset+octet-stream", "application/octet-stream"), headers=("Upload-Offset",))
     async def put(self, upload_id: str) -> None:
         raw = self.request.headers.get("Upload-Offset", "")
         if not raw.isdigit():
@@ -61,7 +64,7 @@ class UploadCompleteHandler(ApiHandler):
     def initialize(self, uploads: UploadService) -> None:
         self.uploads = uploads
 
-    @endpoint("Finish the upload: verify size, checksum and video, then start transcoding", status=202,
+    @endpoint("Finish the upload: verify size, checksum and video, then start transcoding", response=Upload, status=202,
               permission="content.manage", tags=TAGS, errors=(404, 409, 422))
     async def post(self, upload_id: str) -> None:
         self.reply(await self.uploads.complete(self.user, upload_id, self.client_ip), 202)
@@ -71,7 +74,8 @@ class JobHandler(ApiHandler):
     def initialize(self, jobs: JobQueue) -> None:
         self.jobs = jobs
 
-    @endpoint("A background job's state and progress", permission="content.manage", tags=TAGS, errors=(404,))
+    @endpoint("A background job's state and progress", response=Job, permission="content.manage", tags=TAGS,
+              errors=(404,))
     async def get(self, job_id: str) -> None:
         self.reply(await self.jobs.view(job_id))
 

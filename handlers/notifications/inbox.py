@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from handlers.base import endpoint
+from handlers.notifications.models import Inbox, MarkedRead, Preferences
 from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery
 from server.notifications.inbox import NotificationService, ReadBody
@@ -24,6 +25,7 @@ class PreferencesPatch(Body):
     promotions: ChannelPrefs | None = None
     account: ChannelPrefs | None = None
     support: ChannelPrefs | None = None
+    support: ChannelPrefs | None = None
 
 
 class DeviceBody(Body):
@@ -36,14 +38,14 @@ class NotificationsHandler(ApiHandler):
 
 
 class InboxHandler(NotificationsHandler):
-    @endpoint("My notifications, newest first", auth=True, tags=TAGS)
+    @endpoint("My notifications, newest first", query=InboxQuery, response=Inbox, auth=True, tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(InboxQuery)
         self.reply(await self.notifications.inbox(self.user.user_id, query.unread, query.limit, query.cursor))
 
 
 class ReadHandler(NotificationsHandler):
-    @endpoint("Mark notifications read: some ids, or all", body=ReadBody, auth=True, tags=TAGS)
+    @endpoint("Mark notifications read: some ids, or all", body=ReadBody, response=MarkedRead, auth=True, tags=TAGS)
     async def post(self) -> None:
         body = self.parse(ReadBody)
         updated = await self.notifications.mark_read(self.user.user_id, None if body.all else body.ids)
@@ -51,11 +53,11 @@ class ReadHandler(NotificationsHandler):
 
 
 class PreferencesHandler(NotificationsHandler):
-    @endpoint("My notification preferences per kind and channel", auth=True, tags=TAGS)
+    @endpoint("My notification preferences per kind and channel", response=Preferences, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply({"preferences": await self.notifications.preferences(self.user.user_id)})
 
-    @endpoint("Change notification preferences", body=PreferencesPatch, auth=True, tags=TAGS)
+    @endpoint("Change notification preferences", body=PreferencesPatch, response=Preferences, auth=True, tags=TAGS)
     async def patch(self) -> None:
         body = self.parse(PreferencesPatch)
         changes = {k: v for k, v in body.model_dump(exclude_none=True).items()}
@@ -82,5 +84,6 @@ def routes(notifications: NotificationService) -> list:
         (r"/me/notifications", InboxHandler, deps),
         (r"/me/notifications/read", ReadHandler, deps),
         (r"/me/notification-preferences", PreferencesHandler, deps),
-        (r"/me/devices/(?P<push_token>[A-Za-z0-9:_\-.]{8,4096})", DeviceHandler, deps),
+        # FCM tokens hold a colon, which client libraries often send percent-encoded
+        (r"/me/devices/(?P<push_token>(?:[A-Za-z0-9:_.-]|%3[Aa]){8,4096})", DeviceHandler, deps),
     ]

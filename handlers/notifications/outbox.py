@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from handlers.base import endpoint
-from handlers.models import Page
+from handlers.notifications.models import OutboxPage
 from handlers.routing import ApiHandler
 from server.core.fields import PageQuery
 from server.notifications.outbox import Outbox
@@ -23,8 +23,8 @@ class OutboxHandler(ApiHandler):
     def initialize(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    @endpoint("Emails queued for delivery (links carrying secrets are withheld)", response=Page,
-              permission="outbox.read", tags=TAGS)
+    @endpoint("Emails queued for delivery (links carrying secrets are withheld)", query=OutboxQuery,
+              response=OutboxPage, permission="outbox.read", tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(OutboxQuery)
         self.reply(await self.outbox.page(query.to.lower() if query.to else None, query.limit, query.cursor))

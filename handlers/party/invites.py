@@ -4,6 +4,7 @@ people without the app), `GET /api/v1/parties/<code>` what the apps show before 
 from __future__ import annotations
 
 from handlers.base import endpoint
+from handlers.party.models import Invite
 from handlers.routing import ApiHandler, PageHandler
 from server.core import errors
 from server.party.service import PartyService
@@ -17,7 +18,7 @@ class InviteHandler(ApiHandler):
         self.parties = parties
 
     @endpoint("A watch-party invite: the title, the host and how many are in (join over Socket.IO /party)",
-              auth=True, tags=TAGS, errors=(404,))
+              response=Invite, auth=True, tags=TAGS, errors=(404,))
     async def get(self, code: str) -> None:
         self.reply(await self.parties.invite(code))
 
@@ -27,7 +28,7 @@ class InvitePage(PageHandler):
         self.parties = parties
 
     @endpoint("The deep link of a watch-party invite: the party's title, and a link that opens the app",
-              tags=("pages",))
+              tags=("pages",), errors=(404,), content_type="text/html")
     async def get(self, code: str) -> None:
         try:
             invite = await self.parties.invite(code)

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import hmac
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import Field
 
 from handlers.base import endpoint
+from handlers.models import ErrorDetail, Reply
 from handlers.routing import InternalHandler, ProbeHandler
 from server.core import errors
 from server.platform.metrics import PROMETHEUS_CONTENT_TYPE
 
 
-class Health(BaseModel):
-    status: str
+class Health(Reply):
+    status: Literal["ok"]
 
 
-class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+class Readiness(Reply):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="each dependency: `up`, or `down: <reason>`")
     instance_id: str
+    error: ErrorDetail | None = Field(default=None, description="503 only: `dependency_down`, naming what is down")
 
 
 class HealthzHandler(ProbeHandler):
@@ -29,7 +32,8 @@ class HealthzHandler(ProbeHandler):
 
 
 class ReadyzHandler(ProbeHandler):
-    @endpoint("Database, cache and queue are reachable", response=Readiness, tags=("operations",), errors=(503,))
+    @endpoint("Database, cache and queue are reachable (503, with the same body, naming what is down)",
+              response=Readiness, status=(200, 503), tags=("operations",))
     async def get(self) -> None:
         checks = await self.platform.check()
         down = sorted(name for name, state in checks.items() if state != "up")
@@ -47,7 +51,8 @@ class ReadyzHandler(ProbeHandler):
 class MetricsHandler(InternalHandler):
     """Internal: scrapers on loopback, or with NAMELESS_METRICS_TOKEN as a bearer token."""
 
-    @endpoint("Prometheus metrics (internal or token)", tags=("operations",), errors=(403,))
+    @endpoint("Prometheus metrics (internal or token)", tags=("operations",), errors=(403,),
+              content_type=PROMETHEUS_CONTENT_TYPE)
     def get(self) -> None:
         if not self._allowed():
             raise errors.Forbidden("Metrics are for internal scrapers.", code="metrics_forbidden")

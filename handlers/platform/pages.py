@@ -14,13 +14,15 @@ WEB_STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
 
 
 class LandingPage(PageHandler):
-    @endpoint("Landing page: where the API docs, the staff sign-in and the README are", tags=("pages",))
+    @endpoint("Landing page: where the API docs, the staff sign-in and the README are", tags=("pages",),
+              content_type="text/html")
     def get(self) -> None:
         self.render("landing.html")
 
 
 class DocsPage(PageHandler):
-    @endpoint("Interactive documentation of the OpenAPI document (Swagger UI)", tags=("pages",))
+    @endpoint("Interactive documentation of the OpenAPI document (Swagger UI)", tags=("pages",),
+              content_type="text/html")
     def get(self) -> None:
         self.render("docs.html")
 
@@ -31,7 +33,7 @@ class FaviconPage(PageHandler):
 
     icon = (WEB_STATIC / "favicon.svg").read_bytes()
 
-    @endpoint("The site icon (SVG)", tags=("pages",))
+    @endpoint("The site icon (SVG)", tags=("pages",), content_type="image/svg+xml")
     def get(self) -> None:
         self.set_header("Content-Type", "image/svg+xml")
         self.set_header("Cache-Control", "public, max-age=86400")

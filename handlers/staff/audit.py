@@ -7,8 +7,8 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from handlers.base import endpoint
-from handlers.models import Page
 from handlers.routing import ApiHandler
+from handlers.staff.models import AuditPage
 from server.core.fields import PageQuery
 from server.staff.audit import AuditLog
 
@@ -24,7 +24,8 @@ class AuditHandler(ApiHandler):
     def initialize(self, audit: AuditLog) -> None:
         self.audit = audit
 
-    @endpoint("The audit log of staff actions, newest first", response=Page, permission="audit.read", tags=TAGS)
+    @endpoint("The audit log of staff actions, newest first", query=AuditQuery, response=AuditPage,
+              permission="audit.read", tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(AuditQuery)
         self.reply(await self.audit.page(query.actor_id, query.target_id, query.limit, query.cursor))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import urllib.parse
 
+from pydantic import BaseModel, Field
+
 from handlers.base import VENDOR, StaticHandler, endpoint
 from handlers.routing import PageHandler
 from server.core import errors
@@ -36,17 +38,34 @@ def safe_next(target: str | None) -> str:
     return urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
 
 
+class LoginQuery(BaseModel):
+    next: str | None = Field(default=None, description="the staff page to open after signing in")
+
+
+class XsrfForm(BaseModel):
+    xsrf: str | None = Field(default=None, alias="_xsrf", description="the `_xsrf` cookie's value (or send it "
+                                                                       "as the X-XSRFToken header)")
+
+
+class LoginForm(XsrfForm):
+    email: str
+    password: str
+    otp: str | None = Field(default=None, description="the authenticator code, when 2FA is on")
+    next: str | None = Field(default=None, description="the staff page to open after signing in")
+
+
 class LoginPage(PageHandler):
     def initialize(self, accounts: AccountService, sessions: SessionService) -> None:
         self.accounts = accounts
         self.sessions = sessions
 
-    @endpoint("Staff sign-in form", tags=("pages",))
+    @endpoint("Staff sign-in form", query=LoginQuery, tags=("pages",), content_type="text/html")
     def get(self) -> None:
         self.render("login.html", error=None, email="", next_url=safe_next(self.get_query_argument("next", None)))
 
-    @endpoint("Staff sign-in: sets the session cookie and redirects to a staff page", tags=("pages",),
-              errors=(401, 403))
+    @endpoint("Staff sign-in: sets the session cookie and redirects to a staff page (a refused sign-in renders "
+              "the form again, with 401 or 403)", body=LoginForm, status=302, tags=("pages",), errors=(401, 403),
+              content_type="text/html", body_types=("application/x-www-form-urlencoded",))
     async def post(self) -> None:
         await self.enforce_rate_limit(f"auth:{self.client_ip}", self.platform.settings.rate_limit_auth, 60, "auth")
         email, next_url = self.form("email", 320), safe_next(self.form("next"))
@@ -74,7 +93,8 @@ class LogoutPage(PageHandler):
     def initialize(self, sessions: SessionService) -> None:
         self.sessions = sessions
 
-    @endpoint("Staff sign-out", auth=True, tags=("pages",))
+    @endpoint("Staff sign-out: ends the session and redirects to /login", body=XsrfForm, status=302, auth=True,
+              tags=("pages",), body_types=("application/x-www-form-urlencoded",))
     async def post(self) -> None:
         await self.sessions.revoke_session(self.user.session_id, reason="logout")
         self.clear_cookie(SESSION_COOKIE, path="/")
@@ -85,7 +105,7 @@ class StaffHome(PageHandler):
     def initialize(self, accounts: AccountService) -> None:
         self.accounts = accounts
 
-    @endpoint("Staff landing page", permission="staff.portal", tags=("pages",))
+    @endpoint("Staff landing page", permission="staff.portal", tags=("pages",), content_type="text/html")
     async def get(self) -> None:
         account = await self.accounts.view(await self.accounts.get(self.user.user_id))
         pages = [(path, label) for path, label, permission in STAFF_PAGES if self.user.can(permission)]
@@ -93,7 +113,8 @@ class StaffHome(PageHandler):
 
 
 class OpsPage(PageHandler):
-    @endpoint("Live connection metrics (staff who run the service)", permission="ops.view", tags=("pages",))
+    @endpoint("Live connection metrics (staff who run the service)", permission="ops.view", tags=("pages",),
+              content_type="text/html")
     def get(self) -> None:
         self.render("ops.html")
 

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from pydantic import EmailStr, Field, StringConstraints
 
 from handlers.base import endpoint
-from handlers.models import Account, Page
+from handlers.models import Account
 from handlers.routing import ApiHandler
+from handlers.staff.models import Accounts, NoticeSent
 from server.core.fields import Body, PageQuery, Search, Text
 from server.core.ids import ID_PATTERN
 from server.staff.users import StaffService
@@ -48,7 +49,8 @@ class StaffHandler(ApiHandler):
 
 
 class UsersHandler(StaffHandler):
-    @endpoint("Search users by email prefix and role", response=Page, permission="users.read", tags=TAGS)
+    @endpoint("Search users by email prefix and role", query=UserQuery, response=Accounts, permission="users.read",
+              tags=TAGS)
     async def get(self) -> None:
         query = self.parse_query(UserQuery)
         self.reply(await self.staff.search(query.q, query.role, query.limit, query.cursor))
@@ -86,7 +88,7 @@ class RolesHandler(StaffHandler):
 
 class NoticeHandler(StaffHandler):
     @endpoint("Send an account notice to a user (inbox, live, push/email per their preferences)", body=NoticeBody,
-              status=201, permission="users.notify", tags=TAGS, errors=(404,))
+              response=NoticeSent, status=201, permission="users.notify", tags=TAGS, errors=(404,))
     async def post(self, user_id: str) -> None:
         body = self.parse(NoticeBody)
         self.reply(await self.staff.notify_user(self.user, user_id, body.title, body.body, self.client_ip), 201)

@@ -7,6 +7,20 @@ from pydantic import Field
 
 from handlers.base import endpoint
 from handlers.routing import ApiHandler
+from handlers.support.models import (
+    AttachmentStored,
+    CannedResponse,
+    CannedResponses,
+    Conversation,
+    Conversations,
+    DeviceKey,
+    DeviceKeys,
+    MessageHistory,
+    Note,
+    Notes,
+    TeamKey,
+    TeamKeyGrants,
+)
 from server.core import errors
 from server.core.fields import Body, Text
 from server.core.ids import new_id
@@ -49,42 +63,44 @@ class KeysHandler(ApiHandler):
 
 
 class DeviceKeyHandler(KeysHandler):
-    @endpoint("Register this device's X25519 public key (base64)", body=PublicKeyBody, auth=True, tags=TAGS)
+    @endpoint("Register this device's X25519 public key (base64)", body=PublicKeyBody, response=DeviceKey, auth=True,
+              tags=TAGS)
     async def put(self, device_id: str) -> None:
         body = self.parse(PublicKeyBody)
         self.reply(await self.keys.put_device(self.user.user_id, device_id, body.public_key))
 
 
 class MyKeysHandler(KeysHandler):
-    @endpoint("My devices' public keys", auth=True, tags=TAGS)
+    @endpoint("My devices' public keys", response=DeviceKeys, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.keys.devices(self.user.user_id), "next_cursor": None})
 
 
 class TeamKeyHandler(KeysHandler):
-    @endpoint("The support team's active public key (503 until a supervisor creates one)", auth=True, tags=TAGS,
-              errors=(503,))
+    @endpoint("The support team's active public key (503 until a supervisor creates one)", response=TeamKey, auth=True,
+              tags=TAGS, errors=(503,))
     async def get(self) -> None:
         self.reply(await self.keys.team_key())
 
 
 class GrantsHandler(KeysHandler):
-    @endpoint("The team private keys sealed to my devices (agents and supervisors hold some)", auth=True,
-              tags=TAGS)
+    @endpoint("The team private keys sealed to my devices (agents and supervisors hold some)", response=TeamKeyGrants,
+              auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply({"items": await self.keys.grants(self.user.user_id), "next_cursor": None})
 
 
 class AdminTeamKeysHandler(KeysHandler):
-    @endpoint("Register a new team public key; it becomes the active one", body=PublicKeyBody, status=201,
-              permission="support.supervise", tags=TAGS)
+    @endpoint("Register a new team public key; it becomes the active one", body=PublicKeyBody, response=TeamKey,
+              status=201, permission="support.supervise", tags=TAGS)
     async def post(self) -> None:
         body = self.parse(PublicKeyBody)
         self.reply(await self.keys.add_team_key(self.user, body.public_key), status=201)
 
 
 class AdminAgentKeysHandler(KeysHandler):
-    @endpoint("A user's device public keys, to seal the team key to", permission="support.supervise", tags=TAGS)
+    @endpoint("A user's device public keys, to seal the team key to", response=DeviceKeys,
+              permission="support.supervise", tags=TAGS)
     async def get(self, user_id: str) -> None:
         self.reply({"items": await self.keys.devices(user_id), "next_cursor": None})
 
@@ -106,25 +122,26 @@ class SupportHandler(ApiHandler):
 
 
 class ConversationsHandler(SupportHandler):
-    @endpoint("Open a conversation with support: the subject and the conversation key sealed to the team key "
-              "and my devices", body=OpenBody, status=201, auth=True, tags=TAGS, errors=(503,))
+    @endpoint("Open a conversation with support: the subject and the conversation key sealed to the team key and my "
+              "devices", body=OpenBody, response=Conversation, status=201, auth=True, tags=TAGS, errors=(503,))
     async def post(self) -> None:
         body = self.parse(OpenBody)
         self.reply(await self.support.open(self.user, body.subject, body.wrapped_keys), status=201)
 
-    @endpoint("My conversations (agents: assigned to me, then the queue)", auth=True, tags=TAGS)
+    @endpoint("My conversations (agents: assigned to me, then the queue)", response=Conversations, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply(await self.support.listing(self.user))
 
 
 class ConversationHandler(SupportHandler):
-    @endpoint("One conversation, with its sealed keys", auth=True, tags=TAGS, errors=(404,))
+    @endpoint("One conversation, with its sealed keys", response=Conversation, auth=True, tags=TAGS, errors=(404,))
     async def get(self, conversation_id: str) -> None:
         self.reply(await self.support.get(self.user, conversation_id))
 
 
 class MessagesHandler(SupportHandler):
-    @endpoint("Ciphertext history after a sequence number", auth=True, tags=TAGS, errors=(404,))
+    @endpoint("Ciphertext history after a sequence number", query=HistoryQuery, response=MessageHistory, auth=True,
+              tags=TAGS, errors=(404,))
     async def get(self, conversation_id: str) -> None:
         query = self.parse_query(HistoryQuery)
         self.reply(await self.support.history(self.user, conversation_id, query.after_seq, query.limit))
@@ -136,14 +153,15 @@ class WrappedKeysBody(Body):
 
 class KeysOfConversationHandler(SupportHandler):
     @endpoint("Add sealed copies of the conversation key (a new device of the viewer, a new team key)",
-              body=WrappedKeysBody, auth=True, tags=TAGS, errors=(404,))
+              body=WrappedKeysBody, response=Conversation, auth=True, tags=TAGS, errors=(404,))
     async def post(self, conversation_id: str) -> None:
         body = self.parse(WrappedKeysBody)
         self.reply(await self.support.add_keys(self.user, conversation_id, body.wrapped_keys))
 
 
 class RatingHandler(SupportHandler):
-    @endpoint("Rate a resolved conversation (its viewer)", body=RatingBody, auth=True, tags=TAGS, errors=(404, 409))
+    @endpoint("Rate a resolved conversation (its viewer)", body=RatingBody, response=Conversation, auth=True, tags=TAGS,
+              errors=(404, 409))
     async def post(self, conversation_id: str) -> None:
         body = self.parse(RatingBody)
         self.reply(await self.support.rate(self.user, conversation_id, body.rating))
@@ -162,12 +180,12 @@ class ExtrasHandler(ApiHandler):
 
 class NotesHandler(ExtrasHandler):
     @endpoint("Agents' private notes on a conversation, sealed to the team key (never shown to the viewer)",
-              auth=True, tags=TAGS, errors=(404,))
+              response=Notes, auth=True, tags=TAGS, errors=(404,))
     async def get(self, conversation_id: str) -> None:
         self.reply(await self.extras.notes(self.user, conversation_id))
 
-    @endpoint("Add a private note sealed to the team key (agents)", body=SealedBody, status=201, auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("Add a private note sealed to the team key (agents)", body=SealedBody, response=Note, status=201,
+              auth=True, tags=TAGS, errors=(404,))
     async def post(self, conversation_id: str) -> None:
         body = self.parse(SealedBody)
         note = await self.extras.add_note(self.user, conversation_id, body.client_id or new_id(), body.team_key_id,
@@ -176,12 +194,13 @@ class NotesHandler(ExtrasHandler):
 
 
 class CannedHandler(ExtrasHandler):
-    @endpoint("Canned responses, sealed to the team key (agents)", permission="support.handle", tags=TAGS)
+    @endpoint("Canned responses, sealed to the team key (agents)", response=CannedResponses,
+              permission="support.handle", tags=TAGS)
     async def get(self) -> None:
         self.reply(await self.extras.canned(self.user))
 
-    @endpoint("Add a canned response sealed to the team key (agents)", body=SealedBody, status=201,
-              permission="support.handle", tags=TAGS)
+    @endpoint("Add a canned response sealed to the team key (agents)", body=SealedBody, response=CannedResponse,
+              status=201, permission="support.handle", tags=TAGS)
     async def post(self) -> None:
         body = self.parse(SealedBody)
         self.reply(await self.extras.add_canned(self.user, body.team_key_id, body.sealed), status=201)
@@ -199,7 +218,8 @@ class AttachmentsHandler(ExtrasHandler):
     max_body_bytes = MAX_ATTACHMENT_BYTES
 
     @endpoint("Attach a file encrypted on the device with the conversation key (body: nonce then secret box, "
-              "application/octet-stream)", status=201, auth=True, tags=TAGS, errors=(404, 413, 415))
+              "application/octet-stream)", response=AttachmentStored, status=201, auth=True, tags=TAGS,
+              errors=(404, 413, 415), body_types=("application/octet-stream",))
     async def post(self, conversation_id: str) -> None:
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/octet-stream":
@@ -208,8 +228,8 @@ class AttachmentsHandler(ExtrasHandler):
 
 
 class AttachmentHandler(ExtrasHandler):
-    @endpoint("An attachment's encrypted bytes (members of the conversation only)", auth=True, tags=TAGS,
-              errors=(404,))
+    @endpoint("An attachment's encrypted bytes (members of the conversation only)", auth=True, tags=TAGS, errors=(404,),
+              content_type="application/octet-stream")
     async def get(self, conversation_id: str, attachment_id: str) -> None:
         blob = await self.extras.attachment(self.user, conversation_id, attachment_id)
         self.set_header("Content-Type", "application/octet-stream")

@@ -45,10 +45,11 @@ def make_app(platform: Platform, product: Product, *,
     rules: list[Any] = []
     for group in routing.GROUPS:
         rules += group.rules(product.routes(group))
-    documented = [(pattern, handler) for pattern, handler, *_ in rules]
-    rules.insert(0, (r"/socket\.io/", services.gateway.handler()))  # matched first: every socket upgrade and poll
+    documented: list[tuple[str, type]] = []  # filled below, so the document lists its own route too
     rules += routing.API.rules([(r"/openapi\.json", openapi.OpenApiHandler,
                                  {"rules": documented, "version": VERSION})])
+    documented += [(pattern, handler) for pattern, handler, *_ in rules]
+    rules.insert(0, (r"/socket\.io/", services.gateway.handler()))  # matched first: every socket upgrade and poll
     settings: dict[str, Any] = {
         "platform": platform,
         "authenticator": services.sessions,

@@ -24,7 +24,7 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-Otp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32)]
+Otp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32, pattern=r"^[0-9A-Za-z -]+$")]
 
 
 class Body(BaseModel):

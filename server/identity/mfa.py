@@ -102,6 +102,8 @@ class TotpService:
         return False
 
     async def _totp_ok(self, user_id: str, secret: str, code: str) -> bool:
+        if not code.isascii():  # compare_digest refuses other text; no such code is ever right
+            return False
         totp = pyotp.TOTP(secret)
         now = int(self._clock() if self._clock else time.time())
         for drift in (0, -1, 1):

@@ -7,7 +7,7 @@ import time
 import pyotp
 import pytest
 
-from tests.helpers import assert_error, login, signup
+from tests.helpers import PASSWORD, assert_error, login, signup
 
 pytestmark = pytest.mark.asyncio
 
@@ -99,3 +99,30 @@ async def test_last_profile_stays(server) -> None:
     only = (await server.client.get("/api/v1/me/profiles", headers=user["headers"])).json()["items"][0]
     assert_error(await server.client.delete(f"/api/v1/me/profiles/{only['id']}", headers=user["headers"]), 409,
                  "last_profile")
+
+
+async def test_a_code_in_other_digits_is_a_wrong_code_not_a_crash(server) -> None:
+    arabic = "١٢٣٤٥٦"  # six digits to str.isdigit, no TOTP code to pyotp
+    user = await signup(server.client)
+    assert (await server.client.post("/api/v1/me/mfa/totp", headers=user["headers"])).status_code == 200
+    assert_error(await server.client.post("/api/v1/me/mfa/totp/confirm", json={"otp": arabic},
+                                          headers=user["headers"]), 400, "validation_failed")
+    await enable_totp(server, user)
+    # The staff sign-in form passes the code as typed, without the API's field check.
+    xsrf = (await server.client.get("/login")).cookies["_xsrf"]
+    resp = await server.client.post("/login", data={"email": user["email"], "password": PASSWORD, "otp": arabic,
+                                                     "_xsrf": xsrf})
+    assert resp.status_code == 401 and "authenticator" in resp.text
+
+
+async def test_a_null_cannot_empty_a_name(server) -> None:
+    user = await signup(server.client)
+    profile = (await server.client.get("/api/v1/me/profiles", headers=user["headers"])).json()["items"][0]
+    path = f"/api/v1/me/profiles/{profile['id']}"
+    err = assert_error(await server.client.patch(path, json={"name": None, "kids": None}, headers=user["headers"]),
+                       400, "validation_failed")
+    assert err["details"]["fields"] == {"name": "cannot be empty", "kids": "cannot be empty"}
+    assert_error(await server.client.patch("/api/v1/me", json={"display_name": None}, headers=user["headers"]),
+                 400, "validation_failed")
+    cleared = await server.client.patch(path, json={"avatar": None}, headers=user["headers"])  # optional: clears
+    assert cleared.status_code == 200 and cleared.json()["name"] == profile["name"]

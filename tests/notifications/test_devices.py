@@ -67,3 +67,13 @@ async def test_push_tokens_never_reach_the_logs(server, caplog: pytest.LogCaptur
     for record in records:
         assert TOKEN not in record.getMessage()
         assert TOKEN not in json.dumps(record.__dict__, default=str), record.__dict__
+
+
+async def test_a_token_with_its_colon_percent_encoded_is_the_same_device(server) -> None:
+    """Generated clients encode path parameters, and an FCM token holds a colon."""
+    owner = await signup(server.client)
+    encoded = f"/api/v1/me/devices/{TOKEN.replace(':', '%3A')}"
+    assert (await server.client.put(encoded, json={"platform": "android"}, headers=owner["headers"])).status_code == 204
+    assert (await server.client.delete(f"/api/v1/me/devices/{TOKEN}", headers=owner["headers"])).status_code == 204
+    assert_error(await server.client.delete(encoded.replace("%3A", "%3a"), headers=owner["headers"]), 404,
+                 "device_not_found")

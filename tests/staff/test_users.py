@@ -171,4 +171,4 @@ async def test_openapi_lists_the_identity_contract(server) -> None:
         assert method in paths.get(path, {}), (path, method)
     login_op = paths["/api/v1/auth/login"]["post"]
     assert login_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/LoginBody")
-    assert paths["/api/v1/me"]["get"]["security"] == [{"bearer": []}]
+    assert paths["/api/v1/me"]["get"]["security"] == [{"bearer": []}, {"session": []}]  # the app, or a staff page

@@ -1,0 +1,67 @@
+"""What the inbox, preference and outbox endpoints reply."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field
+
+from handlers.models import Page, Reply
+from server.notifications.inbox import KINDS
+
+NotificationKind = Literal[KINDS]  # type: ignore[valid-type]
+
+
+class Notification(Reply):
+    id: str
+    kind: NotificationKind
+    title: str
+    body: str
+    data: dict[str, Any]
+    read: bool
+    created_ms: int = Field(description="milliseconds since the epoch, as live events carry it")
+    created_at: dt.datetime
+
+
+class Inbox(Page[Notification]):
+    unread_count: int
+
+
+class MarkedRead(Reply):
+    updated: int = Field(description="notifications that were unread until now")
+
+
+class Channels(Reply):
+    push: bool
+    email: bool
+    in_app: bool
+
+
+class PreferenceMatrix(Reply):
+    new_episode: Channels
+    release: Channels
+    billing: Channels
+    promotions: Channels
+    account: Channels
+    support: Channels
+
+
+class Preferences(Reply):
+    preferences: PreferenceMatrix
+
+
+class OutboxMessage(Reply):
+    id: str
+    channel: Literal["email", "push"]
+    to: str
+    kind: str
+    subject: str
+    text: str
+    status: str
+    has_link: bool = Field(description="the message carries a secret link, withheld here")
+    created_at: dt.datetime
+
+
+class OutboxPage(Page[OutboxMessage]):
+    pass
