@@ -18,7 +18,7 @@ class ConsolePage(PageHandler):
     csp = PAGE_CSP.replace("script-src 'self';", "script-src 'self' 'wasm-unsafe-eval';")
 
     @endpoint("Support agent console (encrypted chat, decrypted in the browser)", permission="support.handle",
-              tags=("pages",))
+              tags=("pages",), content_type="text/html")
     def get(self) -> None:
         self.render("console.html", user_id=self.user.user_id, csrf_token=self.xsrf_token.decode())
 
