@@ -8,6 +8,16 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from handlers.base import endpoint
+from handlers.billing.models import (
+    Checkout,
+    Invoice,
+    Invoices,
+    PlanPrices,
+    Portal,
+    Promotion,
+    Subscription,
+    WebhookReceipt,
+)
 from handlers.billing.plans import PLAN_ID_PATTERN, PlanId
 from handlers.routing import ApiHandler, WebhookHandler
 from server.billing.payments import BillingService
@@ -48,55 +58,58 @@ class BillingHandler(ApiHandler):
 
 
 class CheckoutHandler(BillingHandler):
-    @endpoint("Start a Stripe Checkout for a plan (card, Google Pay, Apple Pay)", body=CheckoutBody, auth=True,
-              tags=("billing",), errors=(409, 422, 503))
+    @endpoint("Start a Stripe Checkout for a plan (card, Google Pay, Apple Pay)", body=CheckoutBody,
+              response=Checkout, auth=True, tags=("billing",), errors=(409, 422, 503))
     async def post(self) -> None:
         body = self.parse(CheckoutBody)
         self.reply(await self.billing.checkout(self.user.user_id, body.plan_id, body.promotion_code))
 
 
 class PortalHandler(BillingHandler):
-    @endpoint("Open the Stripe customer portal (payment methods, plan changes)", auth=True, tags=("billing",),
-              errors=(404, 503))
+    @endpoint("Open the Stripe customer portal (payment methods, plan changes)",
+              response=Portal, auth=True, tags=("billing",), errors=(404, 503))
     async def post(self) -> None:
         self.reply(await self.billing.portal(self.user.user_id))
 
 
 class CancelHandler(BillingHandler):
-    @endpoint("Cancel my subscription at the end of the paid period", auth=True, tags=("billing",),
-              errors=(404, 503))
+    @endpoint("Cancel my subscription at the end of the paid period",
+              response=Subscription, auth=True, tags=("billing",), errors=(404, 503))
     async def post(self) -> None:
         self.reply(await self.billing.set_cancel_at_period_end(self.user.user_id, True))
 
 
 class ResumeHandler(BillingHandler):
-    @endpoint("Keep my subscription after all", auth=True, tags=("billing",), errors=(404, 503))
+    @endpoint("Keep my subscription after all", response=Subscription, auth=True, tags=("billing",), errors=(404, 503))
     async def post(self) -> None:
         self.reply(await self.billing.set_cancel_at_period_end(self.user.user_id, False))
 
 
 class InvoicesHandler(BillingHandler):
-    @endpoint("My billing history: amount, status, hosted invoice page and PDF", auth=True, tags=("billing",))
+    @endpoint("My billing history: amount, status, hosted invoice page and PDF",
+              response=Invoices, auth=True, tags=("billing",))
     async def get(self) -> None:
         self.reply(await self.billing.invoices(self.user.user_id))
 
 
 class InvoiceHandler(BillingHandler):
-    @endpoint("One of my invoices", auth=True, tags=("billing",), errors=(404,))
+    @endpoint("One of my invoices", response=Invoice, auth=True, tags=("billing",), errors=(404,))
     async def get(self, invoice_id: str) -> None:
         self.reply(await self.billing.invoice(self.user.user_id, invoice_id))
 
 
 class PlanVersionsHandler(BillingHandler):
-    @endpoint("Mirror a plan's current price to Stripe; list its price versions", permission="plans.manage",
+    @endpoint("Mirror a plan's current price to Stripe; list its price versions", response=PlanPrices,
+              permission="plans.manage",
               tags=("admin",), errors=(404, 503))
     async def post(self, plan_id: str) -> None:
         self.reply({"items": await self.billing.mirror_plan_by_id(self.user, plan_id, self.client_ip)})
 
 
 class PromotionsHandler(BillingHandler):
-    @endpoint("Create a discount and its promotion code in Stripe", body=PromotionBody, permission="plans.manage",
-              tags=("admin",), errors=(503,), status=201)
+    @endpoint("Create a discount and its promotion code in Stripe", body=PromotionBody, response=Promotion,
+              permission="plans.manage",
+              tags=("admin",), errors=(409, 503), status=201)
     async def post(self) -> None:
         body = self.parse(PromotionBody)
         discount = body.model_dump(include={"percent_off", "amount_off", "duration", "duration_in_months"},
@@ -109,7 +122,8 @@ class PromotionsHandler(BillingHandler):
 
 
 class StripeWebhookHandler(WebhookHandler):
-    @endpoint("Stripe events: signature verified, each applied once, in any order", tags=("billing",),
+    @endpoint("Stripe events: signature verified, each applied once, in any order", response=WebhookReceipt,
+              tags=("billing",),
               errors=(400, 503))
     async def post(self) -> None:
         self.reply(await self.billing.receive(self.body_bytes, self.request.headers.get("Stripe-Signature")))
