@@ -149,6 +149,40 @@ class Settings(BaseSettings):
     )
     gcs_endpoint: str = _env("NAMELESS_GCS_ENDPOINT", default="", description="another GCS-compatible endpoint")
 
+    stripe_secret_key: SecretStr | None = _env(
+        "STRIPE_SECRET_KEY", default=None, description="Stripe secret API key (billing; unset: billing answers 503)"
+    )
+    stripe_webhook_secret: SecretStr | None = _env(
+        "STRIPE_WEBHOOK_SECRET", default=None, description="signing secret of the Stripe webhook endpoint (whsec_...)"
+    )
+    stripe_api_base: str = _env(
+        "NAMELESS_STRIPE_API_BASE", default="", description="another Stripe-compatible API base (tests)"
+    )
+    stripe_webhook_tolerance: int = _env(
+        "NAMELESS_STRIPE_WEBHOOK_TOLERANCE", default=300, ge=1, le=3600,
+        description="oldest signed webhook timestamp accepted, seconds",
+    )
+    billing_success_url: str = _env(
+        "NAMELESS_BILLING_SUCCESS_URL", default="", description="where Stripe Checkout returns after payment"
+    )
+    billing_cancel_url: str = _env(
+        "NAMELESS_BILLING_CANCEL_URL", default="", description="where Stripe Checkout returns when abandoned"
+    )
+    billing_portal_return_url: str = _env(
+        "NAMELESS_BILLING_PORTAL_RETURN_URL", default="", description="where the Stripe customer portal returns"
+    )
+    billing_grace_days: int = _env(
+        "NAMELESS_BILLING_GRACE_DAYS", default=7, ge=0, le=60,
+        description="days a past_due subscription keeps playback while Stripe retries the payment",
+    )
+
+    @field_validator("stripe_api_base", "billing_success_url", "billing_cancel_url", "billing_portal_return_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
     @model_validator(mode="after")
     def _gcs_needs_credentials(self) -> Settings:
         if self.gcs_bucket and not self.gcs_credentials_file:

@@ -29,15 +29,21 @@ class Entitlement:
 
 
 def entitles(sub: dict[str, Any] | None, now_ms: int) -> bool:
-    """Whether a subscription record lets its account watch at `now_ms`."""
-    return (sub is not None and sub.get("status") in ENTITLED_STATUSES
-            and int(sub.get("current_period_end_ms") or 0) > now_ms)
+    """Whether a subscription record lets its account watch at `now_ms`: a past_due one
+    only until its grace period ends."""
+    if sub is None or sub.get("status") not in ENTITLED_STATUSES:
+        return False
+    if sub.get("status") == "past_due" and int(sub.get("grace_until_ms") or now_ms + 1) <= now_ms:
+        return False
+    return int(sub.get("current_period_end_ms") or 0) > now_ms
 
 
 def shown_status(sub: dict[str, Any], now_ms: int) -> str:
     """The status the account sees: a complimentary grant past its end reads as canceled
     (Stripe sends its own status changes for paid ones)."""
     expired = int(sub.get("current_period_end_ms") or 0) <= now_ms
+    if sub.get("status") == "incomplete":  # a checkout that was never paid
+        return "none"
     return "canceled" if expired and sub.get("source") == "complimentary" else sub.get("status", "none")
 
 
@@ -57,6 +63,10 @@ class EntitlementService:
     async def _announce(self, message: dict[str, Any]) -> None:
         """Whoever caches entitlement (media access on every process) drops what it holds."""
         await self._pubsub.publish(ENTITLEMENTS_CHANNEL, message)
+
+    async def announce_user(self, user_id: str) -> None:
+        """The account's record changed elsewhere (billing): playback re-reads it."""
+        await self._announce({"user_id": user_id})
 
     async def plans(self) -> list[dict[str, Any]]:
         return [plan_view(p) for p in await self._plans.list(active_only=True)]

@@ -6,6 +6,7 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 INDEXES = {
     "plans": [IndexModel([("sort", ASCENDING)], name="order")],
@@ -49,3 +50,20 @@ class PlanRepository:
 
     async def put_subscription(self, user_id: str, record: dict[str, Any]) -> None:
         await self._subs.replace_one({"_id": user_id}, {"_id": user_id, **record}, upsert=True)
+
+    async def replace_subscription_if(self, user_id: str, seen: dict[str, Any] | None,
+                                      record: dict[str, Any]) -> bool:
+        """Replace the record only if it is still the one read (`seen`, or none): an
+        optimistic write, so exactly one writer acts on each change."""
+        doc = {"_id": user_id, **record}
+        if seen is None:
+            try:
+                await self._subs.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+            return True
+        guard: dict[str, Any] = {"_id": user_id}
+        for key in ("stripe_synced_ns", "updated_ms"):
+            guard[key] = seen[key] if key in seen else {"$exists": False}
+        result = await self._subs.replace_one(guard, doc)
+        return result.matched_count == 1

@@ -76,3 +76,10 @@ async def test_grants_and_plan_edits_need_an_admin_and_valid_input(server) -> No
                                            headers=manager["headers"]), 403, "forbidden")
     assert_error(await server.client.patch("/api/v1/admin/plans/gold", json={"price_cents": 1},
                                            headers=admin["headers"]), 404, "plan_not_found")
+
+
+def test_past_due_keeps_access_only_through_its_grace_period() -> None:
+    late = {"status": "past_due", "current_period_end_ms": NOW + 30 * DAY}
+    assert entitles({**late, "grace_until_ms": NOW + 1}, NOW)
+    assert not entitles({**late, "grace_until_ms": NOW}, NOW)
+    assert not entitles({**late, "status": "canceled", "grace_until_ms": NOW + DAY}, NOW)

@@ -11,7 +11,7 @@ import pytest
 from handlers import routing
 from handlers.base import StaticHandler
 from handlers.platform.health import HealthzHandler
-from handlers.routing import ApiHandler, InternalHandler, MediaFileHandler, PageHandler, ProbeHandler
+from handlers.routing import ApiHandler, InternalHandler, MediaFileHandler, PageHandler, ProbeHandler, WebhookHandler
 
 
 def test_a_handler_outside_its_groups_base_is_refused() -> None:
@@ -31,6 +31,8 @@ async def test_every_live_route_has_its_groups_policy(server) -> None:
             expected = ApiHandler
         elif pattern.startswith("/media/"):
             expected = MediaFileHandler
+        elif pattern.startswith("/webhooks/"):
+            expected = WebhookHandler
         elif pattern.startswith(("/vendor/", "/static/", "/(favicon", "/(robots")):
             expected = StaticHandler
         elif pattern.rstrip("$") in ("/healthz", "/readyz"):
@@ -41,7 +43,9 @@ async def test_every_live_route_has_its_groups_policy(server) -> None:
             expected = PageHandler
         assert issubclass(target, expected), (pattern, target)
         seen.add(expected)
-    assert seen == {ApiHandler, MediaFileHandler, StaticHandler, ProbeHandler, InternalHandler, PageHandler}
+    assert seen == {ApiHandler, MediaFileHandler, StaticHandler, ProbeHandler, InternalHandler, PageHandler,
+                    WebhookHandler}
+    assert WebhookHandler.ip_rate_limited and not WebhookHandler.xsrf_always
     assert not ProbeHandler.ip_rate_limited and not MediaFileHandler.ip_rate_limited
     assert ApiHandler.ip_rate_limited and PageHandler.ip_rate_limited and PageHandler.xsrf_always
     assert InternalHandler.ip_rate_limited  # a metrics token cannot be guessed at speed
@@ -66,7 +70,7 @@ async def test_every_method_of_every_route_is_declared_or_refused(start_server) 
 
     served = await start_server(NAMELESS_RATE_LIMIT_IP="100000")
     samples = ("0" * 24, "a" * 16 + "." + "b" * 16, "google", "1", "socket.io.min.js", "x", "team:1",
-               f"u:{'0' * 24}:device")
+               f"u:{'0' * 24}:device", "in_1")
     checked = declared = refused = 0
     self_guarded = set()
     rules = served.runtime.app.wildcard_router.rules
