@@ -105,7 +105,7 @@ class PartyService:
         started = await self._playback.start(principal.user_id, principal.session_id, content_id, profile_id)
         now = self._clock()
         party_id, code = new_id(), secrets.token_urlsafe(12)  # 96 random bits
-        content = {"content_id": content_id, "title_id": str(title["_id"]), "title": title.get("name", ""),
+        content = {"content_id": content_id, "title_id": str(title["_id"]), "title": title["title"],
                    "episode": episode.get("name") if episode else None}
         host = await self._member(principal, socket, started["session_id"])
         party = rules.new_party(party_id, content, host, everyone_controls=everyone_controls,

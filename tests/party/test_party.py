@@ -196,6 +196,9 @@ async def test_the_invite_is_a_deep_link(server, clip, members) -> None:
     page = await server.client.get(f"/party/{code}")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     title = created["content"]["title"]
+    movie = (await server.client.get(f"/api/v1/titles/{created['content']['content_id']}",
+                                     headers=host.user["headers"])).json()
+    assert title and title == movie["title"]  # the title the catalog shows
     assert html.escape(title) in page.text and f"nameless://party/{code}" in page.text
     assert page.headers["Referrer-Policy"] == "no-referrer"
     api = await server.client.get(f"/api/v1/parties/{code}", headers=host.user["headers"])
