@@ -36,9 +36,22 @@ async def test_a_first_hour_without_a_stumble(server, browser, clip, screenshots
     await shot("landing")
 
     await page.goto("/docs")
-    await expect(page.locator(".opblock").first).to_be_visible(timeout=20_000)
-    assert await page.locator(".opblock").count() > 50  # the operations of the real document
+    await expect(page.locator(".opblock-tag").first).to_be_visible(timeout=20_000)
+    assert await page.locator(".opblock-tag").count() >= 10  # the tags of the real document, collapsed
+    await page.locator(".opblock-tag", has_text="accounts").first.click()
     await expect(page.locator(".opblock-summary-path", has_text="/api/v1/auth/login").first).to_be_visible()
+    await page.locator(".opblock-tag", has_text="accounts").first.click()  # closed again
+    sections = page.locator(".opblock-tag-section")
+    shown = 0
+    for i in range(await sections.count()):  # one tag open at a time, as a reader browses
+        section = sections.nth(i)
+        await section.locator(".opblock-tag").click()
+        await expect(section.locator(".opblock").first).to_be_visible()
+        shown += await section.locator(".opblock").count()
+        await section.locator(".opblock-tag").click()
+    document = await (await page.request.get("/api/v1/openapi.json")).json()
+    listed = sum(len(op.get("tags") or ["default"]) for ops in document["paths"].values() for op in ops.values())
+    assert shown == listed  # every operation can be read, under each of its tags
     await shot("docs", full_page=False)  # the whole document is some 13,000 pixels tall
 
     await page.goto("/login")

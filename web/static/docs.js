@@ -8,5 +8,8 @@
     deepLinking: true,
     validatorUrl: null,
     tryItOutEnabled: false,
+    // Tags start collapsed: with every operation expanded at once (over 120), Swagger UI
+    // 5.35 renders the first tag only.
+    docExpansion: "none",
   });
 })();
