@@ -43,7 +43,8 @@ party/uncorrected.
 **scale** (`--parties` 500 of `--members` 10, 5,000 sockets in `--scale-procs` 4 processes
 of their own, users in 4 parties each): after everyone joined, `--idle` s with no control
 (the servers' CPU for holding the parties), then every host sends a control every
-`--interval` s (random phase; seek, pause, play, rate, ...) for `--duration` s. Prints the
+`--interval` s (default 10: 50 controls/s in all; random phase; play, rate, seek, pause,
+...) for `--duration` s (60). Prints the
 latency from a control to its arrival at all 10 members, missed and out-of-order states,
 and the server CPU per control (both processes, gross and net of the idle rate).
 
@@ -282,7 +283,8 @@ class PlayersProcess:
                 "party_id": p.party_id, "policy": p.policy.name, "first_seq": p.first_seq,
                 "arrivals": [[a.seq, a.by, a.at_ms, a.raw_ms, a.delivered_ms] for a in p.arrivals],
                 "out_of_order": p.out_of_order, "missed": p.missed(), "seeks": p.seeks,
-                "disconnected": p.disconnected, "ended": p.ended,
+                "disconnected": p.disconnected, "ended": p.ended, "host_changes": p.host_changes,
+                "member_events": dict(p.member_events),
                 "sync_error_ms": (p.offset_ms - (now - p.clock.local_ms(now))) if p.offset_ms is not None else None,
                 "sync_rtts": p.sync_rtts,
             } for name, p in players.items()},
@@ -413,6 +415,14 @@ def missed_states(players: dict[str, dict[str, Any]], newest: dict[str, int]) ->
         got = {a[0] for a in p["arrivals"]}
         out[name] = sum(1 for seq in range(p["first_seq"] + 1, newest[p["party_id"]] + 1) if seq not in got)
     return out
+
+
+def member_events(players: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """party.member events the players saw, by kind (each seen by every member of the party)."""
+    total: Counter[str] = Counter()
+    for p in players.values():
+        total.update(p["member_events"])
+    return dict(total)
 
 
 def stats_ms(values: list[float]) -> dict[str, float]:
@@ -685,6 +695,7 @@ async def run_scale(args: argparse.Namespace, title_id: str, viewers: list[dict[
         "out_of_order": sum(p["out_of_order"] for p in players.values()),
         "missed": sum(missed_states(players, party_newest(players)).values()),
         "disconnected": sum(bool(p["disconnected"]) for p in players.values()),
+        "member_events": member_events(players), "host_changes": sum(p["host_changes"] for p in players.values()),
         "server_cpu_idle": [c / idle_s for c in idle_cpu[:servers]],
         "server_cpu_busy": [c / busy_s for c in busy_cpu[:servers]],
         "generator_cpu_busy": sum(busy_cpu[servers:]) / busy_s,
@@ -823,6 +834,10 @@ def print_report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         print(f"deliveries {lat['delivery_raw']['n']}, out of order {scale['out_of_order']}, missed {scale['missed']},"
               f" disconnected {scale['disconnected']}, refused controls {sum(scale['control_errors'].values())},"
               f" controls that changed nothing (not counted) {scale['unchanged']}")
+        print(f"party.member events seen (by every member): {scale['member_events']}; party.host events seen: "
+              f"{scale['host_changes']}")
+        for error, count in sorted(scale["control_errors"].items(), key=lambda item: -item[1])[:5]:
+            print(f"  refused {count} x: {error}")
         idle, busy = scale["server_cpu_idle"], scale["server_cpu_busy"]
         print(f"server CPU (A + B, share of a core): holding the parties {idle[0]:.0%} + {idle[1]:.0%}, "
               f"with controls {busy[0]:.0%} + {busy[1]:.0%}; players processes {scale['generator_cpu_busy']:.0%}")
@@ -846,8 +861,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parties", type=int, default=500, help="parties in the scale scenario (default 500)")
     p.add_argument("--members", type=int, default=10, help="members per party in the scale scenario (default 10)")
     p.add_argument("--scale-procs", type=int, default=4, help="players processes of the scale scenario (default 4)")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between a host's controls (default 5)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of controls (default 30)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between a host's controls (default 10)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of controls (default 60)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds measured without controls first (default 10)")
     p.add_argument("--seed", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")

@@ -36,6 +36,7 @@ import math
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,6 +310,7 @@ class Player:
         self.sio.on("party.state", self._on_state_raw, namespace=NAMESPACE)
         self.sio.on("party.ended", self._on_ended_raw, namespace=NAMESPACE)
         self.sio.on("party.host", self._on_host_raw, namespace=NAMESPACE)
+        self.sio.on("party.member", self._on_member_raw, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
 
         self._out: asyncio.Queue[tuple[float, str, Any, asyncio.Future[Any], dict[str, float]]] = asyncio.Queue()
@@ -332,6 +334,8 @@ class Player:
         self.seeks = 0
         self.ended: str | None = None
         self.disconnected = False
+        self.host_changes = 0  # party.host events seen
+        self.member_events: Counter[str] = Counter()  # party.member events seen, by kind
 
         self.arrivals: list[Arrival] = []
         self.seen: set[int] = set()  # every seq this player has had, from broadcasts, acks and replies
@@ -525,7 +529,11 @@ class Player:
         self._land(lambda: setattr(self, "ended", str(data.get("reason"))))
 
     def _on_host_raw(self, data: dict[str, Any]) -> None:
+        self.host_changes += 1
         self._land(lambda: setattr(self, "host_id", data.get("host_id")))
+
+    def _on_member_raw(self, data: dict[str, Any]) -> None:
+        self.member_events[str(data.get("event"))] += 1
 
     def _on_disconnect(self, *args: Any) -> None:
         self.disconnected = True
