@@ -333,7 +333,8 @@ class Player:
         self.seek_estimate_ms = self.seek_model.first_guess_ms
         self.seeks = 0
         self.ended: str | None = None
-        self.disconnected = False
+        self.disconnected: str | None = None  # why the server or the network closed the socket
+        self.disconnected_ms: float | None = None
         self.host_changes = 0  # party.host events seen
         self.member_events: Counter[str] = Counter()  # party.member events seen, by kind
 
@@ -354,12 +355,12 @@ class Player:
         self._tasks = [loop.create_task(self._sender()), loop.create_task(self._receiver())]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
         with contextlib.suppress(Exception):
             await self.sio.disconnect()
 
@@ -535,8 +536,11 @@ class Player:
     def _on_member_raw(self, data: dict[str, Any]) -> None:
         self.member_events[str(data.get("event"))] += 1
 
-    def _on_disconnect(self, *args: Any) -> None:
-        self.disconnected = True
+    def _on_disconnect(self, reason: Any = None) -> None:
+        """The socket went away: `disconnected` holds why (python-socketio's reason)."""
+        if self._tasks:  # not a close of ours
+            self.disconnected = str(reason or "disconnected")
+            self.disconnected_ms = true_ms()
 
     def apply(self, state: dict[str, Any]) -> None:
         """Follow `state` if it is newer than the one followed."""
