@@ -2,9 +2,9 @@
 fast a control reaches every member, on two app processes sharing Redis; then 500 parties
 of 10 at once.
 
-    .venv/bin/python bench/party_sync.py                        # both scenarios (about 8 min)
-    .venv/bin/python bench/party_sync.py --scenario sync        # 50 players per policy (about 3 min)
-    .venv/bin/python bench/party_sync.py --scenario scale       # 500 parties of 10 (about 5 min)
+    .venv/bin/python bench/party_sync.py                        # both scenarios
+    .venv/bin/python bench/party_sync.py --scenario sync        # 50 players per policy (about 6 min)
+    .venv/bin/python bench/party_sync.py --scenario scale       # 500 parties of 10 (15 min or more: seating)
     .venv/bin/python bench/party_sync.py --players-process      (a load-generator process, started by the benchmark)
 
 Set-up: an embedded nx-27017 started by the bench (storage.embedded_mongo.EmbeddedMongo)
@@ -289,7 +289,7 @@ class PlayersProcess:
                 "disconnected": p.disconnected, "ended": p.ended, "host_changes": p.host_changes,
                 "member_events": dict(p.member_events),
                 "sync_error_ms": (p.offset_ms - (now - p.clock.local_ms(now))) if p.offset_ms is not None else None,
-                "sync_rtts": p.sync_rtts,
+                "sync_rtts": p.sync_rtts, "sync_log": p.sync_log,
             } for name, p in players.items()},
         }
 
@@ -612,6 +612,10 @@ def summarize_sync(args: argparse.Namespace, policies: list[str], parties: list[
             "disconnected": sum(bool(p["disconnected"]) for p in mine.values()),
             "sync_error_p99_ms": percentile(sorted(sync_errors), 99),
             "latency": latencies([c for c in controls if c["policy"] == policy], arrivals, members_at),
+            "worst_by_step": [[step, sorted(([round(abs(x[4]), 1), x[1], round(x[0] - start)] for x in samples
+                                             if policy_of.get(x[2]) == policy and start <= x[0] <= end),
+                                            reverse=True)[:3]] for step, start, end in windows],
+            "sync_error_max_ms": max((abs(e) for p in mine.values() for _, e, _ in p["sync_log"]), default=NAN),
             "p99_ms_by_step": [[n, step, percentile(sorted(abs(x[4]) for x in samples if policy_of.get(x[2]) == policy
                                                            and start <= x[0] <= end), 99)]
                                for n, (step, start, end) in enumerate(windows)],

@@ -321,6 +321,7 @@ class Player:
 
         self.offset_ms: float | None = None  # server time minus local time, from the last sync
         self.sync_rtts: list[float] = []  # round trips kept by the last sync (local ms)
+        self.sync_log: list[tuple[float, float, float]] = []  # every sync: (true ms, offset error ms, best rtt)
         self.party_id: str | None = None
         self.host_id: str | None = None
         self.state: dict[str, Any] | None = None  # the newest state this player follows
@@ -430,6 +431,8 @@ class Player:
         self.sync_rtts = [rtt for rtt, _ in measured[:keep]]
         first = self.offset_ms is None
         self.offset_ms = statistics.median(offset for _, offset in measured[:keep])
+        now = true_ms()
+        self.sync_log.append((now, self.offset_ms - (now - self.clock.local_ms(now)), self.sync_rtts[0]))
         if first:
             self._follow()
         return self.offset_ms
