@@ -48,7 +48,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness import raise_nofile, run_tornado
@@ -389,10 +389,11 @@ class Generator:
         self.proc = proc
 
     @classmethod
-    async def start(cls) -> Generator:
+    async def start(cls, command: Sequence[str] = (__file__, "--generate")) -> Generator:
+        """This file's generator, or another script speaking the same JSON lines (`command`,
+        run with this Python)."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--generate", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            limit=LINE_LIMIT)
+            sys.executable, *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=LINE_LIMIT)
         return cls(proc)
 
     async def ask(self, wait_s: float, **cmd: Any) -> dict[str, Any]:
