@@ -41,7 +41,8 @@ INVITE_TTL_MS = 24 * 3600 * 1000
 RECORD_TTL_MS = rules.IDLE_END_MS + 24 * 3600 * 1000  # a safety net: the sweeper ends parties first
 LOCK_TTL_S = 5.0
 SWEEP_INTERVAL_S = 0.25
-ALIVE_TTL_MS = 6_000
+ALIVE_TTL_MS = 15_000  # a process silent this long is taken for dead, and its seats for dropped
+ALIVE_REFRESH_S = 2.0
 CHAT_MAX_CHARS = 500
 CHAT_LIMIT = (10, 10)  # messages per window of seconds, per member
 REACTIONS = frozenset({"👍", "👎", "😂", "😮", "😢", "😍", "🔥", "👏", "🎉", "😱", "🍿", "❤️"})
@@ -79,6 +80,7 @@ class PartyService:
         self.process_id = process_id
         self._clock = clock
         self._sweeper: asyncio.Task[None] | None = None
+        self._alive: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
 
     # --- lifecycle ----------------------------------------------------------------
@@ -87,12 +89,14 @@ class PartyService:
         await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)
         self._unsubscribe = await self._pubsub.subscribe(PLAYBACK_CHANNEL, self._on_playback_ended)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        self._alive = asyncio.ensure_future(self._keep_alive())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._alive):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._unsubscribe is not None:
             await self._unsubscribe()
 
@@ -336,13 +340,21 @@ class PartyService:
 
     # --- time -------------------------------------------------------------------------
 
-    async def _sweep_forever(self) -> None:
-        last_alive = 0.0
+    async def _keep_alive(self) -> None:
+        """This process's presence, refreshed on its own: a sweep that runs long must never
+        let it lapse, or the other processes would drop seats whose sockets are fine."""
         while True:
             try:
-                if time.monotonic() - last_alive > ALIVE_TTL_MS / 3000:
-                    await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)
-                    last_alive = time.monotonic()
+                await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("party presence refresh failed")
+            await asyncio.sleep(ALIVE_REFRESH_S)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
                 for party_id in await self._store.claim_due(self._clock(), 2_000, 100):
                     await self.tick(party_id)
             except asyncio.CancelledError:

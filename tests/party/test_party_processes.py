@@ -47,8 +47,8 @@ async def test_two_processes_one_party_and_a_crash_loses_nothing(
     assert back["playback"]["session_id"] == host.playback["session_id"]
     # the member who never returns is noticed through A's presence expiring, then loses the seat
     await guest.wait("party.member", lambda m: m["user_id"] == quiet.user_id and m["event"] == "disconnected",
-                     timeout=20)
-    await guest.wait("party.member", lambda m: m["user_id"] == quiet.user_id and m["event"] == "left", timeout=20)
+                     timeout=45)  # A's presence lapses (ALIVE_TTL_MS), then a sweep notices
+    await guest.wait("party.member", lambda m: m["user_id"] == quiet.user_id and m["event"] == "left", timeout=30)
     paused = (await again.ok("party.control", {"action": "pause"}))["state"]
     await guest.wait("party.state", lambda s: s["seq"] == paused["seq"])
     seqs = [s["seq"] for s in guest.of("party.state")]
