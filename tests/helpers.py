@@ -102,3 +102,37 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
     next_field = re.search(r'name="next" value="([^"]*)"', page.text).group(1)
     return await client.post("/login", data={"_xsrf": token.group(1), "email": email, "password": password,
                                              "next": next_field})
+
+
+class NamespaceClient:
+    """A real python-socketio client on one namespace that records, in order, every event
+    it receives, and waits for one by condition."""
+
+    def __init__(self, namespace: str) -> None:
+        import socketio
+
+        self.namespace = namespace
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+
+        @self.sio.on("*", namespace=namespace)
+        async def _any(event: str, data: Any = None) -> None:
+            self.events.append((event, data))
+
+    def of(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+    async def wait(self, event: str, match=lambda data: True, timeout: float = 10.0) -> Any:
+        """The first `event` whose data matches, waiting for it if needed."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for data in self.of(event):
+                if match(data):
+                    return data
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no matching {event!r} within {timeout}s; got {self.events[-5:]}")
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()

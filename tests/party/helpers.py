@@ -3,12 +3,9 @@ members speaking the `/party` protocol with python-socketio's client."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import socketio
-
-from tests.helpers import make_staff, signup
+from tests.helpers import NamespaceClient, make_staff, signup
 from tests.media.helpers import create_movie, upload, wait_job
 
 
@@ -33,19 +30,14 @@ async def viewer(served, plan_id: str | None = "premium") -> dict[str, Any]:
     return user
 
 
-class Member:
+class Member(NamespaceClient):
     """A real Socket.IO client on `/party` that records every event it receives, in order."""
 
     def __init__(self, user: dict[str, Any]) -> None:
+        super().__init__("/party")
         self.user = user
         self.user_id = user["user"]["id"]
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
         self.playback: dict[str, Any] = {}  # the seat's stream, from the last create or join
-
-        @self.sio.on("*", namespace="/party")
-        async def _any(event: str, data: Any = None) -> None:
-            self.events.append((event, data))
 
     async def connect(self, url: str) -> None:
         await self.sio.connect(url, auth={"token": self.user["access_token"]}, namespaces=["/party"],
@@ -61,23 +53,6 @@ class Member:
             self.playback = reply["playback"]
         return reply
 
-    def of(self, event: str) -> list[Any]:
-        return [data for name, data in self.events if name == event]
-
-    async def wait(self, event: str, match=lambda data: True, timeout: float = 10.0) -> Any:
-        """The first `event` whose data matches, waiting for it if needed."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            for data in self.of(event):
-                if match(data):
-                    return data
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no matching {event!r} within {timeout}s; got {self.events[-5:]}")
-            await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        if self.sio.connected:
-            await self.sio.disconnect()
 
 
 def error_code(reply: dict[str, Any]) -> str:

@@ -4,17 +4,15 @@ Socket.IO clients on `/support`."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 from typing import Any
 
-import socketio
 from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.secret import SecretBox
 from nacl.utils import random
 
-from tests.helpers import make_staff, signup
+from tests.helpers import NamespaceClient, make_staff, signup
 
 
 def b64(raw: bytes) -> str:
@@ -25,10 +23,11 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-class Device:
+class Device(NamespaceClient):
     """One user's device: its own key pair, registered over the API, and a socket."""
 
     def __init__(self, served, user: dict[str, Any], device_id: str | None = None) -> None:
+        super().__init__("/support")
         self.served = served
         self.user = user
         self.user_id = user.get("id") or user["user"]["id"]
@@ -37,12 +36,6 @@ class Device:
         self.key_id = ""
         self.team_private: PrivateKey | None = None
         self.keys: dict[str, bytes] = {}  # conversation id -> conversation key
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-
-        @self.sio.on("*", namespace="/support")
-        async def _any(event: str, data: Any = None) -> None:
-            self.events.append((event, data))
 
     @property
     def headers(self) -> dict[str, str]:
@@ -105,22 +98,6 @@ class Device:
         box = SecretBox(await self.key_for(message["conversation_id"]))
         return box.decrypt(unb64(message["ciphertext"]), unb64(message["nonce"])).decode()
 
-    def of(self, event: str) -> list[Any]:
-        return [data for name, data in self.events if name == event]
-
-    async def wait(self, event: str, match=lambda data: True, timeout: float = 10.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            for data in self.of(event):
-                if match(data):
-                    return data
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no matching {event!r} within {timeout}s; got {self.events[-5:]}")
-            await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        if self.sio.connected:
-            await self.sio.disconnect()
 
 
 def grant_path(team_key_id: str, device_key_id: str) -> str:
