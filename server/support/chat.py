@@ -119,11 +119,8 @@ class SupportService:
     async def member(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
         """The conversation, if this user belongs to it; the same 404 otherwise."""
         doc = await self._conversations.get(conversation_id)
-        if doc is not None:
-            if doc["viewer_id"] == principal.user_id:
-                return doc
-            if principal.can("support.handle") and doc["assignee_id"] in (principal.user_id, None):
-                return doc
+        if doc is not None and belongs(principal, doc):
+            return doc
         raise errors.NotFound("No such conversation.", code="conversation_not_found")
 
     async def _view(self, doc: dict[str, Any], user_id: str | None = None) -> dict[str, Any]:
@@ -207,10 +204,8 @@ class SupportService:
                 self._members.clear()
             cached = (time.monotonic() + MEMBERSHIP_TTL_S, {k: doc[k] for k in ("_id", "viewer_id", "assignee_id")})
             self._members[conversation_id] = cached
-        doc = cached[1]
-        if doc["viewer_id"] == principal.user_id or (
-                principal.can("support.handle") and doc["assignee_id"] in (principal.user_id, None)):
-            return doc
+        if belongs(principal, cached[1]):
+            return cached[1]
         raise errors.NotFound("No such conversation.", code="conversation_not_found")
 
     async def _on_assignment(self, message: dict[str, Any]) -> None:
@@ -367,6 +362,13 @@ class SupportService:
             if load < int(agent["capacity"]):
                 free.append((load, agent["_id"], int(agent["capacity"])))
         return free
+
+
+def belongs(principal: Principal, doc: dict[str, Any]) -> bool:
+    """The one membership rule: the conversation's viewer, the agent it is assigned to, or,
+    while it waits unassigned, any agent (to claim it)."""
+    return doc["viewer_id"] == principal.user_id or (
+        principal.can("support.handle") and doc["assignee_id"] in (principal.user_id, None))
 
 
 def view(doc: dict[str, Any], user_id: str | None, last: int) -> dict[str, Any]:
