@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         "NAMELESS_STRIPE_WEBHOOK_TOLERANCE", default=300, ge=1, le=3600,
         description="oldest signed webhook timestamp accepted, seconds",
     )
+    stripe_event_lease: int = _env(
+        "NAMELESS_STRIPE_EVENT_LEASE", default=60, ge=5, le=3600,
+        description="seconds one delivery holds a webhook event while applying it; a process that dies "
+                    "mid-apply frees it after this",
+    )
     billing_success_url: str = _env(
         "NAMELESS_BILLING_SUCCESS_URL", default="", description="where Stripe Checkout returns after payment"
     )

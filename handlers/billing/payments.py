@@ -124,7 +124,7 @@ class PromotionsHandler(BillingHandler):
 class StripeWebhookHandler(WebhookHandler):
     @endpoint("Stripe events: signature verified, each applied once, in any order", response=WebhookReceipt,
               tags=("billing",),
-              errors=(400, 503))
+              errors=(400, 409, 503))
     async def post(self) -> None:
         self.reply(await self.billing.receive(self.body_bytes, self.request.headers.get("Stripe-Signature")))
 

@@ -61,6 +61,7 @@ class BillingConfig:
     portal_return_url: str
     webhook_tolerance: int = 300
     grace_days: int = 7
+    event_lease: int = 60
 
 
 def _id_of(value: Any) -> str | None:
@@ -274,13 +275,21 @@ class BillingService:
         obj = (event.get("data") or {}).get("object")
         if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(obj, dict):
             raise errors.BadRequest("The event has no id, type or object.", code="invalid_event")
-        if not await self._repo.claim_event(event_id, event_type, to_ms(now())):
+        claim = await self._repo.claim_event(event_id, event_type, to_ms(now()), self._config.event_lease * 1000)
+        if claim.outcome == "applied":
             return {"received": True, "duplicate": True}
+        if claim.outcome == "in_progress":  # not 2xx: Stripe delivers it again later
+            wait = max(1, -(-(claim.lease_until_ms - to_ms(now())) // 1000))
+            raise errors.Conflict("This event is being applied by another delivery; try again later.",
+                                  code="event_in_progress", details={"retry_after": wait},
+                                  headers={"Retry-After": str(wait)})
         try:
             await self._apply(event_type, obj)
         except BaseException:
-            await self._repo.release_event(event_id)  # Stripe retries the delivery
+            await self._repo.release_event(event_id, claim)  # Stripe's retry applies it
             raise
+        if not await self._repo.finish_event(event_id, claim, to_ms(now())):
+            log.warning("a webhook event outlived its lease", extra={"event_type": event_type})
         return {"received": True, "duplicate": False}
 
     async def _apply(self, event_type: str, obj: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ older fetch never replaces a newer one.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -23,6 +24,16 @@ INDEXES = {
     "billing_events": [IndexModel([("received_ms", DESCENDING)], name="received")],
     "billing_invoices": [IndexModel([("user_id", ASCENDING), ("created", DESCENDING)], name="history")],
 }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery found: the event is now its to apply, was applied already, or is
+    being applied under someone else's lease (until `lease_until_ms`)."""
+
+    outcome: Literal["claimed", "applied", "in_progress"]
+    attempts: int
+    lease_until_ms: int
 
 
 class BillingRepository:
@@ -75,17 +86,44 @@ class BillingRepository:
 
     # --- events ------------------------------------------------------------------------
 
-    async def claim_event(self, event_id: str, event_type: str, at_ms: int) -> bool:
-        """True for the first delivery of this event id, False for every later one."""
+    async def claim_event(self, event_id: str, event_type: str, at_ms: int, lease_ms: int) -> Claim:
+        """Claim the event for one apply that holds it for `lease_ms`. A later delivery finds
+        it applied (a duplicate) or still being applied (come back later), unless the claim
+        was released after a failure or its lease ran out (the applier died): then it is
+        claimed again, with one more attempt counted."""
+        lease = {"state": "applying", "lease_until_ms": at_ms + lease_ms}
         try:
-            await self._events.insert_one({"_id": event_id, "type": event_type, "received_ms": at_ms})
+            await self._events.insert_one({"_id": event_id, "type": event_type, "received_ms": at_ms,
+                                           "attempts": 1, **lease})
+            return Claim("claimed", 1, at_ms + lease_ms)
         except DuplicateKeyError:
-            return False
-        return True
+            pass
+        retaken = await self._events.find_one_and_update(
+            {"_id": event_id, "$or": [{"state": "released"},
+                                      {"state": "applying", "lease_until_ms": {"$lte": at_ms}}]},
+            {"$set": lease, "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
+        if retaken is not None:
+            return Claim("claimed", int(retaken["attempts"]), at_ms + lease_ms)
+        doc = await self._events.find_one({"_id": event_id}) or {}
+        if doc.get("state") == "applying":
+            return Claim("in_progress", int(doc.get("attempts") or 1), int(doc["lease_until_ms"]))
+        return Claim("applied", int(doc.get("attempts") or 1), 0)  # also claims kept before leases existed
 
-    async def release_event(self, event_id: str) -> None:
-        """Applying the event failed: let Stripe's retry apply it."""
-        await self._events.delete_one({"_id": event_id})
+    async def finish_event(self, event_id: str, claim: Claim, at_ms: int) -> bool:
+        """The apply under `claim` is done; False if the lease had run out and another
+        process claimed the event meanwhile (it applies the same latest state again)."""
+        result = await self._events.update_one(
+            {"_id": event_id, "state": "applying", "attempts": claim.attempts},
+            {"$set": {"state": "applied", "applied_ms": at_ms}, "$unset": {"lease_until_ms": ""}})
+        return result.modified_count == 1
+
+    async def release_event(self, event_id: str, claim: Claim) -> None:
+        """Applying the event failed: Stripe's retry claims it again."""
+        await self._events.update_one({"_id": event_id, "state": "applying", "attempts": claim.attempts},
+                                      {"$set": {"state": "released"}, "$unset": {"lease_until_ms": ""}})
+
+    async def event(self, event_id: str) -> dict[str, Any] | None:
+        return await self._events.find_one({"_id": event_id})
 
     # --- invoices ----------------------------------------------------------------------
 

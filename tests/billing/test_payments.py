@@ -11,25 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from server.billing.payments import BillingService
-from tests.fakes.stripe import GOOD_CARD, StripeStandIn, event, running_stripe, sign
+from tests.fakes.stripe import GOOD_CARD, StripeStandIn, event, sign
 from tests.helpers import assert_error, make_staff, signup
 from tests.realtime.test_gateway import Client
 
 WEBHOOK = "/webhooks/stripe"
-
-
-@pytest.fixture
-async def stripe_fake():
-    async with running_stripe() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def billing_server(start_server, stripe_fake):
-    return await start_server(**stripe_fake.env())
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:

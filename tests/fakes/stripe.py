@@ -146,6 +146,15 @@ class StripeStandIn:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     session_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
+    held: dict[str, asyncio.Event] = field(default_factory=dict)  # path -> released when set
+    waiting: list[str] = field(default_factory=list)  # held calls that arrived
+    failing: set[str] = field(default_factory=set)  # paths answered with Stripe's 500
+
+    def hold(self, path: str) -> asyncio.Event:
+        """Stripe is slow on `path`: calls to it wait until the returned event is set (so a
+        test can act while the app is mid-apply)."""
+        gate = self.held[path] = asyncio.Event()
+        return gate
 
     def env(self) -> dict[str, str]:
         """The app's settings for this Stripe."""
@@ -227,6 +236,12 @@ class StripeStandIn:
         if req.headers.get("Authorization", "") != f"Bearer {SECRET_KEY}":
             return self._reply(handler, 401, {"error": {"type": "invalid_request_error",
                                                         "message": "Invalid API Key provided"}})
+        if path in self.held:
+            self.waiting.append(path)
+            await self.held[path].wait()
+        if path in self.failing:
+            self.calls.append((req.method, path, "stand-in"))
+            return self._reply(handler, 500, {"error": {"type": "api_error", "message": "Stripe is having a moment"}})
         own = await self._own(req.method, path, body, query)
         if own is not None:
             self.calls.append((req.method, path, "stand-in"))

@@ -24,7 +24,7 @@ def wire(ctx: Wiring) -> Contribution:
         webhook_secret=s.stripe_webhook_secret.get_secret_value() if s.stripe_webhook_secret else None,
         success_url=s.billing_success_url, cancel_url=s.billing_cancel_url,
         portal_return_url=s.billing_portal_return_url, webhook_tolerance=s.stripe_webhook_tolerance,
-        grace_days=s.billing_grace_days,
+        grace_days=s.billing_grace_days, event_lease=s.stripe_event_lease,
     )
     api = StripeApi(secret, s.stripe_api_base) if secret else None
     billing = BillingService(config, api, plan_repo, ctx.repo(BillingRepository), ctx.repo(UserRepository),
