@@ -18,6 +18,7 @@ class Plan(Reply):
     interval: str
     max_height: int = Field(description="the highest rendition the plan plays")
     streams: int = Field(description="simultaneous streams")
+    trial_days: int = Field(default=0, description="free days before the first charge of a new subscription")
 
 
 class Plans(Page[Plan]):
@@ -26,6 +27,10 @@ class Plans(Page[Plan]):
 
 class AdminPlan(Plan):
     active: bool
+
+
+class AdminPlans(Page[AdminPlan]):
+    pass
 
 
 class Subscription(Reply):

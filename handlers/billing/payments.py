@@ -21,7 +21,7 @@ from handlers.billing.models import (
 from handlers.billing.plans import PLAN_ID_PATTERN, PlanId
 from handlers.routing import ApiHandler, WebhookHandler
 from server.billing.payments import BillingService
-from server.core.fields import Body
+from server.core.fields import Body, PageQuery
 
 INVOICE_ID_PATTERN = r"in_[A-Za-z0-9]{1,60}"
 PromotionCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9-]{1,40}$")]
@@ -87,9 +87,10 @@ class ResumeHandler(BillingHandler):
 
 class InvoicesHandler(BillingHandler):
     @endpoint("My billing history: amount, status, hosted invoice page and PDF",
-              response=Invoices, auth=True, tags=("billing",))
+              query=PageQuery, response=Invoices, auth=True, tags=("billing",), errors=(400,))
     async def get(self) -> None:
-        self.reply(await self.billing.invoices(self.user.user_id))
+        query = self.parse_query(PageQuery)
+        self.reply(await self.billing.invoices(self.user.user_id, query.limit, query.cursor))
 
 
 class InvoiceHandler(BillingHandler):

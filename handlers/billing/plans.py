@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
 from handlers.base import endpoint
-from handlers.billing.models import AdminPlan, Plans, Subscription
+from handlers.billing.models import AdminPlan, AdminPlans, Plans, Subscription
 from handlers.routing import ApiHandler
 from server.billing.entitlements import EntitlementService
 from server.core.fields import Body, ShortName
@@ -22,11 +22,24 @@ class ComplimentaryBody(Body):
     days: int = Field(ge=1, le=3650)
 
 
+class NewPlan(Body):
+    id: PlanId
+    name: ShortName
+    price_cents: int = Field(ge=0, le=1_000_000)
+    currency: Literal["usd", "eur", "gbp"] = "usd"
+    interval: Literal["month", "year"] = "month"
+    max_height: int = Field(ge=240, le=4320)
+    streams: int = Field(ge=1, le=10)
+    trial_days: int = Field(default=0, ge=0, le=90)
+    active: bool = True
+
+
 class PlanPatch(Body):
     name: ShortName | None = None
     price_cents: int | None = Field(default=None, ge=0, le=1_000_000)
     max_height: int | None = Field(default=None, ge=240, le=4320)  # the lowest rung of the ladder
     streams: int | None = Field(default=None, ge=1, le=10)
+    trial_days: int | None = Field(default=None, ge=0, le=90, description="0: no trial")
     active: bool | None = None
 
 
@@ -70,11 +83,24 @@ class AdminPlanHandler(EntitlementHandler):
                                                        self.client_ip))
 
 
+class AdminPlansHandler(EntitlementHandler):
+    @endpoint("Every plan, retired ones too", response=AdminPlans, permission="plans.manage", tags=("admin",))
+    async def get(self) -> None:
+        self.reply({"items": await self.entitlements.admin_plans(), "next_cursor": None})
+
+    @endpoint("Add a plan (mirrored to a Stripe product and price at its first checkout)", body=NewPlan,
+              response=AdminPlan, permission="plans.manage", tags=("admin",), errors=(409,), status=201)
+    async def post(self) -> None:
+        body = self.parse(NewPlan)
+        self.reply(await self.entitlements.create_plan(self.user, body.model_dump(), self.client_ip), status=201)
+
+
 def routes(entitlements: EntitlementService) -> list:
     deps = {"entitlements": entitlements}
     return [
         (r"/plans", PlansHandler, deps),
         (r"/me/subscription", MySubscriptionHandler, deps),
         (rf"/admin/users/(?P<user_id>{ID_PATTERN})/complimentary", ComplimentaryHandler, deps),
+        (r"/admin/plans", AdminPlansHandler, deps),
         (rf"/admin/plans/(?P<plan_id>{PLAN_ID_PATTERN})", AdminPlanHandler, deps),
     ]

@@ -51,7 +51,12 @@ def plan_view(plan: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": plan["_id"], "name": plan["name"], "price_cents": plan["price_cents"], "currency": plan["currency"],
         "interval": plan["interval"], "max_height": plan["max_height"], "streams": plan["streams"],
+        "trial_days": int(plan.get("trial_days") or 0),
     }
+
+
+def admin_plan_view(plan: dict[str, Any]) -> dict[str, Any]:
+    return plan_view(plan) | {"active": bool(plan.get("active"))}
 
 
 class EntitlementService:
@@ -70,6 +75,19 @@ class EntitlementService:
 
     async def plans(self) -> list[dict[str, Any]]:
         return [plan_view(p) for p in await self._plans.list(active_only=True)]
+
+    async def admin_plans(self) -> list[dict[str, Any]]:
+        return [admin_plan_view(p) for p in await self._plans.list(active_only=False)]
+
+    async def create_plan(self, actor: Principal, plan: dict[str, Any], ip: str) -> dict[str, Any]:
+        fields = {k: v for k, v in plan.items() if k != "id"}
+        if not await self._plans.create({"_id": plan["id"], **fields}):
+            raise errors.Conflict("A plan with this id exists already.", code="plan_exists")
+        await self._audit.record(actor, "plan.create", target_type="plan", target_id=plan["id"], ip=ip,
+                                 details=fields)
+        created = await self._plans.get(plan["id"])
+        assert created is not None
+        return admin_plan_view(created)
 
     async def current(self, user_id: str) -> Entitlement | None:
         sub = await self._plans.subscription(user_id)
@@ -136,4 +154,4 @@ class EntitlementService:
         await self._audit.record(actor, "plan.update", target_type="plan", target_id=plan_id, ip=ip,
                                  details=changes)
         await self._announce({"all": True})
-        return plan_view(plan) | {"active": bool(plan.get("active"))}
+        return admin_plan_view(plan)

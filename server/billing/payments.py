@@ -250,8 +250,9 @@ class BillingService:
 
     # --- billing history -----------------------------------------------------------------
 
-    async def invoices(self, user_id: str, limit: int = 50) -> dict[str, Any]:
-        return {"items": [invoice_view(i) for i in await self._repo.invoices(user_id, limit)], "next_cursor": None}
+    async def invoices(self, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        page = await self._repo.invoices(user_id, limit, cursor)
+        return {"items": [invoice_view(i) for i in page.items], "next_cursor": page.next_cursor}
 
     async def invoice(self, user_id: str, invoice_id: str) -> dict[str, Any]:
         doc = await self._repo.invoice(user_id, invoice_id)
@@ -284,7 +285,7 @@ class BillingService:
                                   code="event_in_progress", details={"retry_after": wait},
                                   headers={"Retry-After": str(wait)})
         try:
-            await self._apply(event_type, obj)
+            await self._apply(event_id, event_type, obj)
         except BaseException:
             await self._repo.release_event(event_id, claim)  # Stripe's retry applies it
             raise
@@ -292,7 +293,7 @@ class BillingService:
             log.warning("a webhook event outlived its lease", extra={"event_type": event_type})
         return {"received": True, "duplicate": False}
 
-    async def _apply(self, event_type: str, obj: dict[str, Any]) -> None:
+    async def _apply(self, event_id: str, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "checkout.session.completed":
             user_id = obj.get("client_reference_id")
             customer = _id_of(obj.get("customer"))
@@ -304,7 +305,8 @@ class BillingService:
             await self.sync_subscription(str(obj.get("id")))
         elif event_type in INVOICE_EVENTS:
             invoice = await self.sync_invoice(str(obj.get("id")))
-            if invoice is not None and event_type == "invoice.paid":
+            if (invoice is not None and event_type == "invoice.paid"
+                    and await self._repo.claim_receipt(invoice["_id"], event_id)):
                 await self._tell(invoice["user_id"], "Payment received",
                                  f"We received {invoice['amount_paid'] / 100:.2f} "
                                  f"{str(invoice['currency']).upper()}. Thank you.",

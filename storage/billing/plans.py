@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -40,6 +40,15 @@ class PlanRepository:
 
     async def get(self, plan_id: str) -> dict[str, Any] | None:
         return await self._plans.find_one({"_id": plan_id})
+
+    async def create(self, plan: dict[str, Any]) -> bool:
+        """Add a plan after the others; False if the id is taken."""
+        last = await self._plans.find_one({}, sort=[("sort", DESCENDING)])
+        try:
+            await self._plans.insert_one({**plan, "sort": int((last or {}).get("sort") or 0) + 1})
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def update(self, plan_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         await self._plans.update_one({"_id": plan_id}, {"$set": changes})

@@ -16,6 +16,9 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from server.core.paging import PageResult
+from storage.paging import paginate
+
 INDEXES = {
     "billing_customers": [IndexModel([("customer_id", ASCENDING)], name="customer", unique=True)],
     "billing_prices": [IndexModel([("plan_id", ASCENDING), ("amount", ASCENDING), ("currency", ASCENDING),
@@ -138,9 +141,15 @@ class BillingRepository:
             return False  # a newer copy is there
         return result.upserted_id is not None or result.modified_count == 1
 
-    async def invoices(self, user_id: str, limit: int) -> list[dict[str, Any]]:
-        cursor = self._invoices.find({"user_id": user_id}).sort([("created", DESCENDING), ("_id", DESCENDING)])
-        return [i async for i in cursor.limit(limit)]
+    async def claim_receipt(self, invoice_id: str, event_id: str) -> bool:
+        """True once per invoice: whichever event first tells of its payment sends the receipt."""
+        result = await self._invoices.update_one({"_id": invoice_id, "receipt_event": {"$exists": False}},
+                                                 {"$set": {"receipt_event": event_id}})
+        return result.modified_count == 1
+
+    async def invoices(self, user_id: str, limit: int, cursor: str | None) -> PageResult:
+        """The account's invoices, newest first."""
+        return await paginate(self._invoices, {"user_id": user_id}, sort_key="created", limit=limit, cursor=cursor)
 
     async def invoice(self, user_id: str, invoice_id: str) -> dict[str, Any] | None:
         return await self._invoices.find_one({"_id": invoice_id, "user_id": user_id})

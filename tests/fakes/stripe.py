@@ -149,6 +149,7 @@ class StripeStandIn:
     held: dict[str, asyncio.Event] = field(default_factory=dict)  # path -> released when set
     waiting: list[str] = field(default_factory=list)  # held calls that arrived
     failing: set[str] = field(default_factory=set)  # paths answered with Stripe's 500
+    trials: dict[str, int] = field(default_factory=dict)  # subscription id -> trial days
 
     def hold(self, path: str) -> asyncio.Event:
         """Stripe is slow on `path`: calls to it wait until the returned event is set (so a
@@ -181,10 +182,14 @@ class StripeStandIn:
         customer = session["customer"]
         await self.use_card(customer, card)
         params = self.session_params[session_id]
+        data = params.get("subscription_data") or {}
+        trial = int(data.get("trial_period_days") or 0)
         sub = await self.ls("POST", "/v1/subscriptions", {
             "customer": customer, "items": [{"plan": params["line_items"][0]["price"]}],
-            "metadata": (params.get("subscription_data") or {}).get("metadata") or {},
+            "metadata": data.get("metadata") or {}, "trial_period_days": trial or None,
         })
+        if trial:
+            self.trials[sub["id"]] = trial
         session.update(status="complete", payment_status="paid", subscription=sub["id"])
         return session
 
@@ -254,6 +259,8 @@ class StripeStandIn:
         data = resp.json() if resp.content else {}
         if resp.status_code < 300 and isinstance(data, dict) and data.get("object") == "invoice":
             data = self._invoice_links(data)
+        if resp.status_code < 300 and isinstance(data, dict) and data.get("object") == "subscription":
+            data = self._trialing(data)
         return self._reply(handler, resp.status_code, data)
 
     def _invoice_links(self, invoice: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +268,21 @@ class StripeStandIn:
         return {**invoice, "hosted_invoice_url": invoice.get("hosted_invoice_url") or base,
                 "invoice_pdf": invoice.get("invoice_pdf") or base + "/pdf",
                 "number": invoice.get("number") or invoice["id"][-8:].upper()}
+
+    def _trialing(self, sub: dict[str, Any]) -> dict[str, Any]:
+        """localstripe leaves a subscription with a trial `incomplete` (it bills nothing until
+        the trial ends and never moves on); Stripe says `trialing`, the trial being the
+        current period."""
+        days = self.trials.get(sub["id"])
+        if not days or sub.get("status") != "incomplete":
+            return sub
+        start = int(sub.get("start_date") or sub.get("created") or time.time())
+        end = start + days * 86_400
+        items = sub.get("items") or {}
+        for item in items.get("data") or []:
+            item.update(current_period_start=start, current_period_end=end)
+        return {**sub, "status": "trialing", "trial_start": start, "trial_end": end,
+                "current_period_start": start, "current_period_end": end, "items": items}
 
     @staticmethod
     def _reply(handler: tornado.web.RequestHandler, status: int, data: dict[str, Any]) -> None:
