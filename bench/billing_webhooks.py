@@ -1,5 +1,7 @@
-"""A Stripe webhook storm: every event delivered twice, shuffled, from two processes at once,
-against the real `run.py` and a Stripe stand-in (localstripe plus tests/fakes/stripe.py).
+"""A Stripe webhook storm: every event delivered twice, shuffled, from two sender processes
+at once into two `run.py` processes on one database, against a Stripe stand-in
+(localstripe plus tests/fakes/stripe.py); the baseline, measured in the same run, replays
+each event once, serially, into one process.
 
     .venv/bin/python bench/billing_webhooks.py [--events 1000] [--subscriptions 50] [--connections 8]
 
@@ -7,13 +9,18 @@ Setup goes through the API and Stripe: `--subscriptions` viewers each check out 
 then Stripe moves each subscription to one of four ends (renewed, past_due after a failed
 renewal, cancel at period end, ended). Along the way the bench keeps `--events / 2`
 distinct events naming those objects (checkout completed, subscription created, updated
-and deleted, invoice paid, failed and finalized), many carrying stale snapshots. Two sender
-processes then each post all of them, in their own shuffled order, signed with Stripe's
-scheme, `--connections` at a time.
+and deleted, invoice paid, failed and finalized), many carrying stale snapshots.
 
-It checks that each distinct event was applied exactly once (exactly one delivery of each
-answered `duplicate: false`), that every account's subscription equals Stripe's final state
-(status and cancel_at_period_end), and prints the time the storm took.
+Baseline: one client posts each distinct event once, in setup order, into process A. The
+webhook state (subscriptions, events, invoices, messages) is then emptied and the storm
+runs from the same start: two sender processes each post every event, in their own
+shuffled order, `--connections` at a time, sender 1 into A and sender 2 into B. A
+delivery answered 409 `event_in_progress` (the other copy is mid-apply) is sent again
+after the rest, as Stripe retries it later.
+
+Both runs are checked: each distinct event applied exactly once (exactly one delivery
+answered `duplicate: false`) and every account's subscription equal to Stripe's final
+state (status and cancel_at_period_end). It prints both times and their ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ROOT, clean_env, free_port, scratch_dir, start_app, start_script, stop, wait_until_answers
+from harness import (
+    ROOT,
+    clean_env,
+    free_port,
+    load_average,
+    scratch_dir,
+    start_app,
+    start_script,
+    stop,
+    wait_until_answers,
+)
 
 PASSWORD = "correct horse battery staple for the bench"  # noqa: S105 (bench accounts on loopback)
 RECORD_STATUS = {"trialing": "trialing", "active": "active", "past_due": "past_due", "canceled": "canceled",
@@ -38,11 +55,13 @@ RECORD_STATUS = {"trialing": "trialing", "active": "active", "past_due": "past_d
 # --- the senders (processes of their own) --------------------------------------------------------
 
 
-async def send_all(port: int, events: list[dict[str, Any]], connections: int, seed: int) -> dict[str, Any]:
+async def send_all(port: int, events: list[dict[str, Any]], connections: int, seed: int | None) -> dict[str, Any]:
+    """Post every event (shuffled unless `seed` is None); a 409 goes to the back of the queue."""
     from tests.fakes.stripe import WEBHOOK_SECRET, sign
 
     order = list(events)
-    random.Random(seed).shuffle(order)
+    if seed is not None:
+        random.Random(seed).shuffle(order)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for evt in order:
         queue.put_nowait(evt)
@@ -59,6 +78,9 @@ async def send_all(port: int, events: list[dict[str, Any]], connections: int, se
             statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
             if resp.status_code == 200 and resp.json().get("duplicate") is False:
                 applied.append(evt["id"])
+            elif resp.status_code in (409, 503):
+                queue.put_nowait(evt)
+                await asyncio.sleep(0.05)  # Stripe's retry comes later
 
     async with httpx.AsyncClient(timeout=60) as client:
         await asyncio.gather(*(worker(client) for _ in range(connections)))
@@ -142,23 +164,60 @@ async def check(base: str, stripe: Any, users: list[dict[str, Any]]) -> int:
     return wrong
 
 
+WEBHOOK_STATE = ("subscriptions", "billing_events", "billing_invoices", "notifications", "outbox")
+
+
+def tally(results: list[dict[str, Any]], events: list[dict[str, Any]]) -> tuple[bool, int, dict[str, int]]:
+    applied = [i for r in results for i in r["applied"]]
+    statuses: dict[str, int] = {}
+    for r in results:
+        for code, count in r["statuses"].items():
+            statuses[str(code)] = statuses.get(str(code), 0) + count
+    once = len(applied) == len(set(applied)) == len(events)
+    return once, len(applied), statuses
+
+
 async def storm(args: argparse.Namespace) -> int:
+    from pymongo import AsyncMongoClient
+
+    from storage.embedded_mongo import EmbeddedMongo
     from tests.fakes.stripe import running_stripe
 
     distinct = args.events // 2
+    load_start = load_average()
     with scratch_dir() as tmp:
-        async with running_stripe() as stripe:
-            port = free_port()
-            app, log = start_app(port, tmp, **stripe.env(), NAMELESS_RATE_LIMIT_IP="1000000",
-                                 NAMELESS_RATE_LIMIT_AUTH="100000", NAMELESS_LOG_LEVEL="WARNING")
-            senders = []
-            try:
-                await asyncio.to_thread(wait_until_answers, app, port, "/healthz", "app", log, 180)
-                base = f"http://127.0.0.1:{port}"
+        mongo = EmbeddedMongo(tmp / "mongo")
+        mongo_url = await asyncio.to_thread(mongo.start)
+        db_name = f"bench_{time.time_ns()}"
+        apps: list[tuple[Any, Path]] = []
+        senders = []
+        try:
+            async with running_stripe() as stripe:
+                ports = [free_port(), free_port()]
+                for name, port in zip(("a", "b"), ports, strict=True):
+                    apps.append(start_app(port, tmp, name, **stripe.env(), MONGO_URL=mongo_url,
+                                          NAMELESS_MONGO_DB=db_name, NAMELESS_SECRET_KEY="bench-" + "s" * 40,
+                                          NAMELESS_RATE_LIMIT_IP="1000000", NAMELESS_RATE_LIMIT_AUTH="100000",
+                                          NAMELESS_LOG_LEVEL="WARNING"))
+                for (proc, log), port, name in zip(apps, ports, ("A", "B"), strict=True):
+                    await asyncio.to_thread(wait_until_answers, proc, port, "/readyz", f"run.py {name}", log, 180)
+                base = f"http://127.0.0.1:{ports[0]}"
                 users, events = await setup(base, stripe, args.subscriptions, distinct)
+
+                started = time.perf_counter()
+                baseline = await send_all(ports[0], events, 1, None)
+                replay_took = time.perf_counter() - started
+                replay_once, replay_applied, replay_statuses = tally([baseline], events)
+                replay_wrong = await check(base, stripe, users)
+
+                db = AsyncMongoClient(mongo_url)[db_name]
+                for name in WEBHOOK_STATE:
+                    await db[name].delete_many({})
+                await db.client.close()
+
                 events_file, go = tmp / "events.json", tmp / "go"
                 events_file.write_text(json.dumps(events))
-                for n in (1, 2):
+                for n, port in zip((1, 2), ports, strict=True):
                     senders.append(start_script(__file__, [
                         "--send", "--port", str(port), "--events-file", str(events_file), "--go-file", str(go),
                         "--out", str(tmp / f"sent{n}.json"), "--seed", str(n), "--connections",
@@ -173,26 +232,28 @@ async def storm(args: argparse.Namespace) -> int:
                         sys.exit(f"sender failed:\n{sender_log.read_text()[-2000:]}")
                 took = time.perf_counter() - started
                 results = [json.loads((tmp / f"sent{n}.json").read_text()) for n in (1, 2)]
-                applied = [i for r in results for i in r["applied"]]
-                statuses: dict[str, int] = {}
-                for r in results:
-                    for code, count in r["statuses"].items():
-                        statuses[code] = statuses.get(code, 0) + count
-                once = len(applied) == len(set(applied)) == len(events)
+                once, applied, statuses = tally(results, events)
                 wrong = await check(base, stripe, users)
-                localstripe_calls = sum(1 for c in stripe.calls if c[2] == "localstripe")
-                print(f"billing webhook storm: {2 * len(events)} deliveries ({len(events)} distinct events, "
-                      f"each twice, shuffled) from 2 processes x {args.connections} connections, "
-                      f"{args.subscriptions} subscriptions")
-                print(f"  time {took:.2f} s, {2 * len(events) / took:.0f} deliveries/s; HTTP statuses {statuses}")
-                print(f"  applied exactly once each: {once} ({len(applied)} applied, {len(set(applied))} distinct)")
-                print(f"  subscriptions equal to Stripe's final state: {len(users) - wrong}/{len(users)}")
-                print(f"  Stripe calls through the stand-in: {len(stripe.calls)} ({localstripe_calls} to localstripe)")
-                return 0 if once and wrong == 0 else 1
-            finally:
-                for proc, _ in senders:
-                    stop(proc)
-                stop(app, name="app", log=log)
+                print(f"billing webhook storm: {len(events)} distinct events, {args.subscriptions} subscriptions; "
+                      f"load average {load_start}-{load_average()}")
+                print(f"  baseline, each event once, serially into one run.py: {replay_took:.2f} s "
+                      f"({len(events) / replay_took:.0f} deliveries/s); HTTP statuses {replay_statuses}")
+                print(f"    applied exactly once each: {replay_once} ({replay_applied} applied); "
+                      f"subscriptions equal to Stripe's final state: {len(users) - replay_wrong}/{len(users)}")
+                print(f"  storm, each event twice, shuffled, 2 senders x {args.connections} connections into "
+                      f"2 run.py: {took:.2f} s ({sum(statuses.values()) / took:.0f} deliveries/s); "
+                      f"HTTP statuses {statuses}")
+                print(f"    applied exactly once each: {once} ({applied} applied); "
+                      f"subscriptions equal to Stripe's final state: {len(users) - wrong}/{len(users)}")
+                print(f"  storm / baseline: {took / replay_took:.2f}x the time for twice the deliveries")
+                ok = once and replay_once and wrong == 0 and replay_wrong == 0
+                return 0 if ok else 1
+        finally:
+            for proc, _ in senders:
+                stop(proc)
+            for (proc, log), name in zip(apps, ("A", "B"), strict=False):
+                stop(proc, name=f"run.py {name}", log=log)
+            await asyncio.to_thread(mongo.stop)
 
 
 def main() -> None:
