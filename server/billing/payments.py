@@ -25,7 +25,7 @@ from server.core.clock import iso, now, to_ms
 from server.core.permissions import Principal
 from server.staff.audit import AuditLog
 from storage.billing.plans import PlanRepository
-from storage.billing.stripe import BillingRepository
+from storage.billing.stripe import BillingRepository, Claim
 from storage.identity.users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,14 @@ class LiveEmitter(Protocol):
 
 
 Notify = Callable[[str, str, str, str, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Held:
+    """The webhook event being applied under this claim."""
+
+    event_id: str
+    claim: Claim
 
 
 @dataclass(frozen=True)
@@ -284,8 +292,11 @@ class BillingService:
             raise errors.Conflict("This event is being applied by another delivery; try again later.",
                                   code="event_in_progress", details={"retry_after": wait},
                                   headers={"Retry-After": str(wait)})
+        held = Held(event_id, claim)
         try:
-            await self._apply(event_id, event_type, obj)
+            if claim.attempts > 1:
+                await self._replay_notices(held)
+            await self._apply(held, event_type, obj)
         except BaseException:
             await self._repo.release_event(event_id, claim)  # Stripe's retry applies it
             raise
@@ -293,27 +304,23 @@ class BillingService:
             log.warning("a webhook event outlived its lease", extra={"event_type": event_type})
         return {"received": True, "duplicate": False}
 
-    async def _apply(self, event_id: str, event_type: str, obj: dict[str, Any]) -> None:
+    async def _apply(self, held: Held, event_type: str, obj: dict[str, Any]) -> None:
         if event_type == "checkout.session.completed":
             user_id = obj.get("client_reference_id")
             customer = _id_of(obj.get("customer"))
             if isinstance(user_id, str) and customer and await self._repo.user_of(customer) is None:
                 await self._repo.link_customer(user_id, customer, to_ms(now()))
             if _id_of(obj.get("subscription")):
-                await self.sync_subscription(_id_of(obj["subscription"]) or "")
+                await self.sync_subscription(_id_of(obj["subscription"]) or "", held)
         elif event_type in SUBSCRIPTION_EVENTS:
-            await self.sync_subscription(str(obj.get("id")))
+            await self.sync_subscription(str(obj.get("id")), held)
         elif event_type in INVOICE_EVENTS:
             invoice = await self.sync_invoice(str(obj.get("id")))
-            if (invoice is not None and event_type == "invoice.paid"
-                    and await self._repo.claim_receipt(invoice["_id"], event_id)):
-                await self._tell(invoice["user_id"], "Payment received",
-                                 f"We received {invoice['amount_paid'] / 100:.2f} "
-                                 f"{str(invoice['currency']).upper()}. Thank you.",
-                                 {"invoice_id": invoice["_id"]})
+            if invoice is not None and event_type == "invoice.paid":
+                await self._receipt(held, invoice)
             subscription = invoice["subscription_id"] if invoice is not None else _subscription_of_invoice(obj)
             if subscription:
-                await self.sync_subscription(subscription)
+                await self.sync_subscription(subscription, held)
         elif event_type == "invoice.upcoming":
             user_id = await self._repo.user_of(_id_of(obj.get("customer")) or "")
             if user_id is not None:
@@ -323,14 +330,26 @@ class BillingService:
                                  f"is due on {iso(int(obj.get('next_payment_attempt') or 0) * 1000) or 'renewal'}.",
                                  {})
 
-    async def sync_subscription(self, subscription_id: str) -> None:
+    async def _receipt(self, held: Held, invoice: dict[str, Any]) -> None:
+        """One receipt per paid invoice, whichever event first tells of the payment."""
+        notice = {"title": "Payment received", "data": {"invoice_id": invoice["_id"]},
+                  "body": f"We received {invoice['amount_paid'] / 100:.2f} {str(invoice['currency']).upper()}. "
+                          "Thank you."}
+        key = f"receipt_{invoice['_id']}"
+        await self._repo.hold_notices(held.event_id, held.claim, key, {
+            "kind": "receipt", "user_id": invoice["user_id"], "invoice_id": invoice["_id"], "notices": [notice]})
+        if await self._repo.claim_receipt(invoice["_id"], held.event_id):
+            await self._tell(invoice["user_id"], notice["title"], notice["body"], notice["data"])
+        await self._repo.drop_notices(held.event_id, held.claim, key)
+
+    async def sync_subscription(self, subscription_id: str, held: Held | None = None) -> None:
         started = time.time_ns()
         try:
             sub = await self._stripe().subscription(subscription_id)
         except errors.NotFound:
             log.warning("a webhook named a subscription Stripe does not have", extra={"id": subscription_id})
             return
-        await self._apply_subscription(sub, started)
+        await self._apply_subscription(sub, started, held)
 
     async def sync_invoice(self, invoice_id: str) -> dict[str, Any] | None:
         started = time.time_ns()
@@ -394,54 +413,89 @@ class BillingService:
             return incoming_live
         return record["stripe_created"] >= int(stored.get("stripe_created") or 0)
 
-    async def _apply_subscription(self, sub: dict[str, Any], synced_ns: int) -> None:
+    async def _apply_subscription(self, sub: dict[str, Any], synced_ns: int, held: Held | None = None) -> None:
         made = await self._record_of(sub, synced_ns)
         if made is None:
             return
         user_id, record = made
+        plan = await self._plans.get(record["plan_id"])
+        key = f"subscription_{user_id}"
         for _ in range(20):
             stored = await self._plans.subscription(user_id)
             if not self._supersedes(record, stored, to_ms(now())):
                 return
+            changed = stored is None or any(stored.get(k) != record.get(k) for k in WATCHED)
+            notices = self._notices(stored, record, plan) if changed else []
+            if held is not None and changed:  # written before the record: a crash in between loses nothing
+                await self._repo.hold_notices(held.event_id, held.claim, key, {
+                    "kind": "subscription", "user_id": user_id, "synced_ns": synced_ns, "notices": notices})
             if await self._plans.replace_subscription_if(user_id, stored, record):
                 break
         else:
             raise errors.Conflict("The subscription kept changing; try again.", code="subscription_busy")
-        if stored is not None and all(stored.get(k) == record.get(k) for k in WATCHED):
+        if not changed:
             return
+        await self._announce(user_id, notices)
+        if held is not None:
+            await self._repo.drop_notices(held.event_id, held.claim, key)
+
+    async def _announce(self, user_id: str, notices: list[dict[str, Any]]) -> None:
+        """Tell playback, the user's sockets and the outbox that the record changed."""
         await self._entitlements.announce_user(user_id)
         view = await self._entitlements.subscription_view(user_id)
         try:
             await self._live.emit_to_user(user_id, "subscription.updated", view)
         except Exception:  # the record is written; the client reads it on reconnect
             log.warning("live subscription emit failed", exc_info=True)
-        await self._tell_change(user_id, stored, record, view)
+        for notice in notices:
+            await self._tell(user_id, notice["title"], notice["body"], notice["data"])
 
-    async def _tell_change(self, user_id: str, before: dict[str, Any] | None, after: dict[str, Any],
-                           view: dict[str, Any]) -> None:
+    async def _replay_notices(self, held: Held) -> None:
+        """An earlier attempt at this event died: send what it held for a change it did write
+        (the record still carries its fetch; a receipt it claimed), drop the rest (this
+        attempt writes and tells those itself)."""
+        doc = await self._repo.event(held.event_id) or {}
+        for key, entry in (doc.get("notices") or {}).items():
+            if entry.get("kind") == "subscription":
+                stored = await self._plans.subscription(entry["user_id"])
+                if stored is not None and stored.get("stripe_synced_ns") == entry["synced_ns"]:
+                    await self._announce(entry["user_id"], entry["notices"])
+            elif await self._repo.receipt_event_of(entry["invoice_id"]) == held.event_id:
+                for notice in entry["notices"]:
+                    await self._tell(entry["user_id"], notice["title"], notice["body"], notice["data"])
+            await self._repo.drop_notices(held.event_id, held.claim, key)
+
+    @staticmethod
+    def _notices(before: dict[str, Any] | None, after: dict[str, Any],
+                 plan_doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The billing messages a change from `before` to `after` sends."""
         old = before.get("status") if before and before.get("source") == "stripe" else None
         new = after["status"]
-        plan = (view.get("plan") or {}).get("name", "your plan")
-        end = view.get("current_period_end")
+        plan = (plan_doc or {}).get("name", "your plan")
+        end = iso(after.get("current_period_end_ms"))
         data = {"status": new, "plan_id": after["plan_id"]}
+
+        def notice(title: str, body: str) -> list[dict[str, Any]]:
+            return [{"title": title, "body": body, "data": data}]
+
         if new != old:
             if new in ("active", "trialing") and old == "past_due":
-                await self._tell(user_id, "Payment received", f"Your {plan} subscription is active again.", data)
-            elif new == "active":
-                await self._tell(user_id, "Subscription active", f"Your {plan} subscription is active.", data)
-            elif new == "trialing":
-                await self._tell(user_id, "Trial started", f"Your {plan} trial runs until {end}.", data)
-            elif new == "past_due":
+                return notice("Payment received", f"Your {plan} subscription is active again.")
+            if new == "active":
+                return notice("Subscription active", f"Your {plan} subscription is active.")
+            if new == "trialing":
+                return notice("Trial started", f"Your {plan} trial runs until {end}.")
+            if new == "past_due":
                 until = iso(after.get("grace_until_ms"))
-                await self._tell(user_id, "Payment failed",
-                                 f"We could not charge your card. Update it before {until} to keep watching.", data)
-            elif new == "canceled":
-                await self._tell(user_id, "Subscription ended", f"Your {plan} subscription has ended.", data)
+                return notice("Payment failed", f"We could not charge your card. Update it before {until} to keep "
+                                                "watching.")
+            if new == "canceled":
+                return notice("Subscription ended", f"Your {plan} subscription has ended.")
         elif bool(before and before.get("cancel_at_period_end")) != after["cancel_at_period_end"]:
             if after["cancel_at_period_end"]:
-                await self._tell(user_id, "Subscription canceled", f"Your {plan} subscription ends on {end}.", data)
-            else:
-                await self._tell(user_id, "Subscription resumed", f"Your {plan} subscription renews on {end}.", data)
+                return notice("Subscription canceled", f"Your {plan} subscription ends on {end}.")
+            return notice("Subscription resumed", f"Your {plan} subscription renews on {end}.")
+        return []
 
     async def _tell(self, user_id: str, title: str, body: str, data: dict[str, Any]) -> None:
         await self._notify(user_id, "billing", title, body, data)

@@ -117,8 +117,18 @@ class BillingRepository:
         process claimed the event meanwhile (it applies the same latest state again)."""
         result = await self._events.update_one(
             {"_id": event_id, "state": "applying", "attempts": claim.attempts},
-            {"$set": {"state": "applied", "applied_ms": at_ms}, "$unset": {"lease_until_ms": ""}})
+            {"$set": {"state": "applied", "applied_ms": at_ms}, "$unset": {"lease_until_ms": "", "notices": ""}})
         return result.modified_count == 1
+
+    async def hold_notices(self, event_id: str, claim: Claim, key: str, entry: dict[str, Any]) -> None:
+        """Keep the messages a change is about to cause on the event, before the change is
+        written, so an attempt after a crash can still send them."""
+        await self._events.update_one({"_id": event_id, "state": "applying", "attempts": claim.attempts},
+                                      {"$set": {f"notices.{key}": entry}})
+
+    async def drop_notices(self, event_id: str, claim: Claim, key: str) -> None:
+        await self._events.update_one({"_id": event_id, "attempts": claim.attempts},
+                                      {"$unset": {f"notices.{key}": ""}})
 
     async def release_event(self, event_id: str, claim: Claim) -> None:
         """Applying the event failed: Stripe's retry claims it again."""
@@ -146,6 +156,10 @@ class BillingRepository:
         result = await self._invoices.update_one({"_id": invoice_id, "receipt_event": {"$exists": False}},
                                                  {"$set": {"receipt_event": event_id}})
         return result.modified_count == 1
+
+    async def receipt_event_of(self, invoice_id: str) -> str | None:
+        doc = await self._invoices.find_one({"_id": invoice_id}, {"receipt_event": 1})
+        return (doc or {}).get("receipt_event")
 
     async def invoices(self, user_id: str, limit: int, cursor: str | None) -> PageResult:
         """The account's invoices, newest first."""
