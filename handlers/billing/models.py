@@ -54,6 +54,7 @@ class Invoice(Reply):
     id: str
     number: str | None
     status: str | None = Field(description="draft, open, paid, uncollectible or void")
+    amount: int | None = Field(description="what was paid (paid invoices) or is due, in the currency's smallest unit")
     amount_due: int | None = Field(description="in the currency's smallest unit")
     amount_paid: int | None
     currency: str | None

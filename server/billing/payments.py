@@ -103,6 +103,7 @@ def _subscription_of_invoice(invoice: dict[str, Any]) -> str | None:
 def invoice_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"], "number": doc.get("number"), "status": doc.get("status"),
+        "amount": doc.get("amount_paid") if doc.get("status") == "paid" else doc.get("amount_due"),
         "amount_due": doc.get("amount_due"), "amount_paid": doc.get("amount_paid"), "currency": doc.get("currency"),
         "hosted_invoice_url": doc.get("hosted_invoice_url"), "invoice_pdf": doc.get("invoice_pdf"),
         "created_at": iso(int(doc["created"]) * 1000) if doc.get("created") else None,

@@ -95,7 +95,7 @@ async def test_subscribe_renew_fail_recover_cancel(billing_server, stripe_fake, 
         assert (await deliver(served, event("invoice.paid", renewal))).status_code == 200
         invoices = (await served.client.get("/api/v1/me/invoices", headers=viewer["headers"])).json()["items"]
         paid = next(i for i in invoices if i["id"] == renewal["id"])
-        assert paid["status"] == "paid" and paid["amount_paid"] == 1299 and paid["currency"] == "usd"
+        assert paid["status"] == "paid" and paid["amount_paid"] == paid["amount"] == 1299 and paid["currency"] == "usd"
         assert paid["hosted_invoice_url"].startswith("http") and paid["invoice_pdf"].startswith("http")
 
         # The next renewal fails (the cardholder does not pass 3-D Secure): past_due

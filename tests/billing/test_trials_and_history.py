@@ -85,3 +85,16 @@ async def test_one_receipt_per_invoice_and_the_history_in_pages(billing_server, 
     assert {page["items"][0]["id"], rest["items"][0]["id"]} == {first["id"], second["id"]}
     assert_error(await served.client.get("/api/v1/me/invoices?cursor=nonsense", headers=h), 400, "invalid_cursor")
     assert_error(await served.client.get("/api/v1/me/invoices?limit=101", headers=h), 400, "validation_failed")
+
+
+async def test_an_upcoming_renewal_queues_a_reminder(billing_server, stripe_fake) -> None:
+    served, stripe = billing_server, stripe_fake
+    viewer = await signup(served.client)
+    sub_id = await subscribe(served, stripe, viewer)
+    sub = await stripe.ls("GET", f"/v1/subscriptions/{sub_id}")
+    upcoming = {"object": "invoice", "customer": sub["customer"], "subscription": sub_id, "amount_due": 1299,
+                "currency": "usd", "status": "draft", "next_payment_attempt": sub["current_period_end"]}
+    assert (await deliver(served, event("invoice.upcoming", upcoming))).json()["duplicate"] is False
+    page = await served.runtime.services.outbox.page(viewer["email"], 100, None)
+    reminder = [m for m in page["items"] if m["subject"] == "Your subscription renews soon"]
+    assert len(reminder) == 1 and "12.99 USD" in reminder[0]["text"], page["items"]
