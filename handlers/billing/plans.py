@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from handlers.base import endpoint
 from handlers.billing.models import AdminPlan, AdminPlans, Plans, Subscription
 from handlers.routing import ApiHandler
 from server.billing.entitlements import EntitlementService
-from server.core.fields import Body, ShortName
+from server.core.fields import Body, ShortName, Timestamp
 from server.core.ids import ID_PATTERN
 
 PLAN_ID_PATTERN = r"[a-z0-9_-]{1,40}"
@@ -18,8 +18,17 @@ PlanId = Annotated[str, StringConstraints(pattern=rf"^{PLAN_ID_PATTERN}$")]
 
 
 class ComplimentaryBody(Body):
+    """How long: `days` from now, or until `ends_at`; exactly one."""
+
     plan_id: PlanId
-    days: int = Field(ge=1, le=3650)
+    days: int | None = Field(default=None, ge=1, le=3650)
+    ends_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _one_end(self) -> ComplimentaryBody:
+        if (self.days is None) == (self.ends_at is None):
+            raise ValueError("send either days or ends_at")
+        return self
 
 
 class NewPlan(Body):
@@ -61,12 +70,13 @@ class MySubscriptionHandler(EntitlementHandler):
 
 
 class ComplimentaryHandler(EntitlementHandler):
-    @endpoint("Grant a complimentary plan for some days", body=ComplimentaryBody, response=Subscription,
+    @endpoint("Grant a complimentary plan for some days or until a date", body=ComplimentaryBody, response=Subscription,
               permission="users.entitlements", tags=("admin",), errors=(404, 409, 422))
     async def post(self, user_id: str) -> None:
         body = self.parse(ComplimentaryBody)
+        ends_ms = int(body.ends_at.timestamp() * 1000) if body.ends_at is not None else None
         self.reply(await self.entitlements.grant_complimentary(self.user, user_id, body.plan_id, body.days,
-                                                               self.client_ip))
+                                                               self.client_ip, ends_ms=ends_ms))
 
     @endpoint("End a complimentary plan now", response=Subscription, permission="users.entitlements", tags=("admin",),
               errors=(404,))

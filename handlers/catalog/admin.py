@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from handlers.base import endpoint
 from handlers.catalog.models import (
@@ -22,7 +22,7 @@ from handlers.routing import ApiHandler
 from server.catalog.admin import TITLE_STATUSES, ContentAdminService
 from server.catalog.maturity import RATINGS
 from server.core import errors
-from server.core.fields import Body, Id, Language, PageQuery, Search, ShortName, Slug, Text
+from server.core.fields import Body, Id, Language, PageQuery, Search, ShortName, Slug, Text, Timestamp
 from server.core.ids import ID_PATTERN
 
 TAGS = ("admin", "content")
@@ -31,7 +31,6 @@ PERMISSION = "content.manage"
 Synopsis = Annotated[str, StringConstraints(max_length=4000)]
 ImageUrl = Annotated[str, StringConstraints(
     max_length=10_000, pattern=r"^(https?://|/|data:image/(svg\+xml|png|jpeg|webp);base64,)")]
-Timestamp = Annotated[AwareDatetime, Field(strict=False)]
 MaturityRating = Literal[RATINGS]  # type: ignore[valid-type]
 Status = Literal[TITLE_STATUSES]  # type: ignore[valid-type]
 

@@ -118,20 +118,25 @@ class EntitlementService:
             "source": sub.get("source"),
         }
 
-    async def grant_complimentary(self, actor: Principal, user_id: str, plan_id: str, days: int,
-                                  ip: str) -> dict[str, Any]:
+    async def grant_complimentary(self, actor: Principal, user_id: str, plan_id: str, days: int | None,
+                                  ip: str, *, ends_ms: int | None = None) -> dict[str, Any]:
+        """A plan for `days` from now, or until `ends_ms`."""
         if await self._plans.get(plan_id) is None:
             raise errors.Unprocessable("No such plan.", code="plan_not_found")
+        at = to_ms(now())
+        end = ends_ms if ends_ms is not None else at + int(days or 0) * DAY_MS
+        if not at < end <= at + 3650 * DAY_MS:
+            raise errors.Unprocessable("The end date must be in the future and within ten years.",
+                                       code="invalid_end_date", details={"fields": {"ends_at": "out of range"}})
         current = await self._plans.subscription(user_id)
         if current is not None and current.get("source") == "stripe" and current.get("status") in ENTITLED_STATUSES:
             raise errors.Conflict("This account pays through Stripe; cancel that first.", code="paid_subscription")
-        end = to_ms(now()) + days * DAY_MS
         await self._plans.put_subscription(user_id, {
             "plan_id": plan_id, "status": "active", "source": "complimentary",
             "current_period_end_ms": end, "cancel_at_period_end": True, "updated_ms": to_ms(now()),
         })
         await self._audit.record(actor, "subscription.complimentary", target_type="user", target_id=user_id,
-                                 ip=ip, details={"plan_id": plan_id, "days": days})
+                                 ip=ip, details={"plan_id": plan_id, "days": days, "ends_at": iso(end)})
         await self._announce({"user_id": user_id})
         return await self.subscription_view(user_id)
 

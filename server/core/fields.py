@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from server.core.errors import ValidationFailed
 from server.core.ids import ID_PATTERN
@@ -23,6 +23,7 @@ Search = Annotated[str, StringConstraints(max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Timestamp = Annotated[AwareDatetime, Field(strict=False)]  # ISO 8601 with its zone, as JSON sends it
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Otp = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=32, pattern=r"^[0-9A-Za-z -]+$")]
 

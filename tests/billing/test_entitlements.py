@@ -3,6 +3,8 @@ API a staff member and a viewer use."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from server.billing.entitlements import entitles, shown_status
 from tests.helpers import assert_error, make_staff, signup
 
@@ -83,3 +85,26 @@ def test_past_due_keeps_access_only_through_its_grace_period() -> None:
     assert entitles({**late, "grace_until_ms": NOW + 1}, NOW)
     assert not entitles({**late, "grace_until_ms": NOW}, NOW)
     assert not entitles({**late, "status": "canceled", "grace_until_ms": NOW + DAY}, NOW)
+
+
+async def test_a_complimentary_plan_until_a_date(server) -> None:
+    admin = await make_staff(server, ["admin"])
+    viewer = await signup(server.client)
+    path = f"/api/v1/admin/users/{viewer['user']['id']}/complimentary"
+    h = admin["headers"]
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=40)).strftime("%Y-%m-%d")
+    granted = await server.client.post(path, json={"plan_id": "basic", "ends_at": f"{day}T12:00:00Z"}, headers=h)
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["current_period_end"].startswith(f"{day}T12:00:00")
+    assert (await server.runtime.services.entitlements.current(viewer["user"]["id"])).plan_id == "basic"
+    assert_error(await server.client.post(path, json={"plan_id": "basic", "ends_at": "2020-01-01T00:00:00Z"},
+                                          headers=h), 422, "invalid_end_date")
+    assert_error(await server.client.post(path, json={"plan_id": "basic", "ends_at": "2099-01-31T12:00:00Z"},
+                                          headers=h), 422, "invalid_end_date")
+    assert_error(await server.client.post(path, json={"plan_id": "basic", "ends_at": "2099-01-31T12:00:00"},
+                                          headers=h), 400, "validation_failed")  # no time zone
+    both = {"plan_id": "basic", "days": 3, "ends_at": f"{day}T12:00:00Z"}
+    assert_error(await server.client.post(path, json=both, headers=h), 400, "validation_failed")
+    assert_error(await server.client.post(path, json={"plan_id": "basic"}, headers=h), 400, "validation_failed")
+    audit = (await server.client.get(f"/api/v1/admin/audit?target_id={viewer['user']['id']}", headers=h)).json()
+    assert audit["items"][0]["details"]["ends_at"].startswith(f"{day}T12:00:00")
