@@ -54,6 +54,15 @@ async def subscribe(served, stripe: StripeStandIn, viewer, plan: str = "standard
     return session["subscription"]
 
 
+async def ended_by_stripe(served, stripe: StripeStandIn) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A subscribed viewer whose subscription Stripe has just ended, and the event telling
+    of it (not delivered yet)."""
+    viewer = await signup(served.client)
+    sub_id = await subscribe(served, stripe, viewer)
+    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
+    return viewer, sub_id, event("customer.subscription.deleted", ended)
+
+
 async def billing_emails(served, viewer) -> list[str]:
     page = await served.runtime.services.outbox.page(viewer["email"], 100, None)
     return sorted(m["subject"] for m in page["items"] if m["kind"] == "billing")
@@ -172,10 +181,7 @@ async def test_each_event_applies_once_and_order_does_not_matter(billing_server,
 
 async def test_a_bad_signature_changes_nothing(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
+    viewer, _sub_id, evt = await ended_by_stripe(served, stripe)
     payload = json.dumps(evt).encode()
     forged = await deliver(served, evt, secret="whsec_not_the_endpoint_secret")
     assert_error(forged, 400, "invalid_signature")
@@ -191,10 +197,7 @@ async def test_a_bad_signature_changes_nothing(billing_server, stripe_fake) -> N
 
 async def test_an_old_timestamp_is_refused(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
+    viewer, _sub_id, evt = await ended_by_stripe(served, stripe)
     old = await deliver(served, evt, timestamp=int(time.time()) - 301)  # tolerance: 300 s
     assert_error(old, 400, "invalid_signature")
     assert (await mine(served, viewer))["status"] == "active"

@@ -8,17 +8,13 @@ from __future__ import annotations
 import asyncio
 
 from server.core.clock import now, to_ms
-from tests.billing.test_payments import billing_emails, deliver, eventually, mine, subscribe
-from tests.fakes.stripe import event
-from tests.helpers import assert_error, signup
+from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, eventually, mine
+from tests.helpers import assert_error
 
 
 async def test_a_duplicate_mid_apply_is_told_to_retry_and_applies_once(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
+    viewer, sub_id, evt = await ended_by_stripe(served, stripe)
     path = f"/v1/subscriptions/{sub_id}"
     gate = stripe.hold(path)
     first = asyncio.create_task(deliver(served, evt))
@@ -37,10 +33,7 @@ async def test_a_duplicate_mid_apply_is_told_to_retry_and_applies_once(billing_s
 
 async def test_a_failed_apply_frees_the_event_for_the_retry(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
+    viewer, sub_id, evt = await ended_by_stripe(served, stripe)
     stripe.failing.add(f"/v1/subscriptions/{sub_id}")
     assert_error(await deliver(served, evt), 503, "payment_provider_unavailable")
     assert (await mine(served, viewer))["status"] == "active"
@@ -53,10 +46,7 @@ async def test_a_failed_apply_frees_the_event_for_the_retry(billing_server, stri
 
 async def test_a_claim_whose_applier_died_is_taken_over_after_its_lease(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
+    viewer, _sub_id, evt = await ended_by_stripe(served, stripe)
     events = served.platform.db.billing_events
     # What a process killed mid-apply leaves: a claim in `applying`, its lease still running...
     at = to_ms(now())

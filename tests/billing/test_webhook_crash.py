@@ -19,7 +19,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from server.core.clock import now, to_ms
-from tests.billing.test_payments import billing_emails, deliver, eventually, mine, subscribe
+from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, eventually, mine, subscribe
 from tests.fakes.stripe import event
 from tests.helpers import signup
 from tests.platform import test_process
@@ -82,11 +82,8 @@ async def test_a_process_killed_mid_apply_leaves_the_event_to_the_next(launch, m
 
 async def test_messages_of_a_change_written_just_before_a_crash_are_sent_once(billing_server, stripe_fake) -> None:
     served, stripe = billing_server, stripe_fake
-    viewer = await signup(served.client)
+    viewer, _sub_id, evt = await ended_by_stripe(served, stripe)
     uid = viewer["user"]["id"]
-    sub_id = await subscribe(served, stripe, viewer)
-    ended = await stripe.ls("DELETE", f"/v1/subscriptions/{sub_id}")
-    evt = event("customer.subscription.deleted", ended)
     db = served.platform.db
     # What the killed attempt left: the canceled record written from its fetch, the
     # message it held for that change, its claim with the lease run out.
