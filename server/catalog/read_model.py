@@ -25,6 +25,7 @@ import bisect
 import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -80,7 +81,19 @@ def _num(doc: dict[str, Any], field: str) -> float:
 def _words(keys: Iterable[str]) -> tuple[str, ...]:
     """The keys that are no other key's prefix (sorted, a key's extensions follow it)."""
     ordered = sorted(set(keys))
-    return tuple(k for i, k in enumerate(ordered) if i + 1 == len(ordered) or not ordered[i + 1].startswith(k))
+    return tuple(sys.intern(k) for i, k in enumerate(ordered)
+                 if i + 1 == len(ordered) or not ordered[i + 1].startswith(k))
+
+
+def _compact_card(doc: dict[str, Any]) -> dict[str, Any]:
+    """The card with its repeated strings interned: ten thousand cards share a few
+    genres, ratings and types rather than holding copies."""
+    card = title_card(doc)
+    card["genres"] = [sys.intern(g) for g in card["genres"]]
+    for name in ("type", "maturity_rating"):
+        if isinstance(card[name], str):
+            card[name] = sys.intern(card[name])
+    return card
 
 
 def entry_of(doc: dict[str, Any]) -> Entry:
@@ -92,14 +105,16 @@ def entry_of(doc: dict[str, Any]) -> Entry:
     facets = [f"type:{doc.get('type')}"]
     for field, prefix in (("genres", "genre"), ("categories", "category"), ("languages", "language")):
         facets += [f"{prefix}:{v}" for v in doc.get(field) or ()]
+    facets = [sys.intern(f) for f in facets]
+    card = _compact_card(doc)
     return Entry(
-        id=str(doc["_id"]), kind=str(doc.get("type")), status=status, publish_at_ms=publish_at,
+        id=card["id"], kind=sys.intern(str(doc.get("type"))), status=sys.intern(status), publish_at_ms=publish_at,
         window_start_ms=int(doc.get("window_start_ms") or 0),
         window_end_ms=int(doc.get("window_end_ms") if doc.get("window_end_ms") is not None else FOREVER_MS),
         level=int(doc.get("maturity_level") if doc.get("maturity_level") is not None else 10**6),
         facets=tuple(facets), words=_words(doc.get("search_keys") or ()),
         popularity=_num(doc, "popularity"), published_ms=published, rating_avg=_num(doc, "rating_avg"),
-        trending_score=_num(doc, "trending_score"), card=title_card(doc),
+        trending_score=_num(doc, "trending_score"), card=card,
     )
 
 
@@ -109,7 +124,8 @@ class _Index:
     def __init__(self) -> None:
         self.titles: dict[str, Entry] = {}
         self.postings: dict[str, set[str]] = {}
-        self.word_ids: dict[str, set[str]] = {}
+        # A word most titles do not share (a name, a number) holds its one id, not a set.
+        self.word_ids: dict[str, str | set[str]] = {}
         self._words: list[str] | None = None
         self._orders: dict[str, list[Entry]] = {}
 
@@ -121,9 +137,12 @@ class _Index:
         for word in entry.words:
             ids = self.word_ids.get(word)
             if ids is None:
-                ids = self.word_ids[word] = set()
+                self.word_ids[word] = entry.id
                 self._words = None
-            ids.add(entry.id)
+            elif isinstance(ids, str):
+                self.word_ids[word] = {ids, entry.id}
+            else:
+                ids.add(entry.id)
         self._orders.clear()
 
     def drop(self, title_id: str) -> None:
@@ -134,11 +153,13 @@ class _Index:
             self.postings.get(facet, set()).discard(title_id)
         for word in old.words:
             ids = self.word_ids.get(word)
-            if ids is not None:
+            if isinstance(ids, set):
                 ids.discard(title_id)
-                if not ids:
-                    del self.word_ids[word]
-                    self._words = None
+                if len(ids) == 1:
+                    self.word_ids[word] = next(iter(ids))
+            elif ids is not None:
+                del self.word_ids[word]
+                self._words = None
         self._orders.clear()
 
     def with_prefix(self, key: str) -> set[str]:
@@ -149,7 +170,11 @@ class _Index:
         for i in range(bisect.bisect_left(words, key), len(words)):
             if not words[i].startswith(key):
                 break
-            found |= self.word_ids[words[i]]
+            ids = self.word_ids[words[i]]
+            if isinstance(ids, str):
+                found.add(ids)
+            else:
+                found |= ids
         return found
 
     def order(self, field: str) -> list[Entry]:
