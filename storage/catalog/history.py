@@ -66,6 +66,12 @@ class HistoryRepository:
         cursor = self._progress.find(query).sort([("last_watched_ms", DESCENDING), ("_id", DESCENDING)])
         return [d async for d in cursor.limit(limit)]
 
+    async def title_rows(self, profile_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The profile's per-title progress, newest first: one read serves continue
+        watching, started and finished (the home page)."""
+        cursor = self._progress.find({"profile_id": {"$eq": profile_id}})
+        return [d async for d in cursor.sort([("last_watched_ms", DESCENDING), ("_id", DESCENDING)]).limit(limit)]
+
     async def finished_titles(self, profile_id: str, title_ids: Iterable[str]) -> set[str]:
         keys = [f"{profile_id}:{t}" for t in title_ids]
         if not keys:
