@@ -1,7 +1,7 @@
 """Catalog endpoints under load, on a big embedded store, as ratios to /healthz.
 
     .venv/bin/python bench/catalog.py [--titles 10000] [--episodes 100000] [--history 1000000]
-                                      [--duration 10] [--connections 50] [--json]
+                                      [--duration 10] [--connections 50] [--generator auto|wrk|python] [--json]
 
 Starts an nx-27017 server (the embedded default) and bulk-loads it with documents of
 exactly the shape the services write (server.catalog.admin.new_title_document, the
@@ -9,10 +9,14 @@ repositories' history and watchlist shapes): titles with genres, people and sear
 series with seasons and episodes, and history rows spread over many profiles, plus one
 signed-up viewer with a history of their own. Then it starts `run.py` on that database
 (shipped defaults except the rate limits, raised because all load comes from one address
-and one user) and drives each endpoint with `wrk` (50 keep-alive connections, the
-viewer's bearer token): GET /healthz, GET /home, GET /titles with filters, GET /titles
-with a search. Prints req/s, p50 and p99 per endpoint and the ratio of each to /healthz.
-With --explain it also prints the query plan nx-27017 reports for each viewer query.
+and one user) and drives each endpoint with `wrk` when installed, else the harness's Python
+generator in a process of its own (50 keep-alive connections, the viewer's bearer token):
+GET /healthz, GET /home, GET /titles with filters, GET /titles with a search, page 5 of
+the viewer's history. The app is restarted on the loaded store first, to time start-up
+until /readyz answers (the catalog read model built), and the read model's own size is
+measured in this process with tracemalloc. Prints req/s, p50 and p99 per endpoint and the
+ratio of each to /healthz. With --explain it also prints the query plan nx-27017 reports
+for each viewer query.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from harness import (
     CpuMeter,
     Result,
     free_port,
-    have_wrk,
+    load_average,
     parse_wrk_latency,
+    pick_generator,
+    rss_kb,
     run_command,
+    run_python_generator,
     scratch_dir,
     start_app,
     stop,
@@ -221,6 +228,54 @@ def wait_idle(port: int, timeout: float = 300.0) -> float:
     sys.exit("the app did not drain its in-flight requests")
 
 
+def run_load(port: int, path: str, token: str | None, args: argparse.Namespace, duration: float,
+             tmp: Path) -> Result:
+    if args.generator == "wrk":
+        return run_wrk(port, path, token, args, duration)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    figures = run_python_generator(port, [path], args.connections, duration, tmp, headers=headers)
+    return Result(rps=figures["rps"], p50_ms=figures["p50_ms"], p99_ms=figures["p99_ms"],
+                  requests=figures["requests"], non2xx=figures["non2xx"], errors=figures["errors"])
+
+
+def model_size(url: str) -> dict[str, float]:
+    """The read model built here from the loaded store: bytes it holds per title (tracemalloc)."""
+    import asyncio
+    import tracemalloc
+
+    from pymongo import AsyncMongoClient
+
+    from server.catalog.read_model import CatalogReadModel
+    from storage.catalog.titles import TitleRepository
+    from storage.state.pubsub import MemoryPubSub
+
+    async def build() -> dict[str, float]:
+        client = AsyncMongoClient(url, tz_aware=True)
+        model = CatalogReadModel(TitleRepository(client["bench"]), MemoryPubSub())
+        tracemalloc.start()
+        await model.rebuild()
+        for field in ("popularity", "published_ms", "rating_avg", "trending_score"):
+            model._index.order(field)  # the sort orders are part of what it holds
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        await client.close()
+        return {"model_bytes": float(held), "model_bytes_per_title": held / max(1, model.size)}
+
+    return asyncio.run(build())
+
+
+def history_page5(base: str, token: str) -> str:
+    """The path of page 5 (20 rows a page) of the viewer's history."""
+    cursor = None
+    for _ in range(4):
+        body = httpx.get(f"{base}/me/history", params={"limit": 20, **({"cursor": cursor} if cursor else {})},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=120).json()
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return "/api/v1/me/history?limit=20"
+    return f"/api/v1/me/history?limit=20&cursor={cursor}"
+
+
 def run_wrk(port: int, path: str, token: str | None, args: argparse.Namespace, duration: float) -> Result:
     options = ["--latency", "--timeout", "60s", *(["-H", f"Authorization: Bearer {token}"] if token else [])]
     cmd = [*wrk_command(args.threads, args.connections, duration, *options), f"http://127.0.0.1:{port}{path}"]
@@ -246,9 +301,10 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep the loaded store here and reuse it on the next run")
     parser.add_argument("--only", help="comma-separated substrings: run only the matching endpoints")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     args = parser.parse_args()
-    if not have_wrk():
-        sys.exit("bench/catalog.py needs wrk (apt-get install wrk)")
+    args.generator = pick_generator(args.generator)
+    loadavg_before = load_average()
     from storage.embedded_mongo import EmbeddedMongo
 
     with scratch_dir("nameless-catalog-bench-") as scratch:
@@ -277,6 +333,14 @@ def main() -> int:
                 state = {"email": email, "timings": timings}
                 if args.workdir:
                     state_file.write_text(json.dumps(state))
+            # Restart on the loaded store: start-up until ready is a figure of its own.
+            stop(app)
+            started = time.monotonic()
+            app, log = start_app(port, tmp, data_dir=tmp / "data", NAMELESS_MONGO_DB="bench", MONGO_URL=url,
+                                 NAMELESS_RATE_LIMIT_IP=str(10**9), NAMELESS_RATE_LIMIT_USER=str(10**9))
+            wait_until_answers(app, port, "/readyz", "app", log, timeout=600)
+            startup = {"start_to_ready_s": time.monotonic() - started, "app_rss_mb": rss_kb(app.pid) / 1024,
+                       **model_size(url)}
             # Sign in now: a long load outlives the signup's access token (15 minutes).
             token = httpx.post(f"{base}/auth/login", json={"email": state["email"], "password": BENCH_PASSWORD},
                                timeout=30).json()["access_token"]
@@ -284,6 +348,8 @@ def main() -> int:
             if not args.json:
                 print("loaded: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in timings.items()))
+            if not args.json:
+                print("start: " + ", ".join(f"{k} {v:.1f}" for k, v in startup.items()))
             if args.explain:
                 for name, plan in explain_viewer_queries(db):
                     print(f"  plan {name:<18} {plan}")
@@ -294,6 +360,7 @@ def main() -> int:
                 ("GET /titles?genre&type&sort=new", "/api/v1/titles?genre=genre-3&type=movie&sort=new", token),
                 ("GET /titles?q=sha", "/api/v1/titles?q=sha", token),
                 ("GET /titles?q=silver nak", "/api/v1/titles?q=silver%20nak", token),
+                ("GET /me/history page 5", history_page5(base, token), token),
             ]
             if args.only:
                 wanted = args.only.split(",")
@@ -309,10 +376,10 @@ def main() -> int:
                 if check.status_code != 200:
                     tail = log.read_text(errors="replace")[-3000:]
                     sys.exit(f"{name} answered {check.status_code}: {check.text[:300]}\n{tail}")
-                run_wrk(port, path, auth, args, 1.0)  # warm-up, not counted
+                run_load(port, path, auth, args, 1.0, tmp)  # warm-up, not counted
                 wait_idle(port)
                 meter = CpuMeter(app.pid)
-                result = run_wrk(port, path, auth, args, args.duration)
+                result = run_load(port, path, auth, args, args.duration, tmp)
                 (result.server_cpu,), _ = meter.shares()
                 results[name] = result
             client.close()
@@ -321,11 +388,12 @@ def main() -> int:
             mongo.stop()
     base_rps = results["GET /healthz"].rps
     if args.json:
-        print(json.dumps({"load": timings, "results": {k: vars(v) for k, v in results.items()},
+        print(json.dumps({"load": timings, "startup": startup, "results": {k: vars(v) for k, v in results.items()},
                           "rps_ratio_to_healthz": {k: v.rps / base_rps for k, v in results.items()}}))
         return 0
     print(f"\n{args.titles} titles, {args.episodes} episodes, {timings['history_rows']} history rows; "
-          f"{args.connections} connections, {args.duration:.0f} s each ({dt.date.today()})")
+          f"{args.connections} connections, {args.duration:.0f} s each, {args.generator} ({dt.date.today()}); "
+          f"load average {loadavg_before} before, {load_average()} after")
     print(f"{'endpoint':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non2xx':>7} {'cpu':>5} {'rps/healthz':>12}")
     for name, r in results.items():
         print(f"{name:<34} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.non2xx + r.errors:>7} "

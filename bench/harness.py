@@ -461,7 +461,7 @@ def run_wrk_paths(port: int, paths: list[str], connections: int, duration: float
             "seconds": secs}
 
 
-async def _client(port: int, next_path, until: float, latencies: list[float], counts: dict) -> None:
+async def _client(port: int, next_path, until: float, latencies: list[float], counts: dict, extra: str = "") -> None:
     reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
     try:
         while time.monotonic() < until:
@@ -469,7 +469,7 @@ async def _client(port: int, next_path, until: float, latencies: list[float], co
             if path is None:
                 return
             started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}\r\n".encode())
             status_line = await reader.readline()
             if not status_line:
                 raise ConnectionError("closed by server")
@@ -499,10 +499,12 @@ async def _client(port: int, next_path, until: float, latencies: list[float], co
         writer.close()
 
 
-async def http_load(port: int, paths: list[str], connections: int, duration: float, once: bool = False) -> dict:
+async def http_load(port: int, paths: list[str], connections: int, duration: float, once: bool = False,
+                    headers: Mapping[str, str] | None = None) -> dict:
     """The asyncio keep-alive generator: `connections` connections, each sending its next
-    request when the last answer has been read, cycling through `paths` for `duration` s
-    (or each path once with `once`). The fields of TransferResult without CPU."""
+    request (with `headers`) when the last answer has been read, cycling through `paths` for
+    `duration` s (or each path once with `once`). The fields of TransferResult without CPU."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     latencies: list[float] = []
     counts = {"ok": 0, "non2xx": 0, "bytes": 0}
     state = {"i": 0}
@@ -516,7 +518,7 @@ async def http_load(port: int, paths: list[str], connections: int, duration: flo
 
     started = time.monotonic()
     results = await asyncio.gather(
-        *(_client(port, next_path, started + duration, latencies, counts) for _ in range(connections)),
+        *(_client(port, next_path, started + duration, latencies, counts, extra) for _ in range(connections)),
         return_exceptions=True,
     )
     elapsed = time.monotonic() - started
@@ -527,17 +529,19 @@ async def http_load(port: int, paths: list[str], connections: int, duration: flo
             "errors": sum(1 for r in results if isinstance(r, BaseException)), "seconds": elapsed}
 
 
-def generator_main(port: int, paths: list[str], connections: int, duration: float, once: bool = False) -> int:
+def generator_main(port: int, paths: list[str], connections: int, duration: float, once: bool = False,
+                   headers: Mapping[str, str] | None = None) -> int:
     """The generator process: one run of http_load, its figures as one JSON line on stdout."""
-    print(json.dumps(asyncio.run(http_load(port, paths, connections, duration, once))))
+    print(json.dumps(asyncio.run(http_load(port, paths, connections, duration, once, headers))))
     return 0
 
 
 def run_python_generator(port: int, paths: list[str], connections: int, duration: float, tmp: Path,
-                         once: bool = False) -> dict[str, Any]:
-    """http_load in a process of its own (`harness.py --generate`); its figures."""
+                         once: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """http_load in a process of its own (`harness.py --generate`); its figures. Headers
+    (a bearer token) travel in a file of the scratch dir, never on a command line."""
     paths_file = tmp / f"paths-{secrets.token_hex(4)}.json"
-    paths_file.write_text(json.dumps(paths))
+    paths_file.write_text(json.dumps({"paths": paths, "headers": dict(headers or {})}))
     cmd = [sys.executable, __file__, "--generate", str(port), "--paths-file", str(paths_file),
            "--connections", str(connections), "--duration", str(duration)] + (["--once"] if once else [])
     return json.loads(run_command(cmd, duration + 60))
@@ -561,7 +565,8 @@ def load_paths(server_pid: int, port: int, paths: list[str], *, generator: str, 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="The HTTP load generator process of the benchmarks (see bench/harness.py).")
     p.add_argument("--generate", type=int, metavar="PORT", required=True, help="loopback port to load")
-    p.add_argument("--paths-file", required=True, help="JSON list of the paths to request, in turn")
+    p.add_argument("--paths-file", required=True,
+                   help="JSON list of the paths to request, in turn, or {paths, headers}")
     p.add_argument("--connections", type=int, default=50, help="concurrent keep-alive connections (default 50)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds of load (default 5)")
     p.add_argument("--once", action="store_true", help="request each path once, then stop")
@@ -570,5 +575,7 @@ def _parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     _args = _parser().parse_args()
-    sys.exit(generator_main(_args.generate, json.loads(Path(_args.paths_file).read_text()), _args.connections,
-                            _args.duration, _args.once))
+    _spec = json.loads(Path(_args.paths_file).read_text())
+    _spec = _spec if isinstance(_spec, dict) else {"paths": _spec}
+    sys.exit(generator_main(_args.generate, _spec["paths"], _args.connections, _args.duration, _args.once,
+                            _spec.get("headers")))

@@ -116,6 +116,18 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = _env(
         "NAMELESS_METRICS_TOKEN", default=None, description="bearer token for /metrics scrapers"
     )
+    catalog_poll_s: float = _env(
+        "NAMELESS_CATALOG_POLL_S", default=2.0, ge=0.05, le=300,
+        description="how often each process's catalog read model reads the titles changed since its last look, seconds",
+    )
+    catalog_rebuild_s: float = _env(
+        "NAMELESS_CATALOG_REBUILD_S", default=900.0, ge=10, le=86_400,
+        description="how often each process rebuilds its catalog read model from the store, seconds",
+    )
+    catalog_start_wait_s: float = _env(
+        "NAMELESS_CATALOG_START_WAIT_S", default=5.0, ge=0, le=600,
+        description="how long start-up waits for the catalog read model before serving with readiness held, seconds",
+    )
     shutdown_grace_seconds: float = _env(
         "NAMELESS_SHUTDOWN_GRACE", default=10.0, ge=0, le=300, description="drain deadline"
     )

@@ -1,6 +1,12 @@
 """The one pagination query: stable keyset (cursor) paging over (sort key, _id).
 
 The cursor format, the limits and the page shape are `server.core.paging`'s.
+
+A page after the first is read as two sargable queries, never as one `$or`: first the rest
+of the rows that share the cursor's sort key (`key == k and _id past the cursor`), then the
+rows past that key (`key past k`). nx-27017 evaluates any top-level `$or`/`$and` in Python
+over the whole collection (docs/storage-compat.md), while each of these two is a plain
+indexed filter on it and on MongoDB.
 """
 
 from __future__ import annotations
@@ -10,6 +16,17 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from server.core.paging import DEFAULT_LIMIT, MAX_LIMIT, PageResult, decode_cursor, encode_cursor
+
+
+def _with(query: dict[str, Any], field: str, condition: dict[str, Any]) -> dict[str, Any] | None:
+    """`query` with `condition` on `field` added to what it already asks of that field, or
+    None when the two cannot be merged into one operator document."""
+    existing = query.get(field)
+    if existing is None:
+        return {**query, field: condition}
+    if isinstance(existing, dict) and all(k.startswith("$") for k in existing) and not set(existing) & set(condition):
+        return {**query, field: {**existing, **condition}}
+    return None
 
 
 async def paginate(
@@ -25,18 +42,25 @@ async def paginate(
     """One page of `query` ordered by (sort_key, _id); pass the returned cursor for the next."""
     limit = max(1, min(MAX_LIMIT, limit))
     direction = -1 if descending else 1
-    flt = dict(query)
+    order = [(sort_key, direction), ("_id", direction)]
+    docs: list[dict[str, Any]] = []
     if cursor:
         key, last_id = decode_cursor(cursor)
         op = "$lt" if descending else "$gt"
-        after = {"$or": [{sort_key: {op: key}}, {sort_key: key, "_id": {op: last_id}}]}
-        flt = {"$and": [flt, after]} if flt else after
-    docs = [
-        doc
-        async for doc in collection.find(flt, projection)
-        .sort([(sort_key, direction), ("_id", direction)])
-        .limit(limit + 1)
-    ]
+        same_key = _with(query, sort_key, {"$eq": key})
+        same_key = same_key and _with(same_key, "_id", {op: last_id})
+        past_key = _with(query, sort_key, {op: key})
+        if same_key is None or past_key is None:  # a caller filtering on the keys itself: rare, not hot
+            after = {"$or": [{sort_key: {op: key}}, {sort_key: key, "_id": {op: last_id}}]}
+            flt = {"$and": [query, after]} if query else after
+            docs = [d async for d in collection.find(flt, projection).sort(order).limit(limit + 1)]
+        else:
+            docs = [d async for d in collection.find(same_key, projection).sort(order).limit(limit + 1)]
+            if len(docs) <= limit:
+                rest = collection.find(past_key, projection).sort(order).limit(limit + 1 - len(docs))
+                docs += [d async for d in rest]
+    else:
+        docs = [d async for d in collection.find(query, projection).sort(order).limit(limit + 1)]
     next_cursor = None
     if len(docs) > limit:
         docs = docs[:limit]

@@ -37,7 +37,7 @@ class TitlesHandler(ViewerHandler):
     catalog: CatalogService
 
     @endpoint("Browse and search the titles I may watch (type, genre, q, sort; cursor paging)", query=BrowseQuery,
-              response=Titles, auth=True, tags=TAGS, errors=(404,))
+              response=Titles, auth=True, tags=TAGS, errors=(404, 503))
     async def get(self) -> None:
         query = self.parse_query(BrowseQuery)
         viewer = await self.viewer(query.profile_id)
@@ -50,7 +50,7 @@ class TitleHandler(ViewerHandler):
     catalog: CatalogService
 
     @endpoint("A title; a series includes its seasons", query=ViewerQuery, response=TitleDetail, auth=True, tags=TAGS,
-              errors=(404,))
+              errors=(404, 503))
     async def get(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         self.reply(await self.catalog.title(await self.viewer(query.profile_id), title_id))
@@ -80,7 +80,7 @@ class HomeHandler(ViewerHandler):
     home: HomeService
 
     @endpoint("My home page: continue watching, recommended, trending, new releases, then per genre", query=ViewerQuery,
-              response=Home, auth=True, tags=TAGS, errors=(404,))
+              response=Home, auth=True, tags=TAGS, errors=(404, 503))
     async def get(self) -> None:
         query = self.parse_query(ViewerQuery)
         self.reply(await self.home.home(await self.viewer(query.profile_id)))

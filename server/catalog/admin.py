@@ -13,10 +13,11 @@ time, so viewer queries are plain indexed comparisons.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from server.catalog.browse import category_view, rating_view
+from server.catalog.browse import category_view
+from server.catalog.cards import rating_view
 from server.catalog.maturity import DEFAULT_RATING, RATINGS, level
 from server.catalog.releases import ContentReleased, ReleaseListener
 from server.catalog.text_search import prefix_keys, query_keys
@@ -148,8 +149,9 @@ def new_title_document(fields: dict[str, Any], created_by: str | None, at: dt.da
 class ContentAdminService:
     def __init__(self, titles: TitleRepository, seasons: SeasonRepository, episodes: EpisodeRepository,
                  categories: CategoryRepository, audit: AuditLog, releases: ReleaseListener,
-                 clock: Callable[[], dt.datetime] = now) -> None:
+                 changed: Callable[[Iterable[str]], Awaitable[None]], clock: Callable[[], dt.datetime] = now) -> None:
         self._titles = titles
+        self._changed = changed  # every process's read model reloads these titles
         self._seasons = seasons
         self._episodes = episodes
         self._categories = categories
@@ -198,6 +200,7 @@ class ContentAdminService:
             raise _invalid("media_asset_id", "a series has no media of its own; attach it to an episode")
         await self._check_slugs(fields)
         doc = await self._titles.insert(new_title_document(fields, actor.user_id if actor else None, self._clock()))
+        await self._changed([doc["_id"]])
         await self._audit.record(actor, "title.create", target_type="title", target_id=doc["_id"], ip=ip,
                                  details={"title": doc["title"], "type": doc["type"], "status": doc["status"]})
         return admin_title_view(doc)
@@ -223,6 +226,7 @@ class ContentAdminService:
         updated = await self._titles.update(title_id, changes, version=current.get("version"))
         if updated is None:
             raise errors.Conflict("The title was changed by someone else; reload it.", code="version_conflict")
+        await self._changed([title_id])
         await self._audit.record(actor, "title.update", target_type="title", target_id=title_id, ip=ip,
                                  details={"fields": sorted(k for k in changes if k not in ("people", "search_keys"))})
         return admin_title_view(updated)
@@ -244,6 +248,7 @@ class ContentAdminService:
         updated = await self._titles.update(title_id, changes, statuses=[current["status"]], minimum=minimum)
         if updated is None:
             raise errors.Conflict("The title changed meanwhile; reload it.", code="version_conflict")
+        await self._changed([title_id])
         await self._audit.record(actor, action, target_type="title", target_id=title_id, ip=ip,
                                  details={"from": current["status"], "to": status, **(details or {})})
         if status == "published" and not current.get("first_published_ms"):
@@ -279,6 +284,7 @@ class ContentAdminService:
             if await self._titles.update(content_id, changes) is None:
                 return  # deleted meanwhile: nothing to point at the asset
             title_id = content_id
+        await self._changed([title_id])
         await self._audit.record(None, "content.media_ready", target_type="title", target_id=title_id, ip="job",
                                  details={"content_id": content_id, "asset_id": asset_id, "runtime_s": runtime})
 
@@ -306,6 +312,7 @@ class ContentAdminService:
             won = await self._titles.publish_if_due(doc["_id"], doc["publish_at_ms"], published_ms, now_ms)
             if won is None:
                 continue
+            await self._changed([doc["_id"]])
             await self._audit.record(None, "title.publish_scheduled", target_type="title", target_id=doc["_id"],
                                      ip="job", details={"publish_at": iso(doc["publish_at_ms"])})
             if not doc.get("first_published_ms"):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from server.catalog.cards import title_card
+from server.catalog.read_model import CatalogReadModel
 from server.catalog.text_search import query_keys
 from server.catalog.viewers import Viewer
 from server.core import errors
@@ -21,28 +23,6 @@ from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
 from storage.catalog.seasons import SeasonRepository
 from storage.catalog.titles import FOREVER_MS, TitleRepository
-
-
-def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
-    count = int(doc.get("rating_count", 0))
-    total = int(doc.get("rating_sum", 0))
-    return {"average": round(total / count, 2) if count > 0 else None, "count": count}
-
-
-def title_card(doc: dict[str, Any]) -> dict[str, Any]:
-    """The compact form every list shows."""
-    return {
-        "id": str(doc["_id"]),
-        "type": doc.get("type"),
-        "title": doc.get("title"),
-        "year": doc.get("year"),
-        "genres": list(doc.get("genres", [])),
-        "maturity_rating": doc.get("maturity_rating"),
-        "artwork": dict(doc.get("artwork") or {}),
-        "runtime_s": doc.get("runtime_s"),
-        "rating": rating_view(doc),
-        "playable": bool(doc.get("playable")),
-    }
 
 
 def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +62,10 @@ def title_detail(doc: dict[str, Any], seasons: list[dict[str, Any]] | None) -> d
 
 class CatalogService:
     def __init__(self, titles: TitleRepository, seasons: SeasonRepository, episodes: EpisodeRepository,
-                 categories: CategoryRepository, clock: Callable[[], int] | None = None) -> None:
+                 categories: CategoryRepository, model: CatalogReadModel,
+                 clock: Callable[[], int] | None = None) -> None:
         self._titles = titles
+        self._model = model
         self._seasons = seasons
         self._episodes = episodes
         self._categories = categories
@@ -95,19 +77,28 @@ class CatalogService:
     # --- the rule ------------------------------------------------------------------
 
     async def visible_title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
-        """The title if this profile may see it now; otherwise 404, whatever the reason."""
-        doc = await self._titles.get_visible(title_id, self.now_ms(), viewer.max_level)
+        """The title if this profile may see it now; otherwise 404, whatever the reason.
+        The read model decides (so a scheduled title shows at its publish time on every
+        process); the document itself is one point read."""
+        now_ms = self.now_ms()
+        doc = await self._titles.get(title_id) if self._model.visible(title_id, now_ms, viewer.max_level) else None
         if doc is None:
             raise errors.NotFound("No such title.", code="title_not_found")
+        doc.pop("search_keys", None)
+        if doc.get("status") == "scheduled":  # due, not yet flipped by the release job
+            doc["published_ms"] = doc.get("published_ms") or doc.get("publish_at_ms")
         return doc
 
     async def visible_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        docs = await self._titles.visible_by_ids(ids, self.now_ms(), viewer.max_level)
-        return {tid: title_card(doc) for tid, doc in docs.items()}
+        return self._model.cards(ids, self.now_ms(), viewer.max_level)
 
     async def any_cards(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Cards whatever the status, for the viewer's own records (history)."""
-        return {tid: title_card(doc) for tid, doc in (await self._titles.by_ids(ids)).items()}
+        return self._model.cards(ids)
+
+    async def changed(self, ids: Iterable[str]) -> None:
+        """Titles a writer changed: every process's read model reloads them."""
+        await self._model.changed(ids)
 
     # --- browsing ------------------------------------------------------------------
 
@@ -119,16 +110,14 @@ class CatalogService:
             keys = query_keys(q)
             if not keys:  # only punctuation: nothing can match
                 return {"items": [], "next_cursor": None}
-        page = await self._titles.browse(self.now_ms(), viewer.max_level, kind=kind, genre=genre,
-                                         category=category, language=language, keys=keys, sort=sort,
-                                         limit=limit, cursor=cursor)
-        return {"items": [title_card(d) for d in page.items], "next_cursor": page.next_cursor}
+        page = self._model.page(self.now_ms(), viewer.max_level, kind=kind, genre=genre, category=category,
+                                language=language, keys=keys, sort=sort, limit=limit, cursor=cursor)
+        return {"items": page.items, "next_cursor": page.next_cursor}
 
     async def top(self, viewer: Viewer, sort: str, limit: int, *, genre: str | None = None,
                   exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
-        docs = await self._titles.top(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
-                                      exclude=exclude)
-        return [title_card(d) for d in docs]
+        return self._model.page(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
+                                exclude=exclude, positive=sort == "trending").items
 
     async def title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
         doc = await self.visible_title(viewer, title_id)

@@ -15,7 +15,7 @@ from typing import Any
 from server.catalog.browse import CatalogService
 from server.catalog.viewers import Viewer
 from server.core.clock import from_ms, iso, now, to_ms
-from storage.catalog.history import HistoryRepository
+from storage.catalog.history import ACTIVE_STATES, HistoryRepository
 from storage.catalog.titles import TitleRepository
 from storage.catalog.watchlist import WatchlistRepository
 
@@ -121,10 +121,19 @@ class HistoryService:
             })
         return {"items": items, "next_cursor": page.next_cursor}
 
-    async def continue_watching(self, viewer: Viewer, limit: int = 20) -> list[dict[str, Any]]:
+    async def activity(self, viewer: Viewer) -> list[dict[str, Any]]:
+        """The profile's per-title progress rows, newest first, read once for a whole page
+        (pass them to `continue_watching`, `started_titles` and `finished_titles`)."""
+        return await self._history.title_rows(viewer.profile_id)
+
+    async def continue_watching(self, viewer: Viewer, limit: int = 20,
+                                activity: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Titles in progress, most recent first: resume the same content, or start the
         next episode at 0 when the last one was completed."""
-        rows = await self._history.in_progress(viewer.profile_id, limit)
+        if activity is None:
+            rows = await self._history.in_progress(viewer.profile_id, limit)
+        else:
+            rows = [r for r in activity if r.get("state") in ACTIVE_STATES][:limit]
         cards = await self._catalog.visible_cards(viewer, {r["title_id"] for r in rows})
         wanted = {r["next_episode_id"] if r["state"] == "up_next" else r.get("episode_id") for r in rows}
         episodes = await self._catalog.episodes_by_ids({e for e in wanted if e})
@@ -151,11 +160,16 @@ class HistoryService:
             })
         return items
 
-    async def started_titles(self, viewer: Viewer) -> dict[str, str]:
+    async def started_titles(self, viewer: Viewer, activity: list[dict[str, Any]] | None = None) -> dict[str, str]:
         """title id → state for every title this profile has started."""
-        return {d["title_id"]: d["state"] for d in await self._history.started_titles(viewer.profile_id)}
+        rows = activity if activity is not None else await self._history.started_titles(viewer.profile_id)
+        return {d["title_id"]: d["state"] for d in rows}
 
-    async def finished_titles(self, viewer: Viewer, title_ids: list[str]) -> set[str]:
+    async def finished_titles(self, viewer: Viewer, title_ids: list[str],
+                              activity: list[dict[str, Any]] | None = None) -> set[str]:
+        if activity is not None:
+            wanted = set(title_ids)
+            return {d["title_id"] for d in activity if d.get("state") == "finished" and d["title_id"] in wanted}
         return await self._history.finished_titles(viewer.profile_id, title_ids)
 
     # --- watchlist -------------------------------------------------------------------

@@ -37,9 +37,10 @@ class HomeService:
         self._shared = shared
 
     async def home(self, viewer: Viewer) -> dict[str, Any]:
+        activity = await self._history.activity(viewer)  # one read for both personal rows
         continuing, recommended, shared = await asyncio.gather(
-            self._history.continue_watching(viewer, ROW_SIZE),
-            self._recommendations.for_viewer(viewer, ROW_SIZE),
+            self._history.continue_watching(viewer, ROW_SIZE, activity),
+            self._recommendations.for_viewer(viewer, ROW_SIZE, activity),
             self._shared.get(("home", viewer.max_level), lambda: self._compute_shared(viewer)),
         )
         rows = [

@@ -25,12 +25,13 @@ class RecommendationService:
         self._history = history
         self._shared = shared
 
-    async def for_viewer(self, viewer: Viewer, limit: int = 20) -> dict[str, Any]:
+    async def for_viewer(self, viewer: Viewer, limit: int = 20,
+                         activity: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         doc = await self._store.get(viewer.profile_id)
         stored = list(doc.get("items", [])) if doc else []
         ids = [str(item["title_id"]) for item in stored]
         cards = await self._catalog.visible_cards(viewer, ids)
-        finished = await self._history.finished_titles(viewer, ids)
+        finished = await self._history.finished_titles(viewer, ids, activity)
         items: list[dict[str, Any]] = []
         for item in stored:
             tid = str(item["title_id"])
@@ -40,7 +41,7 @@ class RecommendationService:
             if len(items) >= limit:
                 break
         if len(items) < limit:
-            started = await self._history.started_titles(viewer)
+            started = await self._history.started_titles(viewer, activity)
             exclude = set(started) | {i["title"]["id"] for i in items}
             popular = await self._shared.get(("popular", viewer.max_level),
                                              lambda: self._catalog.top(viewer, "popular", POPULAR_POOL))

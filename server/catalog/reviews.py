@@ -17,7 +17,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from server.catalog.browse import CatalogService, rating_view
+from server.catalog.browse import CatalogService
+from server.catalog.cards import rating_view
 from server.catalog.viewers import Viewer
 from server.core import errors
 from server.core.clock import iso, now, to_ms
@@ -71,8 +72,12 @@ class ReviewService:
         except ReviewExists:
             raise errors.Conflict("This profile has already reviewed this title; edit that review instead.",
                                   code="review_exists") from None
-        await self._titles.add_rating(doc["title_id"], rating, 1)
+        await self._rate(doc["title_id"], rating, 1)
         return review_view(doc, viewer.user_id)
+
+    async def _rate(self, title_id: str, delta_sum: int, delta_count: int) -> None:
+        await self._titles.add_rating(title_id, delta_sum, delta_count)
+        await self._catalog.changed([title_id])  # the cards' ratings, on every process
 
     async def _find(self, actor: Principal, review_id: str) -> tuple[dict[str, Any], bool]:
         """The review and whether `actor` wrote it; 404 unless they wrote it or moderate."""
@@ -107,7 +112,7 @@ class ReviewService:
                                                                              "updated_ms": at_ms})
             if updated is not None:
                 if new != old and updated["status"] == "visible":
-                    await self._titles.add_rating(updated["title_id"], new - old, 0)
+                    await self._rate(updated["title_id"], new - old, 0)
                 return updated
             fresh = await self._reviews.get(str(doc["_id"]))
             if fresh is None:
@@ -122,7 +127,7 @@ class ReviewService:
         if updated is None:
             raise errors.Conflict("The review changed meanwhile; reload it.", code="edit_conflict")
         sign = 1 if status == "visible" else -1
-        await self._titles.add_rating(updated["title_id"], sign * updated["rating"], sign)
+        await self._rate(updated["title_id"], sign * updated["rating"], sign)
         await self._audit.record(actor, f"review.{'show' if status == 'visible' else 'hide'}", target_type="review",
                                  target_id=str(doc["_id"]), ip=ip,
                                  details={"title_id": doc["title_id"], "author_id": doc.get("user_id")})
@@ -134,7 +139,7 @@ class ReviewService:
         if gone is None:
             raise errors.NotFound("No such review.", code="review_not_found")
         if gone.get("status") == "visible":
-            await self._titles.add_rating(gone["title_id"], -int(gone["rating"]), -1)
+            await self._rate(gone["title_id"], -int(gone["rating"]), -1)
         if not mine:
             await self._audit.record(actor, "review.delete", target_type="review", target_id=str(gone["_id"]), ip=ip,
                                      details={"title_id": gone["title_id"], "author_id": gone.get("user_id"),

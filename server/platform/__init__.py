@@ -13,7 +13,8 @@ import logging
 import os
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class Platform:
     metrics: Metrics
     secret_key: bytes
     instance_id: str = ""
+    # In-process parts that must be ready before this process is (the catalog read model):
+    # name → a function answering 'up' or why not.
+    local_checks: dict[str, Callable[[], str]] = field(default_factory=dict)
 
     async def check(self) -> dict[str, str]:
         """Each dependency's state: 'up', or why it is down. Used by /readyz."""
@@ -63,6 +67,8 @@ class Platform:
         else:
             results["cache"] = "up"
         await asyncio.gather(*checks)
+        for name, state in self.local_checks.items():
+            results[name] = state()
         return results
 
     async def close(self) -> None:

@@ -17,6 +17,8 @@ from storage.paging import paginate
 # One single-field index on the selective key: every read is one profile's rows, sorted on
 # (last_watched_ms, _id), which no index without _id can order anyway (storage-compat rule
 # 10), and nx-27017 only uses single-field indexes (tests/storage/test_catalog_indexes.py).
+# Equality is written `{"$eq": v}`: nx-27017 compiles a bare equality to a form no index
+# serves, and `$eq` to plain equality (docs/storage-compat.md).
 INDEXES = {
     "history": [IndexModel([("profile_id", ASCENDING)], name="profile")],
     "title_progress": [IndexModel([("profile_id", ASCENDING)], name="profile"),
@@ -56,13 +58,19 @@ class HistoryRepository:
         return {d["content_id"]: d async for d in self._history.find({"_id": {"$in": keys}})}
 
     async def page(self, profile_id: str, limit: int, cursor: str | None) -> PageResult:
-        return await paginate(self._history, {"profile_id": profile_id}, sort_key="last_watched_ms",
+        return await paginate(self._history, {"profile_id": {"$eq": profile_id}}, sort_key="last_watched_ms",
                               limit=limit, cursor=cursor)
 
     async def in_progress(self, profile_id: str, limit: int) -> list[dict[str, Any]]:
-        query = {"profile_id": profile_id, "state": {"$in": list(ACTIVE_STATES)}}
+        query = {"profile_id": {"$eq": profile_id}, "state": {"$in": list(ACTIVE_STATES)}}
         cursor = self._progress.find(query).sort([("last_watched_ms", DESCENDING), ("_id", DESCENDING)])
         return [d async for d in cursor.limit(limit)]
+
+    async def title_rows(self, profile_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The profile's per-title progress, newest first: one read serves continue
+        watching, started and finished (the home page)."""
+        cursor = self._progress.find({"profile_id": {"$eq": profile_id}})
+        return [d async for d in cursor.sort([("last_watched_ms", DESCENDING), ("_id", DESCENDING)]).limit(limit)]
 
     async def finished_titles(self, profile_id: str, title_ids: Iterable[str]) -> set[str]:
         keys = [f"{profile_id}:{t}" for t in title_ids]
@@ -72,7 +80,7 @@ class HistoryRepository:
         return {d["title_id"] async for d in self._progress.find(query, {"title_id": 1})}
 
     async def started_titles(self, profile_id: str, limit: int = 500) -> list[dict[str, Any]]:
-        cursor = self._progress.find({"profile_id": profile_id}, {"title_id": 1, "state": 1})
+        cursor = self._progress.find({"profile_id": {"$eq": profile_id}}, {"title_id": 1, "state": 1})
         return [d async for d in cursor.sort("last_watched_ms", DESCENDING).limit(limit)]
 
     async def accounts_watching(self, title_id: str) -> AsyncIterator[str]:

@@ -54,8 +54,8 @@ class ReviewRepository:
         return await self._reviews.find_one_and_delete({"_id": review_id})
 
     async def page(self, title_id: str, limit: int, cursor: str | None) -> PageResult:
-        return await paginate(self._reviews, {"title_id": title_id, "status": "visible"}, sort_key="created_at",
-                              limit=limit, cursor=cursor)
+        return await paginate(self._reviews, {"title_id": {"$eq": title_id}, "status": "visible"},
+                              sort_key="created_at", limit=limit, cursor=cursor)
 
     async def all_ratings(self) -> AsyncIterator[dict[str, Any]]:
         fields = {"profile_id": 1, "user_id": 1, "title_id": 1, "rating": 1}

@@ -37,6 +37,12 @@ CARD_FIELDS = {
     "trending_score": 1, "synopsis": 1, "status": 1, "window_end_ms": 1, "playable": 1,
 }
 
+# What the in-process read model holds (server/catalog/read_model.py).
+MODEL_FIELDS = {
+    **CARD_FIELDS, "window_start_ms": 1, "maturity_level": 1, "categories": 1, "languages": 1, "search_keys": 1,
+    "publish_at_ms": 1, "updated_ms": 1,
+}
+
 INDEXES = {
     "titles": [
         IndexModel([("status", ASCENDING), ("popularity", DESCENDING)], name="visible_popular"),
@@ -51,6 +57,7 @@ INDEXES = {
         IndexModel([("search_keys", ASCENDING)], name="search_keys"),
         IndexModel([("status", ASCENDING), ("publish_at_ms", ASCENDING)], name="scheduled"),
         IndexModel([("created_at", ASCENDING)], name="created_at"),
+        IndexModel([("updated_ms", ASCENDING)], name="updated_ms"),  # the read model's poll
     ],
     "title_views": [IndexModel([("day", ASCENDING)], name="day")],
 }
@@ -185,6 +192,20 @@ class TitleRepository:
             return {}
         return {d["_id"]: d async for d in self._titles.find({"_id": {"$in": keys}}, CARD_FIELDS)}
 
+    async def model_chunk(self, after_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Titles in `_id` order after `after_id`: the read model is built a chunk at a time."""
+        query = {"_id": {"$gt": after_id}} if after_id is not None else {}
+        return [d async for d in self._titles.find(query, MODEL_FIELDS).sort("_id", ASCENDING).limit(limit)]
+
+    async def model_changed_since(self, since_ms: int) -> list[dict[str, Any]]:
+        return [d async for d in self._titles.find({"updated_ms": {"$gte": since_ms}}, MODEL_FIELDS)]
+
+    async def model_by_ids(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        keys = [k for k in (valid_id(i) for i in ids) if k]
+        if not keys:
+            return {}
+        return {str(d["_id"]): d async for d in self._titles.find({"_id": {"$in": keys}}, MODEL_FIELDS)}
+
     async def admin_page(self, *, status: str | None, kind: str | None, keys: list[str] | None, limit: int,
                          cursor: str | None) -> PageResult:
         query: dict[str, Any] = {}
@@ -210,7 +231,8 @@ class TitleRepository:
         so concurrent reviewers cannot leave a stale average behind: the last writer's
         condition is the one that holds."""
         after = await self._titles.find_one_and_update(
-            {"_id": title_id}, {"$inc": {"rating_sum": delta_sum, "rating_count": delta_count}},
+            {"_id": title_id}, {"$inc": {"rating_sum": delta_sum, "rating_count": delta_count},
+                                "$set": {"updated_ms": to_ms(now())}},
             projection={"rating_sum": 1, "rating_count": 1}, return_document=ReturnDocument.AFTER,
         )
         if after is None:
@@ -218,12 +240,13 @@ class TitleRepository:
         total, count = int(after.get("rating_sum", 0)), int(after.get("rating_count", 0))
         await self._titles.update_one(
             {"_id": title_id, "rating_sum": total, "rating_count": count},
-            {"$set": {"rating_avg": round(total / count, 4) if count > 0 else 0.0}},
+            {"$set": {"rating_avg": round(total / count, 4) if count > 0 else 0.0, "updated_ms": to_ms(now())}},
         )
 
     async def record_view(self, title_id: str, day: str) -> None:
         """A profile started this title for the first time: all-time and per-day counters."""
-        await self._titles.update_one({"_id": title_id}, {"$inc": {"popularity": 1}})
+        await self._titles.update_one({"_id": title_id},
+                                      {"$inc": {"popularity": 1}, "$set": {"updated_ms": to_ms(now())}})
         await self._views.update_one(
             {"_id": f"{title_id}:{day}"},
             {"$inc": {"views": 1}, "$setOnInsert": {"title_id": title_id, "day": day}},
@@ -237,7 +260,8 @@ class TitleRepository:
     async def set_trending(self, scores: dict[str, int]) -> None:
         if scores:
             await self._titles.bulk_write(
-                [UpdateOne({"_id": tid, "trending_score": {"$ne": s}}, {"$set": {"trending_score": s}})
+                [UpdateOne({"_id": tid, "trending_score": {"$ne": s}},
+                           {"$set": {"trending_score": s, "updated_ms": to_ms(now())}})
                  for tid, s in scores.items()], ordered=False)
         await self._titles.update_many({"trending_score": {"$gt": 0}, "_id": {"$nin": list(scores)}},
-                                       {"$set": {"trending_score": 0}})
+                                       {"$set": {"trending_score": 0, "updated_ms": to_ms(now())}})

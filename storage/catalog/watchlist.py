@@ -33,7 +33,7 @@ class WatchlistRepository:
         return (await self._watchlist.delete_one({"_id": f"{profile_id}:{title_id}"})).deleted_count == 1
 
     async def page(self, profile_id: str, limit: int, cursor: str | None) -> PageResult:
-        return await paginate(self._watchlist, {"profile_id": profile_id}, sort_key="added_ms", limit=limit,
+        return await paginate(self._watchlist, {"profile_id": {"$eq": profile_id}}, sort_key="added_ms", limit=limit,
                               cursor=cursor)
 
     async def all_rows(self) -> AsyncIterator[dict[str, Any]]:

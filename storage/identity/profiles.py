@@ -17,7 +17,9 @@ class ProfileRepository:
         self._profiles = db.profiles
 
     async def for_user(self, user_id: str) -> list[dict[str, Any]]:
-        return [doc async for doc in self._profiles.find({"user_id": user_id}).sort("created_at", ASCENDING).limit(50)]
+        # `$eq`: nx-27017 compiles it to plain equality, which the user_profiles index serves.
+        cursor = self._profiles.find({"user_id": {"$eq": user_id}}).sort("created_at", ASCENDING)
+        return [doc async for doc in cursor.limit(50)]
 
     async def count(self, user_id: str) -> int:
         return await self._profiles.count_documents({"user_id": user_id})

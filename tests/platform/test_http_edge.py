@@ -20,7 +20,7 @@ async def test_healthz_and_readyz(server) -> None:
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     resp = await server.client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json()["checks"] == {"database": "up", "cache": "up"}
+    assert resp.json()["checks"] == {"database": "up", "cache": "up", "catalog": "up"}
 
 
 async def test_unknown_route_is_json_404(server) -> None:

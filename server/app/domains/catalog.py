@@ -11,6 +11,7 @@ from server.catalog.admin import ContentAdminService
 from server.catalog.browse import CatalogService
 from server.catalog.history import HistoryService
 from server.catalog.home import HomeService
+from server.catalog.read_model import CatalogReadModel
 from server.catalog.recommendations import RecommendationService
 from server.catalog.releases import ReleaseEvents
 from server.catalog.reviews import ReviewService
@@ -37,14 +38,19 @@ def wire(ctx: Wiring) -> Contribution:
     releases = ReleaseEvents()
     releases.subscribe(ReleaseNotifier(history_repo, ctx.services.notifications))
     viewers = ViewerResolver(ctx.repo(ProfileRepository))
-    catalog = CatalogService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository), category_repo)
+    settings = ctx.settings
+    model = CatalogReadModel(title_repo, ctx.platform.pubsub, poll_s=settings.catalog_poll_s,
+                             rebuild_s=settings.catalog_rebuild_s, start_wait_s=settings.catalog_start_wait_s)
+    ctx.platform.local_checks["catalog"] = model.state
+    catalog = CatalogService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository), category_repo,
+                             model)
     history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog)
     shared_rows = SharedCache()
     recommendation_service = RecommendationService(recommendation_repo, catalog, history_service, shared_rows)
     home = HomeService(catalog, history_service, recommendation_service, shared_rows)
     review_service = ReviewService(review_repo, title_repo, catalog, audit)
     content_admin = ContentAdminService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository),
-                                        category_repo, audit, releases.emit)
+                                        category_repo, audit, releases.emit, catalog.changed)
     sources = RollupSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
                             recommendation_repo)
     return Contribution(
@@ -58,5 +64,7 @@ def wire(ctx: Wiring) -> Contribution:
             *recommendations.routes(viewers, recommendation_service),
             *admin.routes(content_admin),
         ]},
+        start=[model.start],
+        stop=[model.stop],
         jobs=[publish.PublishScheduler(content_admin, releases.emit), *rollups.schedules(sources)],
     )

@@ -1,0 +1,173 @@
+"""The in-process catalog read model (server/catalog/read_model.py) against the store: after
+a sequence of admin edits on one process, another process answers every browse path
+(filters, sorts, cursors, search, kids) exactly as the store's own queries do, whether the
+edits reach it over pub/sub or only through its poll; a scheduled title appears at its
+publish time with no release job; and nothing is answered before the model is built."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
+from server.catalog.read_model import CatalogReadModel
+from server.catalog.text_search import query_keys
+from server.core import errors
+from server.core.clock import now, to_ms
+from storage.catalog.titles import TitleRepository
+from storage.state.pubsub import MemoryPubSub
+from tests.catalog.helpers import (
+    API,
+    add_profile,
+    category,
+    content_manager,
+    create_title,
+    published_title,
+    viewer_account,
+)
+
+pytestmark = pytest.mark.asyncio
+
+QUERIES: list[dict[str, Any]] = [
+    {}, {"sort": "new"}, {"sort": "rating"}, {"genre": "rm-drama"}, {"type": "series"}, {"q": "lantern"},
+    {"q": "lan orb"}, {"genre": "rm-comedy", "sort": "new"},
+]
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def _iso(delta: dt.timedelta) -> str:
+    return (dt.datetime.now(dt.UTC) + delta).isoformat()
+
+
+async def _api_ids(served: Any, headers: dict[str, str], params: dict[str, Any]) -> list[str]:
+    found, cursor = [], None
+    while True:
+        resp = await served.client.get(f"{API}/titles", headers=headers,
+                                       params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert resp.status_code == 200, resp.text
+        found += [t["id"] for t in resp.json()["items"]]
+        cursor = resp.json()["next_cursor"]
+        if not cursor:
+            return found
+
+
+async def _store_ids(repo: TitleRepository, params: dict[str, Any], max_level: int) -> list[str]:
+    """The same question asked of the store directly (its keyset paging, its visibility query)."""
+    found, cursor = [], None
+    keys = query_keys(params["q"]) if params.get("q") else None
+    while True:
+        page = await repo.browse(to_ms(now()), max_level, kind=params.get("type"), genre=params.get("genre"),
+                                 keys=keys, sort=params.get("sort", "popular"), limit=2, cursor=cursor)
+        found += [str(d["_id"]) for d in page.items]
+        cursor = page.next_cursor
+        if not cursor:
+            return found
+
+
+async def _edits(served: Any) -> dict[str, str]:
+    """Titles made and changed through the admin API of `served`."""
+    cm = await content_manager(served)
+    await category(served, cm, "rm-drama")
+    await category(served, cm, "rm-comedy")
+    made = {
+        "lantern": await published_title(served, cm, title="Lantern Orbit", genres=["rm-drama"],
+                                         maturity_rating="all"),
+        "harbour": await published_title(served, cm, title="Harbour", genres=["rm-comedy"], maturity_rating="7+"),
+        "series": await published_title(served, cm, type="series", runtime_s=None, title="Orbit Lantern Tales",
+                                        genres=["rm-drama", "rm-comedy"], maturity_rating="13+"),
+        "renamed": await published_title(served, cm, title="Old Name", genres=["rm-drama"], maturity_rating="all"),
+        "archived": await published_title(served, cm, title="Lantern Archive", maturity_rating="all"),
+        "closed": await published_title(served, cm, title="Lantern Window", maturity_rating="all"),
+        "draft": await create_title(served, cm, title="Lantern Draft", maturity_rating="all"),
+    }
+    ids = {name: doc["id"] for name, doc in made.items()}
+
+    async def patch(name: str, body: dict[str, Any]) -> None:
+        resp = await served.client.patch(f"{API}/admin/titles/{ids[name]}", headers=cm["headers"], json=body)
+        assert resp.status_code == 200, resp.text
+
+    await patch("renamed", {"title": "Lantern Renamed", "genres": ["rm-comedy"]})
+    await patch("harbour", {"maturity_rating": "18+"})
+    await patch("closed", {"available_from": _iso(dt.timedelta(days=1))})
+    resp = await served.client.post(f"{API}/admin/titles/{ids['archived']}/archive", headers=cm["headers"])
+    assert resp.status_code == 200, resp.text
+    return ids
+
+
+async def _agrees(reader: Any, ids: dict[str, str]) -> None:
+    """`reader` answers every path as the store does, once the last edit has reached it."""
+    viewer = await viewer_account(reader)
+    kids = await add_profile(reader, viewer, "Kid", kids=True)
+    repo = TitleRepository(reader.platform.db)
+
+    async def caught_up() -> bool:  # the last edits: archived gone, renamed found by its new name
+        got = await _api_ids(reader, viewer["headers"], {"q": "lantern"})
+        return ids["archived"] not in got and ids["renamed"] in got
+
+    await until(caught_up)
+    for params in QUERIES:
+        assert await _api_ids(reader, viewer["headers"], params) == await _store_ids(repo, params, ADULT_MAX_LEVEL), \
+            params
+        kid = {**params, "profile_id": kids.profile_id}
+        assert await _api_ids(reader, viewer["headers"], kid) == await _store_ids(repo, params, KIDS_MAX_LEVEL), params
+    everything = await _api_ids(reader, viewer["headers"], {})
+    assert ids["lantern"] in everything and ids["harbour"] in everything
+    for hidden in ("archived", "closed", "draft"):
+        assert ids[hidden] not in everything, hidden
+    kid_titles = await _api_ids(reader, viewer["headers"], {"profile_id": kids.profile_id})
+    assert ids["harbour"] not in kid_titles and ids["lantern"] in kid_titles
+
+
+async def test_edits_on_one_process_reach_another_over_pubsub(start_server, redis_url) -> None:
+    # A poll interval far beyond the test: only the pub/sub message can carry the edits.
+    writer = await start_server(REDIS_URL=redis_url, NAMELESS_CATALOG_POLL_S="300")
+    reader = await start_server(REDIS_URL=redis_url, NAMELESS_CATALOG_POLL_S="300",
+                                NAMELESS_MONGO_DB=writer.runtime.settings.mongo_db)
+    await _agrees(reader, await _edits(writer))
+
+
+async def test_edits_reach_a_process_that_misses_the_messages_through_its_poll(start_server) -> None:
+    # No Redis: each process has its own in-process pub/sub, so the reader hears nothing.
+    writer = await start_server()
+    reader = await start_server(NAMELESS_CATALOG_POLL_S="0.2", NAMELESS_MONGO_DB=writer.runtime.settings.mongo_db)
+    await _agrees(reader, await _edits(writer))
+
+
+async def test_a_scheduled_title_appears_at_its_publish_time_without_the_release_job(start_server) -> None:
+    served = await start_server(NAMELESS_JOB_WORKERS="0")
+    cm = await content_manager(served)
+    viewer = await viewer_account(served)
+    publish_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    title = await create_title(served, cm, title="Soon", publish_at=publish_at.isoformat())
+    detail = f"{API}/titles/{title['id']}"
+
+    async def listed() -> bool:
+        return title["id"] in await _api_ids(served, viewer["headers"], {})
+
+    assert not await listed()
+    assert (await served.client.get(detail, headers=viewer["headers"])).status_code == 404
+    await until(listed)
+    assert dt.datetime.now(dt.UTC) >= publish_at
+    resp = await served.client.get(detail, headers=viewer["headers"])
+    assert resp.status_code == 200 and resp.json()["published_at"] is not None
+
+
+async def test_nothing_is_answered_before_the_model_is_built(server) -> None:
+    model = CatalogReadModel(TitleRepository(server.platform.db), MemoryPubSub())
+    assert model.state() != "up"
+    with pytest.raises(errors.ServiceUnavailable) as raised:
+        model.page(to_ms(now()), ADULT_MAX_LEVEL)
+    assert raised.value.code == "catalog_loading"
+    await model.rebuild()
+    assert model.state() == "up" and model.page(to_ms(now()), ADULT_MAX_LEVEL).items == []
