@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         "NAMELESS_DEPENDENCY_TIMEOUT_MS", default=2000, ge=100, le=60_000,
         description="how long a request waits for MongoDB or Redis before answering 503",
     )
+    redis_max_connections: int = _env(
+        "NAMELESS_REDIS_MAX_CONNECTIONS", default=100, ge=2, le=10_000,
+        description="Redis connections per process; callers beyond it wait (up to the dependency timeout)",
+    )
 
     secret_key: SecretStr | None = _env(
         "NAMELESS_SECRET_KEY",

@@ -116,7 +116,7 @@ class PartyChannel(AuthedNamespace):
         self._base.pop(sid, None)
         await super().on_disconnect(sid, reason)
         if principal is not None and party_id is not None:
-            await self.parties.disconnected(principal.user_id, party_id, sid)
+            self.parties.disconnected(principal.user_id, party_id, sid)
 
     async def _seat(self, sid: str, party_id: str) -> None:
         previous = self._party_of.get(sid)

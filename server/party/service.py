@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import hashlib
 import logging
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from server.catalog.browse import CatalogService
@@ -43,6 +44,8 @@ LOCK_TTL_S = 5.0
 SWEEP_INTERVAL_S = 0.25
 ALIVE_TTL_MS = 15_000  # a process silent this long is taken for dead, and its seats for dropped
 ALIVE_REFRESH_S = 2.0
+DROP_RETRY_S = (0.05, 2.0)  # first and longest wait before a failed seat drop is tried again
+STOP_FLUSH_S = 3.0  # how long a stopping process gives its pending seat drops
 CHAT_MAX_CHARS = 500
 CHAT_LIMIT = (10, 10)  # messages per window of seconds, per member
 REACTIONS = frozenset({"👍", "👎", "😂", "😮", "😢", "😍", "🔥", "👏", "🎉", "😱", "🍿", "❤️"})
@@ -82,6 +85,10 @@ class PartyService:
         self._sweeper: asyncio.Task[None] | None = None
         self._alive: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # party id -> its lock, its users
+        self._drops: dict[str, dict[str, str]] = {}  # party id -> {user id: socket} not yet recorded
+        self._dropping: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -92,6 +99,10 @@ class PartyService:
         self._alive = asyncio.ensure_future(self._keep_alive())
 
     async def stop(self) -> None:
+        """Bounded: presence is withdrawn first, so the other processes take this one's seats
+        for dropped at their next presence check instead of after ALIVE_TTL_MS; then the
+        drops already queued get STOP_FLUSH_S to be recorded."""
+        self._stopped = True
         for task in (self._sweeper, self._alive):
             if task is not None:
                 task.cancel()
@@ -99,6 +110,15 @@ class PartyService:
                     await task
         if self._unsubscribe is not None:
             await self._unsubscribe()
+        with contextlib.suppress(Exception):
+            await self._store.mark_alive(self.process_id, 1)
+        pending = list(self._dropping.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=STOP_FLUSH_S)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("party seat drops left to presence expiry", extra={"parties": len(late)})
 
     # --- joining and leaving --------------------------------------------------------
 
@@ -174,18 +194,48 @@ class PartyService:
         if not party["members"]:
             await self.end(party_id, "empty")
 
-    async def disconnected(self, user_id: str, party_id: str, socket: str) -> None:
-        """The socket that held the seat went away: the seat waits SEAT_GRACE_MS for it."""
-        def apply(party: rules.Party, now: int) -> Events:
-            if not rules.dropped(party, user_id, self.process_id, socket, now):
-                return []
-            if party["waiting_until_ms"] is not None and not party["buffering"]:
-                rules.ready_all(party, now)
-            return [("party.member", {"user_id": user_id, "display_name": party["members"][user_id]["display_name"],
-                                      "event": "disconnected"})]
+    def disconnected(self, user_id: str, party_id: str, socket: str) -> None:
+        """The socket that held the seat went away: the seat waits SEAT_GRACE_MS for it.
 
-        with contextlib.suppress(errors.NotFound):
-            await self._change(party_id, apply)
+        Queued, not awaited: when many sockets go at once (a network blip, a proxy restart)
+        the drops of one party are recorded together in one change, and a change that fails
+        (Redis busy, the party's lock held) is tried again, so no drop is lost."""
+        if self._stopped:
+            return  # this process withdrew its presence: the others take its seats for dropped
+        self._drops.setdefault(party_id, {})[user_id] = socket
+        if party_id not in self._dropping:
+            self._dropping[party_id] = asyncio.ensure_future(self._record_drops(party_id))
+
+    async def _record_drops(self, party_id: str) -> None:
+        wait = DROP_RETRY_S[0]
+        try:
+            while party_id in self._drops:
+                batch = self._drops.pop(party_id)
+                try:
+                    await self._change(party_id, functools.partial(self._drop_events, batch))
+                except errors.NotFound:
+                    pass  # the party ended meanwhile: nothing to record
+                except Exception as exc:
+                    log.warning("party seat drop not recorded yet; retrying",
+                                extra={"party_id": party_id, "seats": len(batch), "error": type(exc).__name__})
+                    pending = self._drops.setdefault(party_id, {})
+                    for user_id, socket in batch.items():
+                        pending.setdefault(user_id, socket)  # a newer drop of that user wins
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, DROP_RETRY_S[1])
+        finally:
+            del self._dropping[party_id]
+
+    def _drop_events(self, batch: dict[str, str], party: rules.Party, now: int) -> Events:
+        events: Events = []
+        for user_id, socket in batch.items():
+            if rules.dropped(party, user_id, self.process_id, socket, now):
+                events.append(("party.member", {"user_id": user_id,
+                                                "display_name": party["members"][user_id]["display_name"],
+                                                "event": "disconnected"}))
+        if events and party["waiting_until_ms"] is not None and not party["buffering"]:
+            rules.ready_all(party, now)
+        return events
 
     # --- playback control -----------------------------------------------------------
 
@@ -294,8 +344,26 @@ class PartyService:
 
     # --- the one way a party changes -------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, party_id: str) -> AsyncIterator[None]:
+        """This process's changes to one party queue here, so they do not spin on the
+        shared lock against each other (one process's ten members dropping at once)."""
+        lock, users = self._turns.setdefault(party_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[party_id]
+
     async def _change(self, party_id: str, apply: Callable[[rules.Party, int], Events]) -> rules.Party:
         """Apply under the party's lock and a compare-and-set; publish what changed."""
+        async with self._in_turn(party_id):
+            return await self._change_locked(party_id, apply)
+
+    async def _change_locked(self, party_id: str, apply: Callable[[rules.Party, int], Events]) -> rules.Party:
         lock = f"party-lock:{party_id}"
         token = secrets.token_hex(8)
         for _ in range(400):

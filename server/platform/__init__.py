@@ -20,7 +20,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -118,9 +118,14 @@ async def build_platform(
         timeout = settings.dependency_timeout_ms / 1000
         # One quick retry, not redis-py's default backoff of seconds: a request waiting on a
         # Redis that is down answers 503 within the dependency timeout.
-        redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=timeout,
-                               socket_connect_timeout=timeout, health_check_interval=30,
-                               retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1))
+        # A blocking pool: a burst beyond the limit (thousands of seats dropping at once)
+        # waits for a connection, up to the dependency timeout, instead of failing at once
+        # with MaxConnectionsError as redis-py's default pool does.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url.get_secret_value(), max_connections=settings.redis_max_connections,
+            timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), 1))
+        redis = Redis.from_pool(pool)
         await redis.ping()
         ns = settings.mongo_db  # one Redis may serve several deployments or test databases
         limiter: RateLimiter = RedisRateLimiter(redis, prefix=f"{ns}:rl:")

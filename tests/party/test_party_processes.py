@@ -7,6 +7,7 @@ import signal
 import uuid
 
 from server.party import state as rules
+from storage.party.store import RedisPartyStore
 from tests.party.helpers import party_title, viewer
 from tests.platform.test_process import launch  # noqa: F401  (the fixture)
 
@@ -68,3 +69,24 @@ async def test_a_host_who_vanishes_is_replaced(any_server, clip, members, monkey
     changed = await second.wait("party.host", timeout=15)
     assert changed["host_id"] == first.user_id  # present longest after the host
     assert (await first.ok("party.control", {"action": "play"}))["state"]["by"] == first.user_id
+
+
+async def test_a_process_that_stops_hands_its_seats_over_at_once(start_server, redis_url, clip, members) -> None:
+    """A stopping process withdraws its presence first: the other marks its seats
+    disconnected at its next presence check, without waiting for the presence to lapse."""
+    a = await start_server(REDIS_URL=redis_url)
+    b = await start_server(REDIS_URL=redis_url, NAMELESS_MONGO_DB=a.runtime.settings.mongo_db)
+    title_id = await party_title(b, clip)
+    host, guest = [members(await viewer(b)) for _ in range(2)]
+    await host.connect(b.url)
+    created = await host.ok("party.create", {"content_id": title_id})
+    await guest.connect(a.url)
+    await guest.ok("party.join", {"invite_code": created["invite_code"]})
+
+    store = RedisPartyStore(b.platform.redis, prefix=f"{a.runtime.settings.mongo_db}:party:")
+    process_a = a.runtime.services.parties.process_id
+    assert await store.alive(process_a)
+    await a.runtime.stop()
+    assert not await store.alive(process_a)
+    await host.wait("party.member", lambda m: (m["user_id"], m["event"]) == (guest.user_id, "disconnected"),
+                    timeout=45)
