@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, eventually
 from tests.support.helpers import Device, b64, grant_path, support_team, support_viewer
 
 
@@ -189,8 +189,12 @@ async def test_queue_claim_release_transfer_status_and_the_offline_viewer(server
     # the viewer is offline: the reply becomes a notification (in the inbox, and push per preferences)
     await second.call("support.join", {"conversation_id": cid})
     assert (await second.send(cid, "Your refund is on its way"))["ok"] is True
-    inbox = (await server.client.get("/api/v1/me/notifications", headers=viewer.headers)).json()["items"]
-    assert inbox and inbox[0]["kind"] == "support" and inbox[0]["data"]["conversation_id"] == cid
+
+    async def inbox_items() -> list:
+        return (await server.client.get("/api/v1/me/notifications", headers=viewer.headers)).json()["items"]
+
+    inbox = await eventually(inbox_items, "the offline viewer's notification")  # relayed after the ack
+    assert inbox[0]["kind"] == "support" and inbox[0]["data"]["conversation_id"] == cid
     assert "refund" not in repr(inbox)
 
     await viewer.connect()
@@ -215,3 +219,27 @@ async def test_without_a_team_key_support_says_so(server) -> None:
     bad = await server.client.put("/api/v1/me/keys/phone", headers=viewer.headers,
                                   json={"public_key": base64.b64encode(b"short").decode()})
     assert_error(bad, 400, "validation_failed")
+
+
+async def test_a_burst_is_numbered_in_order_and_stored_once(server, closing) -> None:
+    _, (agent,) = await support_team(server)
+    viewer = await support_viewer(server)
+    for device in (agent, viewer):
+        closing(device)
+        await device.connect()
+    cids = [(await viewer.open(f"Question {i}"))["id"] for i in range(6)]
+    await agent.call("support.presence", {"available": False})
+    sends = [(cid, f"c{n}-{i}", None) for n, cid in enumerate(cids) for i in range(4)]
+    sends += [(cids[0], "again", "the-same-client-id")] * 3  # a retry racing its first attempt
+    replies = await asyncio.gather(*(viewer.send(cid, text, client_id) for cid, text, client_id in sends))
+    assert all(r["ok"] for r in replies), replies
+    repeated = [r for (_, _, client_id), r in zip(sends, replies, strict=True) if client_id]
+    assert len({r["message_id"] for r in repeated}) == 1 and sum(r["duplicate"] for r in repeated) == 2
+    for n, cid in enumerate(cids):
+        acked = sorted(r["seq"] for (c, _, client_id), r in zip(sends, replies, strict=True)
+                       if c == cid and not r["duplicate"])
+        history = (await server.client.get(f"/api/v1/support/conversations/{cid}/messages",
+                                           headers=viewer.headers)).json()["items"]
+        assert acked == [m["seq"] for m in history] == list(range(1, len(acked) + 1)), (n, acked, history)
+    listed = (await server.client.get("/api/v1/support/conversations", headers=viewer.headers)).json()["items"]
+    assert {c["id"]: c["last_seq"] for c in listed} == {cid: 5 if n == 0 else 4 for n, cid in enumerate(cids)}
