@@ -181,21 +181,37 @@ class SupportService:
         return {"message_id": stored["_id"], "seq": stored["seq"], "duplicate": duplicate}
 
     async def _relay(self) -> None:
-        """Stored messages to their conversation's room, in the order they were stored, and
-        a notification to a viewer who is not connected when an agent writes. Off the
-        acknowledgement's path: a sender waits for the database only."""
+        """Stored messages to their conversation's room, and a notification to a viewer who
+        is not connected when an agent writes. Off the acknowledgement's path: a sender waits
+        for the database only. What waits goes out in waves of one message per conversation,
+        concurrently within a wave, so each conversation's messages leave in the order they
+        were stored while the Redis round trips of different conversations overlap."""
         while True:
-            stored, viewer_id = await self._outgoing.get()
-            try:
-                await self._emitter.emit("support.message", message_view(stored),
-                                         room=conversation_room(stored["conversation_id"]), namespace=NAMESPACE)
-                if stored["sender_id"] != viewer_id and not await self.online(viewer_id):
-                    await self._notifications.notify(viewer_id, "support", "Support replied",
-                                                     "Open the app to read the reply.",
-                                                     data={"conversation_id": stored["conversation_id"],
-                                                           "seq": stored["seq"]})
-            except Exception as exc:  # stored all the same: members fetch it with the history
-                log.warning("support relay failed: %s", type(exc).__name__)
+            waiting = [await self._outgoing.get()]
+            while not self._outgoing.empty():
+                waiting.append(self._outgoing.get_nowait())
+            while waiting:
+                wave: dict[str, tuple[dict[str, Any], str]] = {}
+                later = []
+                for item in waiting:
+                    if item[0]["conversation_id"] in wave:
+                        later.append(item)
+                    else:
+                        wave[item[0]["conversation_id"]] = item
+                await asyncio.gather(*(self._relay_one(*item) for item in wave.values()))
+                waiting = later
+
+    async def _relay_one(self, stored: dict[str, Any], viewer_id: str) -> None:
+        try:
+            await self._emitter.emit("support.message", message_view(stored),
+                                     room=conversation_room(stored["conversation_id"]), namespace=NAMESPACE)
+            if stored["sender_id"] != viewer_id and not await self.online(viewer_id):
+                await self._notifications.notify(viewer_id, "support", "Support replied",
+                                                 "Open the app to read the reply.",
+                                                 data={"conversation_id": stored["conversation_id"],
+                                                       "seq": stored["seq"]})
+        except Exception as exc:  # stored all the same: members fetch it with the history
+            log.warning("support relay failed: %s", type(exc).__name__)
 
     async def _member_cached(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
         """`member()` with the answer kept per process until an assignment change on any

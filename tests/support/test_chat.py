@@ -229,6 +229,8 @@ async def test_a_burst_is_numbered_in_order_and_stored_once(server, closing) -> 
         await device.connect()
     cids = [(await viewer.open(f"Question {i}"))["id"] for i in range(6)]
     await agent.call("support.presence", {"available": False})
+    for cid in cids:
+        await viewer.call("support.join", {"conversation_id": cid})
     sends = [(cid, f"c{n}-{i}", None) for n, cid in enumerate(cids) for i in range(4)]
     sends += [(cids[0], "again", "the-same-client-id")] * 3  # a retry racing its first attempt
     replies = await asyncio.gather(*(viewer.send(cid, text, client_id) for cid, text, client_id in sends))
@@ -241,5 +243,9 @@ async def test_a_burst_is_numbered_in_order_and_stored_once(server, closing) -> 
         history = (await server.client.get(f"/api/v1/support/conversations/{cid}/messages",
                                            headers=viewer.headers)).json()["items"]
         assert acked == [m["seq"] for m in history] == list(range(1, len(acked) + 1)), (n, acked, history)
+        await viewer.wait("support.message", lambda m, c=cid, last=acked[-1]: m["conversation_id"] == c
+                          and m["seq"] == last)
+        relayed = [m["seq"] for m in viewer.of("support.message") if m["conversation_id"] == cid]
+        assert relayed == acked, (n, relayed)  # each once, in the order stored
     listed = (await server.client.get("/api/v1/support/conversations", headers=viewer.headers)).json()["items"]
     assert {c["id"]: c["last_seq"] for c in listed} == {cid: 5 if n == 0 else 4 for n, cid in enumerate(cids)}
