@@ -327,6 +327,26 @@ class SupportService:
 
     # --- presence and automatic assignment --------------------------------------------
 
+    async def agents(self, principal: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Support agents with their presence, capacity and open load: for supervisors
+        watching the team, and for agents choosing whom to transfer to."""
+        if not (principal.can("support.handle") or principal.can("support.supervise")):
+            raise errors.Forbidden("Support agents and supervisors only.", code="forbidden")
+        page = await self._users.search(None, "support_agent", limit, cursor)
+        ids = [u["_id"] for u in page.items if u.get("status") != "suspended"]
+        presence = await self._agents.of(ids)
+        load = await self._conversations.open_counts(ids)
+        at = to_ms(now())
+        items = []
+        for user_id in ids:
+            doc = presence.get(user_id) or {}
+            user = next(u for u in page.items if u["_id"] == user_id)
+            items.append({"user_id": user_id, "display_name": user.get("display_name") or "",
+                          "available": bool(doc.get("available", True)),
+                          "capacity": int(doc.get("capacity", DEFAULT_CAPACITY)),
+                          "online": int(doc.get("online_until_ms", 0)) > at, "open": load.get(user_id, 0)})
+        return {"items": items, "next_cursor": page.next_cursor}
+
     async def set_presence(self, agent_id: str, *, available: bool | None = None, capacity: int | None = None,
                            online: bool | None = None) -> dict[str, Any]:
         changes: dict[str, Any] = {}

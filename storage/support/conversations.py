@@ -59,6 +59,13 @@ class ConversationRepository:
         return await self._conversations.count_documents({"assignee_id": {"$eq": agent_id},
                                                           "status": {"$ne": "resolved"}})
 
+    async def open_counts(self, agent_ids: list[str]) -> dict[str, int]:
+        """Unresolved conversations per agent, in one query."""
+        cursor = await self._conversations.aggregate([
+            {"$match": {"assignee_id": {"$in": agent_ids}, "status": {"$ne": "resolved"}}},
+            {"$group": {"_id": "$assignee_id", "n": {"$sum": 1}}}])
+        return {row["_id"]: int(row["n"]) async for row in cursor}
+
     async def queue(self, limit: int = 200) -> list[dict[str, Any]]:
         cursor = self._conversations.find({"queued": {"$eq": True}}).sort("created_ms", ASCENDING)
         return [d async for d in cursor.limit(limit)]

@@ -249,3 +249,43 @@ async def test_a_burst_is_numbered_in_order_and_stored_once(server, closing) -> 
         assert relayed == acked, (n, relayed)  # each once, in the order stored
     listed = (await server.client.get("/api/v1/support/conversations", headers=viewer.headers)).json()["items"]
     assert {c["id"]: c["last_seq"] for c in listed} == {cid: 5 if n == 0 else 4 for n, cid in enumerate(cids)}
+
+
+async def test_the_agent_list_and_forgetting_a_device_key(server, closing) -> None:
+    supervisor, (first, second) = await support_team(server, agents=2)
+    viewer = await support_viewer(server)
+    for device in (first, viewer):
+        closing(device)
+    await first.connect()
+    await first.call("support.presence", {"available": True, "capacity": 3})
+    cid = (await viewer.open("Subtitles are late"))["id"]
+    await first.wait("support.queue", lambda q: q["conversation"]["id"] == cid
+                     and q["conversation"]["assignee_id"] == first.user_id)
+
+    for who in (first, supervisor):  # agents pick whom to transfer to; supervisors watch the team
+        listed = await server.client.get("/api/v1/support/agents", headers=who.headers)
+        assert listed.status_code == 200, listed.text
+        agents = {a["user_id"]: a for a in listed.json()["items"]}
+        assert agents[first.user_id] | {"display_name": ""} == {
+            "user_id": first.user_id, "display_name": "", "available": True, "capacity": 3, "online": True,
+            "open": 1}
+        assert agents[second.user_id]["online"] is False and agents[second.user_id]["open"] == 0
+        assert supervisor.user_id not in agents  # not a support agent
+    assert_error(await server.client.get("/api/v1/support/agents", headers=viewer.headers), 403, "forbidden")
+
+    # a browser signed out for good: its public key and the team key sealed to it go
+    forgotten = await server.client.delete(f"/api/v1/me/keys/{second.device_id}", headers=second.headers)
+    assert forgotten.status_code == 204, forgotten.text
+    mine = (await server.client.get("/api/v1/me/keys", headers=second.headers)).json()["items"]
+    assert second.key_id not in [k["key_id"] for k in mine]
+    grants = (await server.client.get("/api/v1/support/team-keys/grants", headers=second.headers)).json()["items"]
+    assert grants == []
+    team = (await server.client.get("/api/v1/support/team-key", headers=second.headers)).json()["key_id"]
+    regrant = await server.client.put(grant_path(team, second.key_id), headers=supervisor.headers,
+                                      json={"sealed_private_key": b64(b"k" * 80)})
+    assert_error(regrant, 404, "device_key_not_found")
+    assert_error(await server.client.delete(f"/api/v1/me/keys/{second.device_id}", headers=second.headers), 404,
+                 "device_key_not_found")
+    # the first agent's own device is untouched
+    kept = (await server.client.get("/api/v1/support/team-keys/grants", headers=first.headers)).json()["items"]
+    assert len(kept) == 1
