@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from tests.helpers import assert_error, eventually
+from tests.helpers import NamespaceClient, assert_error, eventually
 from tests.support.helpers import Device, b64, grant_path, support_team, support_viewer
 
 
@@ -186,16 +186,26 @@ async def test_queue_claim_release_transfer_status_and_the_offline_viewer(server
     await second.wait("support.queue", lambda q: q["conversation"]["id"] == cid
                       and q["conversation"]["assignee_id"] == second.user_id)
 
-    # the viewer is offline: the reply becomes a notification (in the inbox, and push per preferences)
+    # the viewer is out of the chat: the reply becomes a notification, live to the app they
+    # have open elsewhere, in the inbox, and a push queued in the outbox (per preferences)
+    app = NamespaceClient("/")
+    closing(app)
+    await app.sio.connect(server.url, auth={"token": viewer.user["access_token"]}, namespaces=["/"],
+                          transports=["websocket"], wait_timeout=10)
     await second.call("support.join", {"conversation_id": cid})
     assert (await second.send(cid, "Your refund is on its way"))["ok"] is True
-
-    async def inbox_items() -> list:
-        return (await server.client.get("/api/v1/me/notifications", headers=viewer.headers)).json()["items"]
-
-    inbox = await eventually(inbox_items, "the offline viewer's notification")  # relayed after the ack
+    live = await app.wait("notification", lambda n: n["kind"] == "support")  # relayed after the ack
+    assert live["data"] == {"conversation_id": cid, "seq": 1}
+    inbox = (await server.client.get("/api/v1/me/notifications", headers=viewer.headers)).json()["items"]
     assert inbox[0]["kind"] == "support" and inbox[0]["data"]["conversation_id"] == cid
-    assert "refund" not in repr(inbox)
+    outbox = server.runtime.platform.db.outbox
+
+    async def pushed():
+        return await outbox.find_one({"channel": "push", "to": viewer.user_id, "kind": "support"})
+
+    push = await eventually(pushed, "the push for the reply")
+    assert push["data"] == {"conversation_id": cid, "seq": 1}
+    assert "refund" not in repr(inbox) + repr(push) + repr(live)
 
     await viewer.connect()
     await viewer.call("support.join", {"conversation_id": cid})
