@@ -61,6 +61,20 @@ async def make_staff(served: Any, roles: list[str], email: str | None = None) ->
     return body
 
 
+async def eventually(check: Any, what: str, timeout: float = 10.0) -> Any:
+    """The first truthy answer of `check()` (sync or async), polled until `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer = check()
+        if asyncio.iscoroutine(answer):
+            answer = await answer
+        if answer:
+            return answer
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
 async def outbox_link(served: Any, email: str, kind: str) -> str:
     """The secret link of the newest email of `kind` to `email`, rendered as the mail
     integration renders it at send time (the stored message holds no secret)."""

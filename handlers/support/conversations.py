@@ -8,6 +8,7 @@ from pydantic import Field
 from handlers.base import endpoint
 from handlers.routing import ApiHandler
 from handlers.support.models import (
+    Agents,
     AttachmentStored,
     CannedResponse,
     CannedResponses,
@@ -22,7 +23,7 @@ from handlers.support.models import (
     TeamKeyGrants,
 )
 from server.core import errors
-from server.core.fields import Body, Text
+from server.core.fields import Body, PageQuery, Text
 from server.core.ids import new_id
 from server.support.chat import SupportService
 from server.support.extras import MAX_ATTACHMENT_BYTES, SupportExtras
@@ -68,6 +69,12 @@ class DeviceKeyHandler(KeysHandler):
     async def put(self, device_id: str) -> None:
         body = self.parse(PublicKeyBody)
         self.reply(await self.keys.put_device(self.user.user_id, device_id, body.public_key))
+
+    @endpoint("Forget this device's key: its public key and the team keys sealed to it are deleted", status=204,
+              auth=True, tags=TAGS, errors=(404,))
+    async def delete(self, device_id: str) -> None:
+        await self.keys.forget_device(self.user, device_id)
+        self.no_content()
 
 
 class MyKeysHandler(KeysHandler):
@@ -131,6 +138,14 @@ class ConversationsHandler(SupportHandler):
     @endpoint("My conversations (agents: assigned to me, then the queue)", response=Conversations, auth=True, tags=TAGS)
     async def get(self) -> None:
         self.reply(await self.support.listing(self.user))
+
+
+class AgentsHandler(SupportHandler):
+    @endpoint("Support agents: presence, capacity and open conversations (agents and supervisors)",
+              query=PageQuery, response=Agents, auth=True, tags=TAGS, errors=(403,))
+    async def get(self) -> None:
+        query = self.parse_query(PageQuery)
+        self.reply(await self.support.agents(self.user, query.limit, query.cursor))
 
 
 class ConversationHandler(SupportHandler):
@@ -248,6 +263,7 @@ def routes(keys: KeyDirectory, support: SupportService, extras: SupportExtras) -
         (r"/admin/support/team-keys", AdminTeamKeysHandler, k),
         (rf"/admin/support/team-keys/{GRANT}", AdminGrantHandler, k),
         (r"/admin/support/users/(?P<user_id>[0-9a-f]{24})/keys", AdminAgentKeysHandler, k),
+        (r"/support/agents", AgentsHandler, s),
         (r"/support/conversations", ConversationsHandler, s),
         (rf"/support/conversations/{CONVERSATION}", ConversationHandler, s),
         (rf"/support/conversations/{CONVERSATION}/messages", MessagesHandler, s),

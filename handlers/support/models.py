@@ -100,3 +100,16 @@ class CannedResponses(Page[CannedResponse]):
 class AttachmentStored(Reply):
     attachment_id: str
     size: int
+
+
+class Agent(Reply):
+    user_id: str
+    display_name: str
+    available: bool = Field(description="takes new conversations")
+    capacity: int = Field(description="conversations at once")
+    online: bool = Field(description="a console of theirs is connected")
+    open: int = Field(description="unresolved conversations assigned to them")
+
+
+class Agents(Page[Agent]):
+    pass

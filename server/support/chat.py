@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from server.core.ids import new_id
 from server.core.permissions import Principal
 from server.notifications.inbox import NotificationService
 from server.support.keys import decode
+from server.support.messages import MessageLog
 from storage.identity.users import UserRepository
 from storage.state.ephemeral import EphemeralStore
 from storage.state.pubsub import PubSub
@@ -28,6 +30,8 @@ from storage.state.ratelimit import RateLimiter
 from storage.support.agents import AgentRepository
 from storage.support.conversations import ConversationRepository
 from storage.support.keys import KeyRepository
+
+log = logging.getLogger("nameless.support")
 
 NAMESPACE = "/support"
 AGENTS_ROOM = "support:agents"
@@ -56,7 +60,9 @@ class SupportService:
         self._send_limit = (messages_per_minute, 60)
         self._pubsub = pubsub
         self._members: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._next_seq: dict[str, int] = {}
+        self._log = MessageLog(conversations)
+        self._outgoing: asyncio.Queue[tuple[dict[str, Any], str]] = asyncio.Queue()
+        self._relaying: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._conversations = conversations
         self._users = users
@@ -142,8 +148,8 @@ class SupportService:
             docs = [*mine, *queue]
         else:
             docs = await self._conversations.of_viewer(principal.user_id)
-        items = [await self._view(d, principal.user_id) for d in docs]
-        return {"items": items, "next_cursor": None}
+        latest = await self._conversations.last_seqs([d["_id"] for d in docs])
+        return {"items": [view(d, principal.user_id, latest[d["_id"]]) for d in docs], "next_cursor": None}
 
     async def history(self, principal: Principal, conversation_id: str, after_seq: int,
                       limit: int) -> dict[str, Any]:
@@ -156,10 +162,9 @@ class SupportService:
 
     async def send(self, principal: Principal, conversation_id: str, client_id: str, nonce: str,
                    ciphertext: str) -> dict[str, Any]:
-        """Stored, then acknowledged, then relayed. One insert in the usual case: membership
-        comes from a cache that assignment changes clear on every process, the number from
-        this process's last one (a number another writer took meanwhile costs a retry), and
-        a client id stored before answers with the message stored the first time."""
+        """Stored, then acknowledged; relayed afterwards, in order, by `_relay`. Membership
+        comes from a cache that assignment changes clear on every process; the write joins
+        the message log's next batch."""
         decode(nonce, "nonce", NONCE_BYTES)
         decode(ciphertext, "ciphertext", max_size=MAX_CIPHERTEXT_BYTES)
         conversation = await self._member_cached(principal, conversation_id)
@@ -168,29 +173,45 @@ class SupportService:
         decision = await self._limiter.hit(f"support-send:{principal.user_id}", *self._send_limit)
         if not decision.allowed:
             raise errors.RateLimited(decision.retry_after, "Too many messages; slow down.")
-        at = to_ms(now())
-        doc = {"_id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
-               "sender_id": principal.user_id, "nonce": nonce, "ciphertext": ciphertext, "created_ms": at}
-        for _ in range(20):
-            seq = self._next_seq.pop(conversation_id, None) or await self._conversations.last_seq(conversation_id) + 1
-            if await self._conversations.insert_message({**doc, "seq": seq}):
-                break
-            earlier = await self._conversations.message_by_client_id(conversation_id, client_id)
-            if earlier is not None:
-                return {"message_id": earlier["_id"], "seq": earlier["seq"], "duplicate": True}
-        else:
-            raise errors.Conflict("The conversation is busy; send again.", code="conversation_busy")
-        if len(self._next_seq) > 100_000:
-            self._next_seq.clear()
-        self._next_seq[conversation_id] = seq + 1
-        stored = {**doc, "seq": seq}
-        await self._emitter.emit("support.message", message_view(stored), room=conversation_room(conversation_id),
-                                 namespace=NAMESPACE)
-        if principal.user_id != conversation["viewer_id"] and not await self.online(conversation["viewer_id"]):
-            await self._notifications.notify(conversation["viewer_id"], "support", "Support replied",
-                                             "Open the app to read the reply.",
-                                             data={"conversation_id": conversation_id, "seq": seq})
-        return {"message_id": doc["_id"], "seq": seq, "duplicate": False}
+        stored, duplicate = await self._log.append({
+            "_id": new_id(), "conversation_id": conversation_id, "client_id": client_id,
+            "sender_id": principal.user_id, "nonce": nonce, "ciphertext": ciphertext, "created_ms": to_ms(now())})
+        if not duplicate:
+            self._outgoing.put_nowait((stored, conversation["viewer_id"]))
+        return {"message_id": stored["_id"], "seq": stored["seq"], "duplicate": duplicate}
+
+    async def _relay(self) -> None:
+        """Stored messages to their conversation's room, and a notification to a viewer who
+        is not connected when an agent writes. Off the acknowledgement's path: a sender waits
+        for the database only. What waits goes out in waves of one message per conversation,
+        concurrently within a wave, so each conversation's messages leave in the order they
+        were stored while the Redis round trips of different conversations overlap."""
+        while True:
+            waiting = [await self._outgoing.get()]
+            while not self._outgoing.empty():
+                waiting.append(self._outgoing.get_nowait())
+            while waiting:
+                wave: dict[str, tuple[dict[str, Any], str]] = {}
+                later = []
+                for item in waiting:
+                    if item[0]["conversation_id"] in wave:
+                        later.append(item)
+                    else:
+                        wave[item[0]["conversation_id"]] = item
+                await asyncio.gather(*(self._relay_one(*item) for item in wave.values()))
+                waiting = later
+
+    async def _relay_one(self, stored: dict[str, Any], viewer_id: str) -> None:
+        try:
+            await self._emitter.emit("support.message", message_view(stored),
+                                     room=conversation_room(stored["conversation_id"]), namespace=NAMESPACE)
+            if stored["sender_id"] != viewer_id and not await self.online(viewer_id):
+                await self._notifications.notify(viewer_id, "support", "Support replied",
+                                                 "Open the app to read the reply.",
+                                                 data={"conversation_id": stored["conversation_id"],
+                                                       "seq": stored["seq"]})
+        except Exception as exc:  # stored all the same: members fetch it with the history
+            log.warning("support relay failed: %s", type(exc).__name__)
 
     async def _member_cached(self, principal: Principal, conversation_id: str) -> dict[str, Any]:
         """`member()` with the answer kept per process until an assignment change on any
@@ -215,10 +236,16 @@ class SupportService:
 
     async def start(self) -> None:
         self._unsubscribe = await self._pubsub.subscribe(ASSIGNMENT_CHANNEL, self._on_assignment)
+        self._relaying = asyncio.ensure_future(self._relay())
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             await self._unsubscribe()
+        await self._log.stop()
+        if self._relaying is not None:
+            self._relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relaying
 
     async def read(self, principal: Principal, conversation_id: str, seq: int) -> None:
         await self.member(principal, conversation_id)
@@ -299,6 +326,26 @@ class SupportService:
                                  namespace=NAMESPACE)
 
     # --- presence and automatic assignment --------------------------------------------
+
+    async def agents(self, principal: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Support agents with their presence, capacity and open load: for supervisors
+        watching the team, and for agents choosing whom to transfer to."""
+        if not (principal.can("support.handle") or principal.can("support.supervise")):
+            raise errors.Forbidden("Support agents and supervisors only.", code="forbidden")
+        page = await self._users.search(None, "support_agent", limit, cursor)
+        ids = [u["_id"] for u in page.items if u.get("status") != "suspended"]
+        presence = await self._agents.of(ids)
+        load = await self._conversations.open_counts(ids)
+        at = to_ms(now())
+        items = []
+        for user_id in ids:
+            doc = presence.get(user_id) or {}
+            user = next(u for u in page.items if u["_id"] == user_id)
+            items.append({"user_id": user_id, "display_name": user.get("display_name") or "",
+                          "available": bool(doc.get("available", True)),
+                          "capacity": int(doc.get("capacity", DEFAULT_CAPACITY)),
+                          "online": int(doc.get("online_until_ms", 0)) > at, "open": load.get(user_id, 0)})
+        return {"items": items, "next_cursor": page.next_cursor}
 
     async def set_presence(self, agent_id: str, *, available: bool | None = None, capacity: int | None = None,
                            online: bool | None = None) -> dict[str, Any]:

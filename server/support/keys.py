@@ -48,6 +48,15 @@ class KeyDirectory:
         await self._keys.put_device(doc)
         return device_view(doc)
 
+    async def forget_device(self, actor: Principal, device_id: str) -> None:
+        """A device leaves the chat (a browser signed out for good, a lost phone): its public
+        key goes, and so do the team keys sealed to it, so nothing new is sealed to it."""
+        key_id = device_key_id(actor.user_id, device_id)
+        if not await self._keys.drop_device(key_id):
+            raise errors.NotFound("No such device key.", code="device_key_not_found")
+        await self._audit.record(actor, "support.device_key.forgotten", target_type="user", target_id=actor.user_id,
+                                 details={"device_key_id": key_id})
+
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         return [device_view(d) for d in await self._keys.devices(user_id)]
 

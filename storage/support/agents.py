@@ -30,3 +30,6 @@ class AgentRepository:
     async def available(self, now_ms: int) -> list[dict[str, Any]]:
         cursor = self._agents.find({"available": {"$eq": True}, "online_until_ms": {"$gt": now_ms}})
         return [d async for d in cursor.limit(500)]
+
+    async def of(self, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d async for d in self._agents.find({"_id": {"$in": agent_ids}})}

@@ -1,7 +1,7 @@
 """Support conversations and their messages (ciphertext only).
 
-A message is one insert: `(conversation_id, seq)` and `(conversation_id, client_id)` are
-unique, so two writers can never store the same number, and a retried send is stored
+Messages are inserted in batches: `(conversation_id, seq)` and `(conversation_id, client_id)`
+are unique, so two writers can never store the same number, and a retried send is stored
 once. The latest number of a conversation is read from its messages (the newest by the
 `by_seq` index), never kept in a second document that every send would have to update.
 """
@@ -12,7 +12,9 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
+
+DUPLICATE_KEY = 11000
 
 INDEXES = {
     "support_conversations": [
@@ -57,6 +59,13 @@ class ConversationRepository:
         return await self._conversations.count_documents({"assignee_id": {"$eq": agent_id},
                                                           "status": {"$ne": "resolved"}})
 
+    async def open_counts(self, agent_ids: list[str]) -> dict[str, int]:
+        """Unresolved conversations per agent, in one query."""
+        cursor = await self._conversations.aggregate([
+            {"$match": {"assignee_id": {"$in": agent_ids}, "status": {"$ne": "resolved"}}},
+            {"$group": {"_id": "$assignee_id", "n": {"$sum": 1}}}])
+        return {row["_id"]: int(row["n"]) async for row in cursor}
+
     async def queue(self, limit: int = 200) -> list[dict[str, Any]]:
         cursor = self._conversations.find({"queued": {"$eq": True}}).sort("created_ms", ASCENDING)
         return [d async for d in cursor.limit(limit)]
@@ -66,14 +75,30 @@ class ConversationRepository:
                                                 projection={"seq": 1}, sort=[("seq", DESCENDING)])
         return int(newest["seq"]) if newest else 0
 
-    async def insert_message(self, doc: dict[str, Any]) -> bool:
-        """False when a uniqueness stopped it: the client id was stored before, or another
-        writer took the number."""
+    async def last_seqs(self, conversation_ids: list[str]) -> dict[str, int]:
+        """The latest number of each conversation in one query (0 for those without messages)."""
+        found = {c: 0 for c in conversation_ids}
+        if conversation_ids:
+            cursor = await self._messages.aggregate([
+                {"$match": {"conversation_id": {"$in": conversation_ids}}},
+                {"$sort": {"conversation_id": DESCENDING, "seq": DESCENDING}},  # by_seq backwards
+                {"$group": {"_id": "$conversation_id", "seq": {"$first": "$seq"}}}])
+            async for row in cursor:
+                found[row["_id"]] = int(row["seq"])
+        return found
+
+    async def insert_messages(self, docs: list[dict[str, Any]]) -> set[int]:
+        """One round trip for many messages; the positions a uniqueness stopped (the client id
+        was stored before, or another writer took the number). Any other failure raises."""
         try:
-            await self._messages.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+            await self._messages.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            if details.get("writeConcernErrors") or any(
+                    e.get("code") != DUPLICATE_KEY for e in details.get("writeErrors", [])):
+                raise
+            return {int(e["index"]) for e in details["writeErrors"]}
+        return set()
 
     async def message_by_client_id(self, conversation_id: str, client_id: str) -> dict[str, Any] | None:
         return await self._messages.find_one({"conversation_id": {"$eq": conversation_id},

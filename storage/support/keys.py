@@ -34,6 +34,11 @@ class KeyRepository:
     async def device(self, key_id: str) -> dict[str, Any] | None:
         return await self._devices.find_one({"_id": key_id})
 
+    async def drop_device(self, key_id: str) -> bool:
+        """The device's public key and every team key sealed to it."""
+        await self._grants.delete_many({"device_key_id": {"$eq": key_id}})
+        return (await self._devices.delete_one({"_id": key_id})).deleted_count == 1
+
     async def next_team_number(self) -> int:
         doc = await self._counters.find_one_and_update({"_id": "team_keys"}, {"$inc": {"n": 1}}, upsert=True,
                                                        return_document=ReturnDocument.AFTER)

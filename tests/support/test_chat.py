@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import NamespaceClient, assert_error, eventually
 from tests.support.helpers import Device, b64, grant_path, support_team, support_viewer
 
 
@@ -186,12 +186,26 @@ async def test_queue_claim_release_transfer_status_and_the_offline_viewer(server
     await second.wait("support.queue", lambda q: q["conversation"]["id"] == cid
                       and q["conversation"]["assignee_id"] == second.user_id)
 
-    # the viewer is offline: the reply becomes a notification (in the inbox, and push per preferences)
+    # the viewer is out of the chat: the reply becomes a notification, live to the app they
+    # have open elsewhere, in the inbox, and a push queued in the outbox (per preferences)
+    app = NamespaceClient("/")
+    closing(app)
+    await app.sio.connect(server.url, auth={"token": viewer.user["access_token"]}, namespaces=["/"],
+                          transports=["websocket"], wait_timeout=10)
     await second.call("support.join", {"conversation_id": cid})
     assert (await second.send(cid, "Your refund is on its way"))["ok"] is True
+    live = await app.wait("notification", lambda n: n["kind"] == "support")  # relayed after the ack
+    assert live["data"] == {"conversation_id": cid, "seq": 1}
     inbox = (await server.client.get("/api/v1/me/notifications", headers=viewer.headers)).json()["items"]
-    assert inbox and inbox[0]["kind"] == "support" and inbox[0]["data"]["conversation_id"] == cid
-    assert "refund" not in repr(inbox)
+    assert inbox[0]["kind"] == "support" and inbox[0]["data"]["conversation_id"] == cid
+    outbox = server.runtime.platform.db.outbox
+
+    async def pushed():
+        return await outbox.find_one({"channel": "push", "to": viewer.user_id, "kind": "support"})
+
+    push = await eventually(pushed, "the push for the reply")
+    assert push["data"] == {"conversation_id": cid, "seq": 1}
+    assert "refund" not in repr(inbox) + repr(push) + repr(live)
 
     await viewer.connect()
     await viewer.call("support.join", {"conversation_id": cid})
@@ -215,3 +229,73 @@ async def test_without_a_team_key_support_says_so(server) -> None:
     bad = await server.client.put("/api/v1/me/keys/phone", headers=viewer.headers,
                                   json={"public_key": base64.b64encode(b"short").decode()})
     assert_error(bad, 400, "validation_failed")
+
+
+async def test_a_burst_is_numbered_in_order_and_stored_once(server, closing) -> None:
+    _, (agent,) = await support_team(server)
+    viewer = await support_viewer(server)
+    for device in (agent, viewer):
+        closing(device)
+        await device.connect()
+    cids = [(await viewer.open(f"Question {i}"))["id"] for i in range(6)]
+    await agent.call("support.presence", {"available": False})
+    for cid in cids:
+        await viewer.call("support.join", {"conversation_id": cid})
+    sends = [(cid, f"c{n}-{i}", None) for n, cid in enumerate(cids) for i in range(4)]
+    sends += [(cids[0], "again", "the-same-client-id")] * 3  # a retry racing its first attempt
+    replies = await asyncio.gather(*(viewer.send(cid, text, client_id) for cid, text, client_id in sends))
+    assert all(r["ok"] for r in replies), replies
+    repeated = [r for (_, _, client_id), r in zip(sends, replies, strict=True) if client_id]
+    assert len({r["message_id"] for r in repeated}) == 1 and sum(r["duplicate"] for r in repeated) == 2
+    for n, cid in enumerate(cids):
+        acked = sorted(r["seq"] for (c, _, client_id), r in zip(sends, replies, strict=True)
+                       if c == cid and not r["duplicate"])
+        history = (await server.client.get(f"/api/v1/support/conversations/{cid}/messages",
+                                           headers=viewer.headers)).json()["items"]
+        assert acked == [m["seq"] for m in history] == list(range(1, len(acked) + 1)), (n, acked, history)
+        await viewer.wait("support.message", lambda m, c=cid, last=acked[-1]: m["conversation_id"] == c
+                          and m["seq"] == last)
+        relayed = [m["seq"] for m in viewer.of("support.message") if m["conversation_id"] == cid]
+        assert relayed == acked, (n, relayed)  # each once, in the order stored
+    listed = (await server.client.get("/api/v1/support/conversations", headers=viewer.headers)).json()["items"]
+    assert {c["id"]: c["last_seq"] for c in listed} == {cid: 5 if n == 0 else 4 for n, cid in enumerate(cids)}
+
+
+async def test_the_agent_list_and_forgetting_a_device_key(server, closing) -> None:
+    supervisor, (first, second) = await support_team(server, agents=2)
+    viewer = await support_viewer(server)
+    for device in (first, viewer):
+        closing(device)
+    await first.connect()
+    await first.call("support.presence", {"available": True, "capacity": 3})
+    cid = (await viewer.open("Subtitles are late"))["id"]
+    await first.wait("support.queue", lambda q: q["conversation"]["id"] == cid
+                     and q["conversation"]["assignee_id"] == first.user_id)
+
+    for who in (first, supervisor):  # agents pick whom to transfer to; supervisors watch the team
+        listed = await server.client.get("/api/v1/support/agents", headers=who.headers)
+        assert listed.status_code == 200, listed.text
+        agents = {a["user_id"]: a for a in listed.json()["items"]}
+        assert agents[first.user_id] | {"display_name": ""} == {
+            "user_id": first.user_id, "display_name": "", "available": True, "capacity": 3, "online": True,
+            "open": 1}
+        assert agents[second.user_id]["online"] is False and agents[second.user_id]["open"] == 0
+        assert supervisor.user_id not in agents  # not a support agent
+    assert_error(await server.client.get("/api/v1/support/agents", headers=viewer.headers), 403, "forbidden")
+
+    # a browser signed out for good: its public key and the team key sealed to it go
+    forgotten = await server.client.delete(f"/api/v1/me/keys/{second.device_id}", headers=second.headers)
+    assert forgotten.status_code == 204, forgotten.text
+    mine = (await server.client.get("/api/v1/me/keys", headers=second.headers)).json()["items"]
+    assert second.key_id not in [k["key_id"] for k in mine]
+    grants = (await server.client.get("/api/v1/support/team-keys/grants", headers=second.headers)).json()["items"]
+    assert grants == []
+    team = (await server.client.get("/api/v1/support/team-key", headers=second.headers)).json()["key_id"]
+    regrant = await server.client.put(grant_path(team, second.key_id), headers=supervisor.headers,
+                                      json={"sealed_private_key": b64(b"k" * 80)})
+    assert_error(regrant, 404, "device_key_not_found")
+    assert_error(await server.client.delete(f"/api/v1/me/keys/{second.device_id}", headers=second.headers), 404,
+                 "device_key_not_found")
+    # the first agent's own device is untouched
+    kept = (await server.client.get("/api/v1/support/team-keys/grants", headers=first.headers)).json()["items"]
+    assert len(kept) == 1

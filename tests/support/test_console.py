@@ -18,7 +18,7 @@ from nacl.hash import blake2b
 from playwright.async_api import Expect
 
 from tests.helpers import PASSWORD, assert_error, make_staff, sign_in, signup
-from tests.support.helpers import b64, support_viewer, team_key, unb64
+from tests.support.helpers import Device, b64, support_viewer, team_key, unb64
 
 XSS_IMG = "<img src=x onerror=\"window.__pwned=1;alert('img')\">"
 XSS_SCRIPT = "<script>window.__pwned=2;alert('script')</script>"
@@ -186,6 +186,63 @@ async def test_an_agent_reads_and_answers_a_pynacl_viewer_in_the_browser(server,
             assert client.connected is opens, origin
             await client.disconnect()
     await viewer.close()
+    await context.close()
+
+
+@pytest.mark.browser
+async def test_an_agent_transfers_a_conversation_and_forgets_the_browser_key(server, browser) -> None:
+    team = await team_key(server)
+    agent = await make_staff(server, ["support_agent"])
+    colleague = Device(server, await make_staff(server, ["support_agent"]))
+    await colleague.register()
+    viewer = await support_viewer(server)
+    context = await browser.new_context(base_url=server.url)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    await page.goto("/login?next=/console")
+    await page.fill("input[name=email]", agent["email"])
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/console")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "waiting")
+    key_id = (await page.text_content("#device-key-id")).strip()
+    devices = (await server.client.get(f"/api/v1/admin/support/users/{agent['id']}/keys",
+                                       headers=team.supervisor.headers)).json()["items"]
+    await team.grant(key_id, unb64(devices[0]["public_key"]))
+    await expect(status).to_have_attribute("data-state", "live")
+
+    # The colleague is online but takes nothing new, so the conversation comes to this console.
+    await colleague.connect()
+    assert (await colleague.call("support.presence", {"available": False}))["ok"] is True
+    cid = (await viewer.open("Audio out of sync"))["id"]
+    mine = page.locator(f"#mine button[data-id='{cid}']")
+    await mine.click()
+    transfer_to = page.locator("#transfer-to")
+    await transfer_to.focus()  # the list of agents is fetched again when it is opened
+    await expect(transfer_to.locator(f"option[value='{colleague.user_id}']")).to_contain_text("online · 0/5")
+    await transfer_to.select_option(colleague.user_id)
+    await page.click("#transfer-button")
+    await expect(mine).to_have_count(0)
+    await expect(page.locator("#empty")).to_have_text("That conversation is now with another agent.")
+    moved = await colleague.wait("support.queue", lambda q: q["conversation"]["id"] == cid
+                                 and q["conversation"]["assignee_id"] == colleague.user_id)
+    assert moved["conversation"]["queued"] is False
+    assert (await colleague.call("support.join", {"conversation_id": cid}))["ok"] is True
+
+    # Forgetting the key: the server drops the public key and the grant, the browser its
+    # private key; the next visit makes a new key that needs a new grant.
+    await page.click("#forget-key")
+    await expect(status).to_have_attribute("data-state", "forgotten")
+    keys = await server.client.get(f"/api/v1/admin/support/users/{agent['id']}/keys", headers=team.supervisor.headers)
+    assert keys.json()["items"] == []
+    await page.reload()
+    await expect(status).to_have_attribute("data-state", "waiting")
+    fresh = (await page.text_content("#device-key-id")).strip()
+    assert fresh != key_id and fresh.startswith(f"u:{agent['id']}:console-")
+    assert not problems, problems
+    await colleague.close()
     await context.close()
 
 

@@ -25,6 +25,7 @@
     selected: null,
     socket: null,
     lastTypingSent: 0,
+    agents: [], // other support agents, for transfers: {user_id, display_name, online, open, capacity}
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -123,6 +124,30 @@
       await keyStore("readwrite", (store) => store.put(made, USER_ID));
     } catch (err) { /* as above */ }
     return made;
+  }
+
+  // Forget: the server deletes the public key and the team keys sealed to it, and this
+  // browser drops its private key, so a new one (and a new grant) is needed to read again.
+  async function forgetDevice() {
+    await api("DELETE", "/me/keys/" + encodeURIComponent(state.device.deviceId));
+    try {
+      await keyStore("readwrite", (store) => store.delete(USER_ID));
+    } catch (err) { /* no IndexedDB: the key only ever lived in this page */ }
+    state.device = null;
+    state.team.clear();
+    state.conversations.clear(); // with the conversation keys opened from the team key
+    state.selected = null;
+    if (state.socket) {
+      state.socket.off(); // no reconnecting, no status changes from here on
+      state.socket.disconnect();
+    }
+    $("workspace").hidden = true;
+    $("presence").hidden = true;
+    $("forget-key").hidden = true;
+    $("setup").hidden = false;
+    $("setup-text").textContent = "This browser's key is forgotten. Reload the page to make a new one; " +
+      "a supervisor will have to grant it the team key again.";
+    setStatus("forgotten", "Key forgotten");
   }
 
   function fingerprint(publicKey) {
@@ -357,6 +382,8 @@
       " · " + c.view.status;
     $("claim").hidden = !isQueued(c);
     $("release").hidden = !mine;
+    $("transfer").hidden = !mine;
+    renderAgents();
     $("status-select").disabled = !mine;
     $("status-select").value = c.view.status;
     $("reply").disabled = !mine;
@@ -405,6 +432,26 @@
     renderTyping();
   }
 
+  function renderAgents() {
+    const select = $("transfer-to");
+    const chosen = select.value;
+    const options = state.agents.filter((a) => a.user_id !== USER_ID).map((a) => {
+      const option = el("option", "", (a.display_name || a.user_id) + " · " + (a.online ? "online" : "offline") +
+                        " · " + a.open + "/" + a.capacity);
+      option.value = a.user_id;
+      return option;
+    });
+    select.replaceChildren(...options);
+    if (options.some((o) => o.value === chosen)) select.value = chosen;
+    $("transfer-button").disabled = options.length === 0;
+  }
+
+  async function loadAgents() {
+    const listed = await api("GET", "/support/agents?limit=100");
+    state.agents = listed.items;
+    renderAgents();
+  }
+
   function renderTyping() {
     const c = state.conversations.get(state.selected);
     $("typing").textContent = c && c.typingUntil > Date.now() ? c.typingWho + " is typing…" : "";
@@ -430,6 +477,7 @@
   // After every (re)connect: rooms are gone, so join again and fetch what was missed.
   async function sync() {
     await presence(false);
+    await loadAgents().catch((err) => notice(err.message));
     const listing = await api("GET", "/support/conversations");
     const listed = new Set(listing.items.map((v) => v.id));
     for (const c of [...state.conversations.values()]) {
@@ -571,6 +619,22 @@
         notice(err.message);
       }
     });
+    $("transfer-to").addEventListener("focus", () => loadAgents().catch(() => {}));
+    $("transfer-button").addEventListener("click", async () => {
+      const c = current();
+      const to = $("transfer-to").value;
+      if (!c || !to) return;
+      try {
+        const reply = await call("support.transfer", { conversation_id: c.id, to });
+        await placed(upsert(reply.conversation));
+        loadAgents().catch(() => {});
+      } catch (err) {
+        notice(err.code === "not_an_agent" ? "That person is not a support agent." : err.message);
+      }
+    });
+    $("forget-key").addEventListener("click", () => {
+      forgetDevice().catch((err) => notice(err.message));
+    });
     $("status-select").addEventListener("change", async () => {
       const c = current();
       if (!c) return;
@@ -607,6 +671,7 @@
     $("setup").hidden = true;
     $("workspace").hidden = false;
     $("presence").hidden = false;
+    $("forget-key").hidden = false;
     wireControls();
     connect();
   }
