@@ -32,6 +32,8 @@ import tornado.web
 
 from realtime.connections import ConnectionRegistry
 from realtime.events import failure
+from realtime.rooms import LocalRooms, RedisRooms
+from realtime.transport import EngineServer, SocketHandler
 from server.core import errors
 from server.core.permissions import Principal
 from server.identity.sessions import REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
@@ -56,6 +58,9 @@ class _Server(socketio.AsyncServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._expiring: set[asyncio.Task[None]] = set()
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
 
     def joined(self, eio_sid: str) -> bool:
         """Whether the Engine.IO session has opened (been authenticated for) a namespace."""
@@ -103,11 +108,9 @@ class Gateway:
         # Unique per server instance, even when tests run two in one OS process.
         self.process_id = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
         settings = platform.settings
-        manager: socketio.AsyncManager | None = None
+        manager: socketio.AsyncManager = LocalRooms()
         if settings.redis_url is not None:
-            manager = socketio.AsyncRedisManager(
-                settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio"
-            )
+            manager = RedisRooms(settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio")
         self.sio = _Server(
             async_mode="tornado",
             client_manager=manager,
@@ -120,6 +123,7 @@ class Gateway:
             logger=_library_logger("socketio.server"),
             engineio_logger=_library_logger("engineio.server"),
         )
+        self.sio.eio.on_slow_consumer = self.metrics.socket_slow_consumers.inc
         self.connections = ConnectionRegistry(
             max_per_user=MAX_SOCKETS_PER_USER, event_rate=EVENT_RATE, event_burst=EVENT_BURST
         )
@@ -128,11 +132,11 @@ class Gateway:
         self._unsubscribe: list[Any] = []
 
     def handler(self) -> type[tornado.web.RequestHandler]:
-        base = socketio.get_tornado_handler(self.sio)
         allowed = self.platform.settings.cors_origins
         server = self.sio
 
-        class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        class SocketIOHandler(SocketHandler):
+            engine = server.eio
             eio_sid: str | None = None
 
             async def open(self, *args: Any, **kwargs: Any) -> None:
@@ -145,11 +149,6 @@ class Gateway:
                 eio_sid = self.eio_sid or self.get_query_argument("sid", None)
                 if self.ws_connection is not None and not (eio_sid and server.joined(eio_sid)):
                     self.close()
-
-            def get_compression_options(self) -> None:
-                # Socket.IO frames are small JSON; permessage-deflate would keep a zlib pair
-                # per browser socket (~190 KB each instead of ~42 KB; bench/README.md).
-                return None
 
             def check_xsrf_cookie(self) -> None:
                 # Polling posts carry the Engine.IO session id, learnt only by the client
