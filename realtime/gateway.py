@@ -32,7 +32,8 @@ import tornado.web
 
 from realtime.connections import ConnectionRegistry
 from realtime.events import failure
-from realtime.rooms import LocalRooms, RedisRooms
+from realtime.redis_rooms import RedisRooms
+from realtime.rooms import LocalRooms
 from realtime.transport import EngineServer, SocketHandler
 from server.core import errors
 from server.core.permissions import Principal
@@ -110,7 +111,8 @@ class Gateway:
         settings = platform.settings
         manager: socketio.AsyncManager = LocalRooms()
         if settings.redis_url is not None:
-            manager = RedisRooms(settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio")
+            manager = RedisRooms(settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio",
+                                 pubsub=platform.pubsub)
         self.sio = _Server(
             async_mode="tornado",
             client_manager=manager,

@@ -114,12 +114,15 @@ class RoomIndex(socketio.AsyncManager):
                                                id=self._generate_ack_id(sid, callback))
                 self.write(eio_sid, self.encode(pkt))
 
-    @staticmethod
-    def encode(pkt: Any) -> list[tuple[eio_packet.Packet, bytes]]:
+    @classmethod
+    def encode(cls, pkt: Any) -> list[tuple[eio_packet.Packet, bytes]]:
         """A Socket.IO packet as Engine.IO packets (one, plus one per binary attachment),
         each with its websocket frame."""
         encoded = pkt.encode()
-        parts = encoded if isinstance(encoded, list) else [encoded]
+        return cls.packets(encoded if isinstance(encoded, list) else [encoded])
+
+    @staticmethod
+    def packets(parts: list[str | bytes]) -> list[tuple[eio_packet.Packet, bytes]]:
         eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in parts]
         return [(p, packet_frame(p)) for p in eio_pkts]
 
@@ -148,7 +151,3 @@ class RoomIndex(socketio.AsyncManager):
 class LocalRooms(RoomIndex):
     """One process, no Redis."""
 
-
-class RedisRooms(socketio.AsyncRedisManager, RoomIndex):
-    """Across processes through python-socketio's Redis manager, delivering locally with
-    `RoomIndex`."""

@@ -53,14 +53,15 @@ async def test_order_holds_across_fast_and_library_sends_pings_and_close(server)
         wheel = gw.sio.eio.ping_wheel
         pings_before, seq = wheel.pings, 0
         while seq < 60 or wheel.pings < pings_before + 2:
-            await gw.emit("seq", seq, room=user_room(user["user"]["id"]))
-            for name, sid in sids.items():
-                await gw.sio.emit("seq", seq + 1, to=sid, callback=lambda *_, n=name: acks.append(n))
+            for name in sids:
                 await gw.sio._send_packet(eio_sids[name], gw.sio.packet_class(
-                    sio_packet.EVENT, namespace="/", data=["seq", seq + 2]))
+                    sio_packet.EVENT, namespace="/", data=["seq", seq]))
+            await gw.emit("seq", seq + 1, room=user_room(user["user"]["id"]))
+            for name, sid in sids.items():
+                await gw.sio.emit("seq", seq + 2, to=sid, callback=lambda *_, n=name: acks.append(n))
             seq += 3
             await asyncio.sleep(0.02)  # pacing, so that pings fall between the sends
-        await until(lambda: len(acks) == seq, f"every ack ({len(acks)} of {seq})")
+        await until(lambda: len(acks) == seq, "every ack")
         await gw.emit("seq", seq, room=user_room(user["user"]["id"]))
         for sid in sids.values():
             await gw.sio.disconnect(sid, namespace="/")
@@ -119,7 +120,7 @@ async def test_a_slow_consumer_is_closed_and_counted_without_holding_back_the_ot
         payload = "x" * 32_000
         sent = 0
         while gw.connections.user_count(user["user"]["id"]) == 2:
-            assert sent < 4 * 1024 * 1024 // len(payload) + WRITE_BUFFER_LIMIT, "never closed"
+            assert sent < (32 * 1024 * 1024 + WRITE_BUFFER_LIMIT) // len(payload), "never closed"
             await gw.emit_to_user(user["user"]["id"], "bulk", {"n": sent, "pad": payload})
             sent += 1
             if sent % 20 == 0:
@@ -156,3 +157,32 @@ async def test_disconnect_leaves_every_room_of_the_socket_and_only_those(server)
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_room_emit_reaches_only_the_processes_that_hold_members(start_server, redis_url) -> None:
+    shared = {"REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"test_{os.urandom(6).hex()}"}
+    a, b = await start_server(**shared), await start_server(**shared)
+    ga, gb = a.runtime.services.gateway, b.runtime.services.gateway
+    both, only_a = await signup(a.client), await signup(a.client)
+    clients = [(NamespaceClient("/"), served, user) for served, user in ((a, both), (b, both), (a, only_a))]
+    try:
+        for client, served, user in clients:
+            await client.sio.connect(served.url, auth={"token": user["access_token"]}, namespaces=["/"],
+                                     transports=["websocket"], wait_timeout=5)
+        on_a, on_b, a_only = (c for c, _, _ in clients)
+        channel_both = gb.sio.manager.room_channel("/", user_room(both["user"]["id"]))
+        channel_a_only = gb.sio.manager.room_channel("/", user_room(only_a["user"]["id"]))
+        assert channel_both in gb.sio.manager.subscriptions and channel_a_only not in gb.sio.manager.subscriptions
+        await ga.emit_to_user(only_a["user"]["id"], "one", {"n": 1})
+        await ga.emit_to_user(both["user"]["id"], "two", {"n": 2})
+        assert await on_b.wait("two") == {"n": 2} and await on_a.wait("two") == {"n": 2}
+        assert await a_only.wait("one") == {"n": 1}
+        assert gb.sio.manager.room_messages == 1  # the emit to a room with no member on B never reached it
+        assert on_b.of("one") == [] and len(on_a.of("two")) == 1
+        await gb.emit_to_user(only_a["user"]["id"], "three", {"n": 3})  # from a process without members
+        assert await a_only.wait("three") == {"n": 3}
+        await on_b.close()
+        await until(lambda: channel_both not in gb.sio.manager.subscriptions, "last leave unsubscribes")
+    finally:
+        for client, _, _ in clients:
+            await client.close()
