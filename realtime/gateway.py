@@ -4,9 +4,10 @@ Every namespace derives from `AuthedNamespace`, so a socket is authenticated onc
 connect (the access token in the connect payload, or the staff pages' session cookie)
 through the same session check as REST, and every event then goes through
 `realtime.events.event`. A revoked session, a suspension or a role change later re-checks
-or closes the affected sockets on every process (announced over pub/sub). With Redis,
-emits cross processes through python-socketio's Redis manager; without it the in-process
-manager serves one process.
+or closes the affected sockets on every process (announced over pub/sub). Room emits are
+encoded once and written straight to every member (realtime.rooms, realtime.transport);
+with Redis they reach the processes holding members through a channel per room
+(realtime.redis_rooms). docs/realtime.md tells the whole path.
 
 Both transports, websocket and long-polling, are served. Neither uses the cookie XSRF
 check (a poll is bound to its Engine.IO session id, which a foreign page never learns);
@@ -176,8 +177,8 @@ class Gateway:
         """Tell every local socket goodbye (Tornado's close_all_connections skips websockets)."""
         for unsubscribe in self._unsubscribe:
             await unsubscribe()
-        # python-socketio's disconnect is O(rooms) per socket: bound the goodbye so a mass
-        # disconnect cannot outlive the stop deadline (bench/README.md, Socket.IO findings).
+        # Bounded all the same, so a mass disconnect (each runs the app's disconnect
+        # handlers) cannot outlive the stop deadline.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sio.eio.disconnect(), self.platform.settings.shutdown_grace_seconds or 1)
         await self.sio.shutdown()
