@@ -34,7 +34,17 @@ it a large share of a core in Engine.IO pings), and stamps every `notification` 
 `time.time()` as its bytes are read. Latency of one delivery = arrival - t0 (same
 machine, same clock). For each server and size: one warm-up emit, then `--rounds` emits;
 it prints p50, p99 and max over every delivery of every round, the time the emit call
-took inside the server, and the CPU the server and the generators used while delivering.
+took inside the server, and the CPU the server and the generators used while delivering,
+per recipient, and the CPU each server spent closing every socket at once.
+
+`--split` measures the cross-process case instead: three app processes on one Redis and
+one database (A, B, C), the last `--sizes` room first whole on A, then half on A and half
+on B, each emitted on A; it prints p50/p99 of both layouts, the ratio split/one, and how
+many room messages reached C, which holds no member (expected 0).
+
+The emit is triggered through the bench route; once staff announcements
+(POST /api/v1/admin/announcements) exist, the trigger should move to them, as an operator
+would send it.
 """
 
 from __future__ import annotations
@@ -112,24 +122,29 @@ def bench_routes(sio: Any, emit: Any, mint: Any) -> list:
             await emit("notification", payload, room=ROOM, namespace="/")
             self.finish({"t0": t0, "emit_s": time.time() - t0})
 
-    return [(r"/bench/tokens", Tokens), (r"/bench/join", Join), (r"/bench/emit", Emit)]
+    class Stats(BenchHandler):
+        def get(self) -> None:  # room-channel messages this process received from others (RedisRooms)
+            self.finish({"room_messages": getattr(sio.manager, "room_messages", None)})
+
+    return [(r"/bench/tokens", Tokens), (r"/bench/join", Join), (r"/bench/emit", Emit), (r"/bench/stats", Stats)]
 
 
 def serve_app() -> None:
     """The real server, built as run.py builds it, plus the bench routes."""
     sys.path.insert(0, str(ROOT))
     from config import load_settings
+    from run import tune_process
     from server.app.runtime import Runtime
     from server.core.logs import configure_logging
     from server.identity.sessions import ClientInfo
 
-    raise_nofile()
     settings = load_settings()
     configure_logging(settings.log_level)
 
     async def main() -> None:
         runtime = Runtime(settings)
         await runtime.start()
+        tune_process()  # what run.py serve does once started: open-files limit, gc.freeze
         assert runtime.services is not None and runtime.app is not None
         services = runtime.services
         run_id = secrets.token_hex(4)
@@ -266,6 +281,110 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# --- one room split over two processes (Redis) ---------------------------------------------
+
+
+async def split_round(api: httpx.AsyncClient, gens: list, groups: list[str], seq: int, timeout: float,
+                      pids: list[int]) -> dict[str, Any]:
+    meter = CpuMeter(*pids)
+    resp = await api.post(f"/bench/emit?seq={seq}")
+    resp.raise_for_status()
+    t0 = resp.json()["t0"]
+    for group in groups:
+        await asyncio.gather(*(g.ask(timeout + 30, cmd="wait", group=group, per_client=1, timeout=timeout)
+                               for g in gens))
+    cpu = sum(meter.used())
+    arrivals = []
+    for group in groups:
+        for t in await asyncio.gather(*(g.ask(120, cmd="take", group=group) for g in gens)):
+            arrivals += [at - t0 for at, event, data in t["events"]
+                         if event == "notification" and data.get("data", {}).get("seq") == seq]
+    return {"latencies": sorted(arrivals), "server_cpu_s": cpu}
+
+
+async def run_split(args: argparse.Namespace) -> dict[str, Any]:
+    """The app on Redis, three processes A, B, C on one database: the room whole on A,
+    then half on A and half on B, emitting on A; C never holds a member."""
+    sys.path.insert(0, str(ROOT))
+    from socket_cross_process import start_redis
+
+    from storage.embedded_mongo import EmbeddedMongo
+
+    size = args.sizes[-1]
+    out: dict[str, Any] = {"size": size, "load_average_start": load_average()}
+    with scratch_dir() as tmp:
+        redis_proc, redis_url = start_redis(tmp)
+        mongo = EmbeddedMongo(tmp / "mongo")
+        procs: dict[str, Any] = {}
+        try:
+            shared = {"MONGO_URL": await asyncio.to_thread(mongo.start), "REDIS_URL": redis_url,
+                      "NAMELESS_MONGO_DB": f"bench_{secrets.token_hex(5)}", "PYTHONPATH": str(ROOT),
+                      "NAMELESS_SECRET_KEY": secrets.token_urlsafe(36)}
+            ports = {side: free_port() for side in "abc"}
+            for side in "abc":
+                procs[side] = start_script(__file__, ["--serve-app"], tmp, side,
+                                           app_env(ports[side], tmp / side, **shared))
+            for side in "abc":
+                wait_until_answers(procs[side][0], ports[side], "/readyz", f"app {side}", procs[side][1])
+            apis = {side: httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[side]}", timeout=600) for side in "abc"}
+            gens = await start_generators(generators_for(size))
+            try:
+                resp = await apis["a"].post(f"/bench/tokens?users={-(-size // PER_USER)}")
+                tokens = [t for t in resp.json()["tokens"] for _ in range(PER_USER)][:size]
+                seq = 0
+                for layout, parts in (("one process", {"a": tokens}),
+                                      ("split A+B", {"a": tokens[: size // 2], "b": tokens[size // 2:]})):
+                    groups = [f"{layout}:{side}" for side in parts]
+                    for (side, part), group in zip(parts.items(), groups, strict=True):
+                        await connect_all(gens, group, ports[side], part, concurrency=args.concurrency)
+                        await apis[side].post("/bench/join")  # RedisRooms subscribes to the room here
+                    pids = [procs[side][0].pid for side in parts]
+                    for pid in pids:
+                        await wait_idle(pid, timeout=30)
+                    before_c = (await apis["c"].get("/bench/stats")).json()["room_messages"]
+                    rounds = []
+                    for r in range(args.rounds + 1):
+                        seq += 1
+                        result = await split_round(apis["a"], gens, groups, seq, args.timeout, pids)
+                        if r > 0:
+                            rounds.append(result)
+                        await asyncio.sleep(args.pause)
+                    lat = sorted(x for r in rounds for x in r["latencies"])
+                    out[layout] = {"delivered": len(lat), "expected": size * len(rounds),
+                                   "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
+                                   "server_cpu_s_per_round": sum(r["server_cpu_s"] for r in rounds) / len(rounds),
+                                   "c_room_messages": (await apis["c"].get("/bench/stats")).json()["room_messages"]
+                                   - before_c}
+                    for group in groups:
+                        await close_all(gens, group)
+                    for pid in pids:
+                        await wait_idle(pid)
+            finally:
+                for g in gens:
+                    await g.stop()
+                for api in apis.values():
+                    await api.aclose()
+        finally:
+            for side, (proc, log) in procs.items():
+                stop(proc, timeout=60, name=f"app {side}", log=log, warn_after=15)
+            await asyncio.to_thread(mongo.stop)
+            if redis_proc is not None:
+                stop(redis_proc, timeout=10, name="redis-server")
+    out["load_average_end"] = load_average()
+    return out
+
+
+def print_split(res: dict[str, Any]) -> None:
+    print(f"One room of {res['size']} over Redis, emitted on A: whole on A, then split over A and B;"
+          f" C holds no member (load average {res['load_average_start']}-{res['load_average_end']})")
+    for layout in ("one process", "split A+B"):
+        r = res[layout]
+        print(f"  {layout:12} {r['delivered']:>6}/{r['expected']:<6} p50 {r['p50_ms']:7.1f} ms"
+              f"  p99 {r['p99_ms']:7.1f} ms  server CPU/round {r['server_cpu_s_per_round']:.2f} s"
+              f"  messages reaching C: {r['c_room_messages']}")
+    print(f"  {ratio_line('split/one', {'p99': res['split A+B']['p99_ms'] / res['one process']['p99_ms']})}")
+
+
 def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -280,6 +399,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight over all generators")
     p.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--split", action="store_true",
+                   help="instead: the app alone on Redis, the last size's room whole on one process, then split"
+                        " over two, a third process without members")
     p.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return p
@@ -294,6 +416,12 @@ def main() -> int:
         serve_bare(args.serve_bare)
         return 0
     raise_nofile()
+    if args.split:
+        res = asyncio.run(run_split(args))
+        if args.json:
+            print(json.dumps(res))
+        print_split(res)
+        return 0 if all(res[k]["delivered"] == res[k]["expected"] for k in ("one process", "split A+B")) else 1
     results = asyncio.run(run(args))
     if args.json:
         print(json.dumps({"sizes": args.sizes, "rounds": args.rounds, "deflate": args.deflate, **results}))
@@ -310,6 +438,11 @@ def main() -> int:
                       f"{r['generator_cpu_share']:>9.0%}")
             a, b = res["app"], res["bare"]
             ratios = {"p50": a["p50_ms"] / b["p50_ms"], "p99": a["p99_ms"] / b["p99_ms"]}
+            per = {n: res[n]["server_cpu_s_per_round"] / max(res[n]["expected"] / res[n]["rounds"], 1) * 1e6
+                   for n in ("bare", "app")}
+            print(f"{size:>6} server CPU per recipient: app {per['app']:.1f} us, bare {per['bare']:.1f} us"
+                  f" ({per['app'] / per['bare']:.2f}); closing all: app {res['app_close']['cpu_s']:.2f} s CPU,"
+                  f" bare {res['bare_close']['cpu_s']:.2f} s")
             print(f"{size:>6} {ratio_line('app/bare', ratios)}"
                   f" ({res['generators']} generator processes; load average {res['load_average']})")
         print("(latency: emit triggered in the server -> notification read by the client; CPU: share of one core"

@@ -4,9 +4,10 @@ Every namespace derives from `AuthedNamespace`, so a socket is authenticated onc
 connect (the access token in the connect payload, or the staff pages' session cookie)
 through the same session check as REST, and every event then goes through
 `realtime.events.event`. A revoked session, a suspension or a role change later re-checks
-or closes the affected sockets on every process (announced over pub/sub). With Redis,
-emits cross processes through python-socketio's Redis manager; without it the in-process
-manager serves one process.
+or closes the affected sockets on every process (announced over pub/sub). Room emits are
+encoded once and written straight to every member (realtime.rooms, realtime.transport);
+with Redis they reach the processes holding members through a channel per room
+(realtime.redis_rooms). docs/realtime.md tells the whole path.
 
 Both transports, websocket and long-polling, are served. Neither uses the cookie XSRF
 check (a poll is bound to its Engine.IO session id, which a foreign page never learns);
@@ -32,6 +33,9 @@ import tornado.web
 
 from realtime.connections import ConnectionRegistry
 from realtime.events import failure
+from realtime.redis_rooms import RedisRooms
+from realtime.rooms import LocalRooms
+from realtime.transport import EngineServer, SocketHandler
 from server.core import errors
 from server.core.permissions import Principal
 from server.identity.sessions import REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
@@ -56,6 +60,9 @@ class _Server(socketio.AsyncServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._expiring: set[asyncio.Task[None]] = set()
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
 
     def joined(self, eio_sid: str) -> bool:
         """Whether the Engine.IO session has opened (been authenticated for) a namespace."""
@@ -103,11 +110,10 @@ class Gateway:
         # Unique per server instance, even when tests run two in one OS process.
         self.process_id = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
         settings = platform.settings
-        manager: socketio.AsyncManager | None = None
+        manager: socketio.AsyncManager = LocalRooms()
         if settings.redis_url is not None:
-            manager = socketio.AsyncRedisManager(
-                settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio"
-            )
+            manager = RedisRooms(settings.redis_url.get_secret_value(), channel=f"{settings.mongo_db}:socketio",
+                                 pubsub=platform.pubsub)
         self.sio = _Server(
             async_mode="tornado",
             client_manager=manager,
@@ -120,6 +126,7 @@ class Gateway:
             logger=_library_logger("socketio.server"),
             engineio_logger=_library_logger("engineio.server"),
         )
+        self.sio.eio.on_slow_consumer = self.metrics.socket_slow_consumers.inc
         self.connections = ConnectionRegistry(
             max_per_user=MAX_SOCKETS_PER_USER, event_rate=EVENT_RATE, event_burst=EVENT_BURST
         )
@@ -128,11 +135,11 @@ class Gateway:
         self._unsubscribe: list[Any] = []
 
     def handler(self) -> type[tornado.web.RequestHandler]:
-        base = socketio.get_tornado_handler(self.sio)
         allowed = self.platform.settings.cors_origins
         server = self.sio
 
-        class SocketIOHandler(base):  # type: ignore[misc, valid-type]
+        class SocketIOHandler(SocketHandler):
+            engine = server.eio
             eio_sid: str | None = None
 
             async def open(self, *args: Any, **kwargs: Any) -> None:
@@ -145,11 +152,6 @@ class Gateway:
                 eio_sid = self.eio_sid or self.get_query_argument("sid", None)
                 if self.ws_connection is not None and not (eio_sid and server.joined(eio_sid)):
                     self.close()
-
-            def get_compression_options(self) -> None:
-                # Socket.IO frames are small JSON; permessage-deflate would keep a zlib pair
-                # per browser socket (~190 KB each instead of ~42 KB; bench/README.md).
-                return None
 
             def check_xsrf_cookie(self) -> None:
                 # Polling posts carry the Engine.IO session id, learnt only by the client
@@ -175,8 +177,8 @@ class Gateway:
         """Tell every local socket goodbye (Tornado's close_all_connections skips websockets)."""
         for unsubscribe in self._unsubscribe:
             await unsubscribe()
-        # python-socketio's disconnect is O(rooms) per socket: bound the goodbye so a mass
-        # disconnect cannot outlive the stop deadline (bench/README.md, Socket.IO findings).
+        # Bounded all the same, so a mass disconnect (each runs the app's disconnect
+        # handlers) cannot outlive the stop deadline.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sio.eio.disconnect(), self.platform.settings.shutdown_grace_seconds or 1)
         await self.sio.shutdown()

@@ -48,6 +48,11 @@ class Metrics:
             "nameless_socket_events_out_total", "Socket.IO events emitted", ["namespace", "event"],
             registry=self.registry,
         )
+        self.socket_slow_consumers = Counter(
+            "nameless_socket_slow_consumers_total",
+            "Sockets closed because their connection stopped draining (write buffer over the limit)",
+            registry=self.registry,
+        )
         self.socket_emit_latency = Histogram(
             "nameless_socket_emit_seconds", "Time to hand an emit to the manager (local or Redis)",
             ["namespace"], buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
