@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from storage import mongo
 from storage.state.ephemeral import EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore
 from storage.state.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.state.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from storage.state.slots import MemorySocketSlots, RedisSocketSlots, SocketSlots
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Platform:
     metrics: Metrics
     secret_key: bytes
     instance_id: str = ""
+    socket_slots: SocketSlots = field(default_factory=MemorySocketSlots)
 
     async def check(self) -> dict[str, str]:
         """Each dependency's state: 'up', or why it is down. Used by /readyz."""
@@ -120,8 +122,10 @@ async def build_platform(
         limiter: RateLimiter = RedisRateLimiter(redis, prefix=f"{ns}:rl:")
         ephemeral: EphemeralStore = RedisEphemeralStore(redis, prefix=f"{ns}:eph:")
         pubsub: PubSub = RedisPubSub(redis, prefix=f"{ns}:ps:")
+        slots: SocketSlots = RedisSocketSlots(redis, prefix=f"{ns}:slots:")
     else:
         limiter, ephemeral, pubsub = MemoryRateLimiter(), MemoryEphemeralStore(), MemoryPubSub()
+        slots = MemorySocketSlots()
     platform = Platform(
         settings=settings,
         mongo_client=client,
@@ -132,6 +136,7 @@ async def build_platform(
         pubsub=pubsub,
         metrics=Metrics(),
         secret_key=resolve_secret_key(settings),
+        socket_slots=slots,
     )
     if isinstance(pubsub, RedisPubSub):
         pubsub.on_error = platform.metrics.pubsub_errors.inc
