@@ -251,6 +251,11 @@ class Gateway:
         self.metrics.socket_emit_latency.labels(namespace).observe(elapsed)
         self.metrics.socket_events_out.labels(namespace, event).inc()
 
+    async def emit_to_socket(self, sid: str, event: str, data: Any, namespace: str = "/") -> None:
+        """To one socket this process holds (never through the cross-process manager)."""
+        await self.sio.emit(event, data, to=sid, namespace=namespace, ignore_queue=True)
+        self.metrics.socket_events_out.labels(namespace, event).inc()
+
     async def emit_to_user(self, user_id: str, event: str, data: Any) -> None:
         await self.emit(event, data, room=user_room(user_id), namespace="/")
 
