@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     access_token_ttl: int = _env(
         "NAMELESS_ACCESS_TOKEN_TTL", default=900, ge=30, le=86_400, description="access token lifetime, seconds"
     )
+    session_cache_seconds: float = _env(
+        "NAMELESS_SESSION_CACHE_SECONDS", default=10.0, ge=0, le=60,
+        description="how long a process reuses a socket connect's session check (0: never); "
+                    "revocations, suspensions and role changes drop it at once",
+    )
     jwt_keys: SecretStr | None = _env(
         "NAMELESS_JWT_KEYS",
         default=None,

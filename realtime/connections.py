@@ -46,6 +46,10 @@ class ConnectionRegistry:
             counts[ns] += 1
         return dict(counts)
 
+    def users(self, namespace: str) -> list[str]:
+        """The users with a socket on this namespace here."""
+        return list({conn.principal.user_id for (ns, _), conn in self._by_sid.items() if ns == namespace})
+
     def user_count(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
 

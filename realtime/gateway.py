@@ -38,9 +38,8 @@ from realtime.rooms import LocalRooms
 from realtime.transport import EngineServer, SocketHandler
 from server.core import errors
 from server.core.permissions import Principal
-from server.identity.sessions import REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
+from server.identity.sessions import ACCESS_CHANNEL, REVOCATIONS_CHANNEL, SESSION_COOKIE, SessionService
 from server.platform import Platform
-from server.staff.users import ACCESS_CHANNEL
 
 log = logging.getLogger("nameless.realtime")
 
@@ -170,6 +169,7 @@ class Gateway:
 
     async def start(self) -> None:
         pubsub = self.platform.pubsub
+        await self.platform.socket_slots.start(self.process_id)
         self._unsubscribe = [await pubsub.subscribe(REVOCATIONS_CHANNEL, self._on_revoked),
                              await pubsub.subscribe(ACCESS_CHANNEL, self._on_access_changed)]
 
@@ -182,6 +182,7 @@ class Gateway:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sio.eio.disconnect(), self.platform.settings.shutdown_grace_seconds or 1)
         await self.sio.shutdown()
+        await self.platform.socket_slots.stop()
 
     async def _on_revoked(self, message: dict[str, Any]) -> None:
         await self.connections.on_revoked(message, self._disconnect_revoked)
@@ -221,7 +222,7 @@ class Gateway:
         ip = client_ip(environ)
         token = auth.get("token") if isinstance(auth, dict) else None
         if isinstance(token, str) and token:
-            return await self.sessions.authenticate(token, ip)
+            return await self.sessions.authenticate_cached(token, ip)
         session_id = self._cookie_session(environ)
         if session_id:
             return await self.sessions.authenticate_session(session_id, ip)
@@ -250,6 +251,11 @@ class Gateway:
         elapsed = time.perf_counter() - start
         self._emit_times.append(elapsed)
         self.metrics.socket_emit_latency.labels(namespace).observe(elapsed)
+        self.metrics.socket_events_out.labels(namespace, event).inc()
+
+    async def emit_to_socket(self, sid: str, event: str, data: Any, namespace: str = "/") -> None:
+        """To one socket this process holds (never through the cross-process manager)."""
+        await self.sio.emit(event, data, to=sid, namespace=namespace, ignore_queue=True)
         self.metrics.socket_events_out.labels(namespace, event).inc()
 
     async def emit_to_user(self, user_id: str, event: str, data: Any) -> None:
@@ -305,7 +311,10 @@ class AuthedNamespace(socketio.AsyncNamespace):
             principal = await gw.authenticate(environ, auth)
             if self.permission is not None and not principal.can(self.permission):
                 raise errors.Forbidden("Your role cannot open this channel.", code="forbidden")
-            if gw.connections.user_count(principal.user_id) >= gw.connections.max_per_user:
+            # This process's count answers most refusals; the shared slots count every process.
+            if gw.connections.user_count(principal.user_id) >= gw.connections.max_per_user or not (
+                await gw.platform.socket_slots.claim(principal.user_id, sid, gw.connections.max_per_user)
+            ):
                 raise errors.Conflict("Too many open connections for this account.", code="too_many_connections")
         except errors.ApiError as err:
             gw.metrics.socket_refused.labels(self.namespace, err.code).inc()
@@ -320,8 +329,10 @@ class AuthedNamespace(socketio.AsyncNamespace):
         """Namespaces join their rooms here."""
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self.gateway.connections.principal(self.namespace, sid) is not None:
+        principal = self.gateway.connections.principal(self.namespace, sid)
+        if principal is not None:
             self.gateway.connections.remove(self.namespace, sid)
+            self.gateway.platform.socket_slots.release(principal.user_id, sid)
             self.gateway.metrics.socket_connections.labels(self.namespace).dec()
 
     async def trigger_event(self, event: str, *args: Any) -> Any:

@@ -65,3 +65,19 @@ class OutboxMessage(Reply):
 
 class OutboxPage(Page[OutboxMessage]):
     pass
+
+
+class Announcement(Reply):
+    id: str
+    title: str
+    body: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+class SentAnnouncement(Announcement):
+    audience: str = Field(description="`all`, or `plan:<plan id>`")
+
+
+class Announcements(Reply):
+    items: list[Announcement]

@@ -33,6 +33,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "support.supervise": frozenset({Role.ADMIN}),  # team keys: who may read support conversations
     "ops.view": frozenset({Role.ADMIN}),  # operations staff are admins until an ops role exists
     "plans.manage": frozenset({Role.ADMIN}),
+    "announcements.send": frozenset({Role.ADMIN}),
     "reports.read": frozenset({Role.ADMIN}),
 }
 

@@ -12,7 +12,8 @@ from typing import Any
 from server.core import errors
 from server.core.clock import iso, to_ms
 from server.core.permissions import Principal
-from server.identity.tokens import AccessTokens, InvalidToken, hash_secret, new_secret
+from server.identity.signin_cache import SignInCache
+from server.identity.tokens import AccessClaims, AccessTokens, InvalidToken, hash_secret, new_secret
 from storage.identity.sessions import SessionRepository
 from storage.identity.users import UserRepository
 from storage.state.pubsub import PubSub
@@ -20,6 +21,9 @@ from storage.state.pubsub import PubSub
 REFRESH_TTL = dt.timedelta(days=30)
 TOUCH_EVERY_MS = 60_000
 REVOCATIONS_CHANNEL = "sessions.revoked"
+# A user's roles or status changed: every process re-checks that user's open sockets and
+# drops its cached sign-in checks.
+ACCESS_CHANNEL = "users.access_changed"
 # The staff pages' cookie: the signed id of a session of this kind (pages and sockets read it).
 SESSION_COOKIE = "nameless_session"
 
@@ -72,7 +76,9 @@ class SessionService:
         tokens: AccessTokens,
         pubsub: PubSub,
         clock: Callable[[], dt.datetime] = utcnow,
+        cache: SignInCache | None = None,
     ) -> None:
+        self._cache = cache if cache is not None else SignInCache(0)
         self._sessions = sessions
         self._users = users
         self._tokens = tokens
@@ -128,19 +134,47 @@ class SessionService:
         if record is not None:
             await self.revoke_session(record["session_id"], reason="logout")
 
+    async def start_cache(self) -> None:
+        """Drop cached checks whenever any process announces a change of access."""
+        await self._cache.start(self._pubsub, REVOCATIONS_CHANNEL, ACCESS_CHANNEL)
+
+    async def stop_cache(self) -> None:
+        await self._cache.stop()
+
     async def authenticate(self, access_token: str, ip: str) -> Principal:
         """The one check behind every authenticated request and socket connection."""
+        claims = self._claims(access_token)
+        return (await self._check(claims.session_id, ip, expected_user=claims.user_id))[0]
+
+    async def authenticate_cached(self, access_token: str, ip: str) -> Principal:
+        """The same check for a socket connect, answered from this process's sign-in cache
+        when the token was checked here within the cache lifetime (server.identity.signin_cache)."""
+        entry = self._cache.get(access_token)
+        if entry is not None:
+            now = self._clock()
+            if to_ms(now) - entry.last_used_ms > TOUCH_EVERY_MS:
+                entry.last_used_ms = to_ms(now)
+                await self._sessions.touch(entry.principal.session_id, ip, now)
+            return entry.principal
+        epoch = self._cache.epoch
+        claims = self._claims(access_token)
+        principal, last_used_ms = await self._check(claims.session_id, ip, expected_user=claims.user_id)
+        self._cache.put(access_token, principal, last_used_ms, epoch,
+                        (claims.expires_at - self._clock()).total_seconds())
+        return principal
+
+    def _claims(self, access_token: str) -> AccessClaims:
         try:
-            claims = self._tokens.verify(access_token)
+            return self._tokens.verify(access_token)
         except InvalidToken:
             raise errors.Unauthorized("The access token is invalid or expired.", code="invalid_token") from None
-        return await self._principal(claims.session_id, ip, expected_user=claims.user_id)
 
     async def authenticate_session(self, session_id: str, ip: str) -> Principal:
         """For the staff pages' cookie, which carries the (signed) session id itself."""
-        return await self._principal(session_id, ip, expected_user=None)
+        return (await self._check(session_id, ip, expected_user=None))[0]
 
-    async def _principal(self, session_id: str, ip: str, *, expected_user: str | None) -> Principal:
+    async def _check(self, session_id: str, ip: str, *, expected_user: str | None) -> tuple[Principal, int]:
+        """The principal, and when the session was last marked used."""
         session = await self._sessions.get(session_id)
         if session is None or session["revoked_ms"] is not None or (
             expected_user is not None and session["user_id"] != expected_user
@@ -152,9 +186,11 @@ class SessionService:
         if user.get("status") != "active":
             raise errors.Unauthorized("This account is suspended.", code="account_suspended")
         now = self._clock()
-        if to_ms(now) - session["last_used_ms"] > TOUCH_EVERY_MS:
+        last_used_ms = session["last_used_ms"]
+        if to_ms(now) - last_used_ms > TOUCH_EVERY_MS:
             await self._sessions.touch(session["_id"], ip, now)
-        return Principal(session["user_id"], session_id, frozenset(user.get("roles", ())))
+            last_used_ms = to_ms(now)
+        return Principal(session["user_id"], session_id, frozenset(user.get("roles", ()))), last_used_ms
 
     async def in_force(self, user_id: str, session_id: str) -> bool:
         """Whether credentials derived from this session (media links) still hold: the
@@ -186,8 +222,15 @@ class SessionService:
             await self._announce(user_id, ids, reason)
         return len(ids)
 
+    async def access_changed(self, user_id: str) -> None:
+        """A user's roles or status changed: checks cached anywhere are dropped, and every
+        process re-checks the user's open sockets."""
+        self._cache.forget(user_id=user_id)
+        await self._pubsub.publish(ACCESS_CHANNEL, {"user_id": user_id})
+
     async def _announce(self, user_id: str, session_ids: list[str], reason: str) -> None:
         """Other parts (the socket gateway) disconnect these sessions on every process."""
+        self._cache.forget(user_id=user_id, session_ids=session_ids)
         await self._pubsub.publish(
             REVOCATIONS_CHANNEL, {"user_id": user_id, "session_ids": session_ids, "reason": reason}
         )

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("new_episode", "release", "billing", "promotions", "account", "support")
 CHANNELS = ("push", "email", "in_app")
+MISSED_LIMIT = 200  # a device reconnecting after longer reads the rest from the inbox
 DEFAULTS: dict[str, dict[str, bool]] = {
     kind: {"push": kind != "promotions", "email": kind in ("billing", "account"), "in_app": True} for kind in KINDS
 }
@@ -59,6 +60,11 @@ def notification_view(doc: dict[str, Any]) -> dict[str, Any]:
         "created_ms": doc["created_ms"],
         "created_at": iso(doc["created_ms"]),
     }
+
+
+def notification_event(view: dict[str, Any]) -> dict[str, Any]:
+    """What the `notification` socket event carries."""
+    return {k: view[k] for k in ("id", "kind", "title", "body", "data", "created_ms")}
 
 
 class NotificationService:
@@ -100,9 +106,7 @@ class NotificationService:
             })
             view = notification_view(doc)
             try:
-                await self._live.emit_to_user(user_id, "notification", {
-                    k: view[k] for k in ("id", "kind", "title", "body", "data", "created_ms")
-                })
+                await self._live.emit_to_user(user_id, "notification", notification_event(view))
             except Exception:  # the inbox has it; the device catches up on reconnect
                 log.warning("live notification emit failed", exc_info=True)
         if prefs["push"]:
@@ -118,6 +122,11 @@ class NotificationService:
         page = await self._repo.page(user_id, unread_only, limit, cursor)
         return {"items": [notification_view(d) for d in page.items], "next_cursor": page.next_cursor,
                 "unread_count": await self.unread_count(user_id)}
+
+    async def missed(self, user_id: str, after_id: str) -> list[dict[str, Any]]:
+        """What a device that last saw `after_id` has not been sent, oldest first."""
+        docs = await self._repo.after(user_id, after_id, MISSED_LIMIT)
+        return [notification_event(notification_view(doc)) for doc in docs]
 
     async def unread_count(self, user_id: str) -> int:
         return await self._repo.unread_count(user_id)

@@ -30,6 +30,7 @@ from storage import mongo
 from storage.state.ephemeral import EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore
 from storage.state.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.state.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from storage.state.slots import MemorySocketSlots, RedisSocketSlots, SocketSlots
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Platform:
     # In-process parts that must be ready before this process is (the catalog read model):
     # name → a function answering 'up' or why not.
     local_checks: dict[str, Callable[[], str]] = field(default_factory=dict)
+    socket_slots: SocketSlots = field(default_factory=MemorySocketSlots)
 
     async def check(self) -> dict[str, str]:
         """Each dependency's state: 'up', or why it is down. Used by /readyz."""
@@ -131,8 +133,10 @@ async def build_platform(
         limiter: RateLimiter = RedisRateLimiter(redis, prefix=f"{ns}:rl:")
         ephemeral: EphemeralStore = RedisEphemeralStore(redis, prefix=f"{ns}:eph:")
         pubsub: PubSub = RedisPubSub(redis, prefix=f"{ns}:ps:")
+        slots: SocketSlots = RedisSocketSlots(redis, prefix=f"{ns}:slots:")
     else:
         limiter, ephemeral, pubsub = MemoryRateLimiter(), MemoryEphemeralStore(), MemoryPubSub()
+        slots = MemorySocketSlots()
     platform = Platform(
         settings=settings,
         mongo_client=client,
@@ -143,6 +147,7 @@ async def build_platform(
         pubsub=pubsub,
         metrics=Metrics(),
         secret_key=resolve_secret_key(settings),
+        socket_slots=slots,
     )
     if isinstance(pubsub, RedisPubSub):
         pubsub.on_error = platform.metrics.pubsub_errors.inc

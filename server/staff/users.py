@@ -13,18 +13,12 @@ from server.notifications.inbox import NotificationService
 from server.staff.audit import AuditLog
 from storage.identity.identities import IdentityRepository
 from storage.identity.users import UserRepository
-from storage.state.pubsub import PubSub
-
-# A user's roles or status changed: every process re-checks that user's open sockets.
-ACCESS_CHANNEL = "users.access_changed"
 
 
 class StaffService:
     def __init__(self, users: UserRepository, identities: IdentityRepository, accounts: AccountService,
-                 sessions: SessionService, audit: AuditLog, notifications: NotificationService,
-                 pubsub: PubSub) -> None:
+                 sessions: SessionService, audit: AuditLog, notifications: NotificationService) -> None:
         self._notifications = notifications
-        self._pubsub = pubsub
         self._users = users
         self._identities = identities
         self._accounts = accounts
@@ -75,7 +69,7 @@ class StaffService:
     async def _announce(self, user_id: str) -> None:
         """Access is checked when a socket connects; a later change reaches open sockets
         (on every process) through this announcement, like a session revocation."""
-        await self._pubsub.publish(ACCESS_CHANNEL, {"user_id": user_id})
+        await self._sessions.access_changed(user_id)
 
     async def notify_user(self, actor: Principal, user_id: str, title: str, body: str, ip: str) -> dict[str, Any]:
         """An account notice from staff: inbox, live on every device, push/email per preferences."""

@@ -57,6 +57,10 @@ class PlanRepository:
     async def subscription(self, user_id: str) -> dict[str, Any] | None:
         return await self._subs.find_one({"_id": user_id})
 
+    async def subscriptions(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """The records of these accounts (those that have one), in one query."""
+        return [doc async for doc in self._subs.find({"_id": {"$in": user_ids}})]
+
     async def put_subscription(self, user_id: str, record: dict[str, Any]) -> None:
         await self._subs.replace_one({"_id": user_id}, {"_id": user_id, **record}, upsert=True)
 

@@ -81,3 +81,18 @@ class NotificationRepository:
 
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         return [d async for d in self._devices.find({"user_id": user_id}).limit(50)]
+
+    async def after(self, user_id: str, notification_id: str, limit: int) -> list[dict[str, Any]]:
+        """The user's notifications newer than `notification_id`, oldest first (by time, then
+        id); none when that id is not the user's. Two sargable queries, not one `$or`."""
+        seen = await self._inbox.find_one({"_id": notification_id, "user_id": {"$eq": user_id}})
+        if seen is None:
+            return []
+        order = [("created_ms", ASCENDING), ("_id", ASCENDING)]
+        same = [d async for d in self._inbox.find(
+            {"user_id": {"$eq": user_id}, "created_ms": {"$eq": seen["created_ms"]}, "_id": {"$gt": notification_id}}
+        ).sort(order).limit(limit)]
+        later = [d async for d in self._inbox.find(
+            {"user_id": {"$eq": user_id}, "created_ms": {"$gt": seen["created_ms"]}}
+        ).sort(order).limit(limit)]
+        return (same + later)[:limit]

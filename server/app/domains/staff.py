@@ -17,7 +17,7 @@ def wire(ctx: Wiring) -> Contribution:
     s = ctx.services
     audit = AuditLog(ctx.repo(AuditRepository))
     staff = StaffService(ctx.repo(UserRepository), ctx.repo(IdentityRepository), s.accounts, s.sessions, audit,
-                         s.notifications, ctx.platform.pubsub)
+                         s.notifications)
     return Contribution(
         services={"audit": audit, "staff": staff},
         routes={
