@@ -164,6 +164,56 @@ class Settings(BaseSettings):
         default="https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
     )
 
+    firebase_credentials_file: str = _env(
+        "FIREBASE_CREDENTIALS_FILE", default="",
+        description="service account JSON key for push through FCM (unset: push deliveries are skipped)",
+    )
+    fcm_endpoint: str = _env(
+        "NAMELESS_FCM_ENDPOINT", default="", description="another FCM HTTP v1 compatible endpoint (tests)"
+    )
+    mailchimp_api_key: SecretStr | None = _env(
+        "MAILCHIMP_API_KEY", default=None,
+        description="Mailchimp Marketing API key (unset: email deliveries are skipped)"
+    )
+    mailchimp_server: str = _env(
+        "MAILCHIMP_SERVER", default="", pattern=r"^[a-z0-9]{0,20}$",
+        description="Mailchimp data centre, e.g. us21 (taken from the API key when unset)",
+    )
+    mailchimp_audience: str = _env("MAILCHIMP_AUDIENCE", default="", description="Mailchimp audience (list) id")
+    mailchimp_endpoint: str = _env(
+        "NAMELESS_MAILCHIMP_ENDPOINT", default="", description="another Mailchimp Marketing API base (tests)"
+    )
+    mailchimp_webhook_secret: SecretStr | None = _env(
+        "MAILCHIMP_WEBHOOK_SECRET", default=None,
+        description="path secret of the Mailchimp webhook (/webhooks/mailchimp/<secret>); unset: no webhook",
+    )
+    delivery_batch: int = _env(
+        "NAMELESS_DELIVERY_BATCH", default=500, ge=1, le=5000, description="outbox deliveries claimed per pass"
+    )
+    delivery_max_attempts: int = _env(
+        "NAMELESS_DELIVERY_MAX_ATTEMPTS", default=8, ge=1, le=50,
+        description="attempts before a delivery is marked dead",
+    )
+    delivery_retry_base_s: float = _env(
+        "NAMELESS_DELIVERY_RETRY_BASE", default=5.0, ge=0.01, le=3600,
+        description="first retry delay, seconds; doubled per attempt (capped at an hour), with jitter",
+    )
+    delivery_lease_s: float = _env(
+        "NAMELESS_DELIVERY_LEASE", default=60.0, ge=1, le=3600,
+        description="how long a claimed delivery stays with its worker before another may take it over",
+    )
+    delivery_email_threads: int = _env(
+        "NAMELESS_DELIVERY_EMAIL_THREADS", default=8, ge=1, le=64,
+        description="Mailchimp calls in flight at once (the client library is blocking)",
+    )
+    push_per_hour: int = _env(
+        "NAMELESS_PUSH_PER_HOUR", default=10, ge=1, le=10_000,
+        description="non-urgent pushes per user per hour; the rest stay in the inbox only",
+    )
+    provider_timeout_s: float = _env(
+        "NAMELESS_PROVIDER_TIMEOUT_S", default=10.0, ge=0.1, le=300, description="FCM and Mailchimp call timeout"
+    )
+
     gcs_bucket: str = _env("GCS_BUCKET", default="", description="store media in this Google Cloud Storage bucket")
     gcs_credentials_file: str = _env(
         "GCS_CREDENTIALS_FILE", default="", description="service account JSON key (signs V4 URLs)"
@@ -202,7 +252,8 @@ class Settings(BaseSettings):
         description="days a past_due subscription keeps playback while Stripe retries the payment",
     )
 
-    @field_validator("stripe_api_base", "billing_success_url", "billing_cancel_url", "billing_portal_return_url")
+    @field_validator("stripe_api_base", "fcm_endpoint", "mailchimp_endpoint", "billing_success_url",
+                     "billing_cancel_url", "billing_portal_return_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from handlers.base import endpoint
 from handlers.notifications.models import Inbox, MarkedRead, Preferences
 from handlers.routing import ApiHandler
 from server.core.fields import Body, PageQuery
 from server.notifications.inbox import NotificationService, ReadBody
+from server.notifications.quiet_hours import QuietHours
 
 TAGS = ("notifications",)
 ChannelPrefs = dict[Literal["push", "email", "in_app"], bool]
@@ -25,7 +28,7 @@ class PreferencesPatch(Body):
     promotions: ChannelPrefs | None = None
     account: ChannelPrefs | None = None
     support: ChannelPrefs | None = None
-    support: ChannelPrefs | None = None
+    quiet_hours: QuietHours | None = Field(default=None, description="send null to turn quiet hours off")
 
 
 class DeviceBody(Body):
@@ -55,13 +58,17 @@ class ReadHandler(NotificationsHandler):
 class PreferencesHandler(NotificationsHandler):
     @endpoint("My notification preferences per kind and channel", response=Preferences, auth=True, tags=TAGS)
     async def get(self) -> None:
-        self.reply({"preferences": await self.notifications.preferences(self.user.user_id)})
+        self.reply(await self.notifications.settings(self.user.user_id))
 
     @endpoint("Change notification preferences", body=PreferencesPatch, response=Preferences, auth=True, tags=TAGS)
     async def patch(self) -> None:
         body = self.parse(PreferencesPatch)
-        changes = {k: v for k, v in body.model_dump(exclude_none=True).items()}
-        self.reply({"preferences": await self.notifications.update_preferences(self.user.user_id, changes)})
+        changes = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "quiet_hours"}
+        if changes:
+            await self.notifications.update_preferences(self.user.user_id, changes)
+        if "quiet_hours" in body.model_fields_set:
+            await self.notifications.set_quiet_hours(self.user.user_id, body.quiet_hours)
+        self.reply(await self.notifications.settings(self.user.user_id))
 
 
 class DeviceHandler(NotificationsHandler):

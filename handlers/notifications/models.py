@@ -47,8 +47,20 @@ class PreferenceMatrix(Reply):
     support: Channels
 
 
+class QuietHoursView(Reply):
+    start: str = Field(description="HH:MM, local time")
+    end: str
+    time_zone: str = Field(description="IANA time zone")
+
+
 class Preferences(Reply):
     preferences: PreferenceMatrix
+    quiet_hours: QuietHoursView | None = Field(
+        default=None, description="non-urgent pushes are held until the window ends")
+
+
+class WebhookAccepted(Reply):
+    received: bool
 
 
 class OutboxMessage(Reply):
@@ -58,8 +70,10 @@ class OutboxMessage(Reply):
     kind: str
     subject: str
     text: str
-    status: str
+    status: Literal["pending", "sending", "sent", "dead", "skipped", "unconfirmed", "cancelled"]
     has_link: bool = Field(description="the message carries a secret link, withheld here")
+    attempts: int
+    error: str | None
     created_at: dt.datetime
 
 

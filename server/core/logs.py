@@ -19,6 +19,7 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _SECRETS = (
     (re.compile(r"(/media/)[^/?#\s'\"]+"), r"\1<redacted>"),
     (re.compile(r"(/devices/)[^/?#\s'\"]+"), r"\1<redacted>"),
+    (re.compile(r"(/webhooks/mailchimp/)[^/?#\s'\"]+"), r"\1<redacted>"),
     (re.compile(r"(/part(?:y|ies)/)[^/?#\s'\"]+"), r"\1<redacted>"),  # watch-party invite codes
     (re.compile(r"(?i)\b((?:sid|token|access_token|refresh_token)=)[^&#\s'\"]+"), r"\1<redacted>"),
     (re.compile(r"(?i)\b((?:session|sid)\s+)[A-Za-z0-9_-]{12,}"), r"\1<redacted>"),

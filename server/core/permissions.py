@@ -27,6 +27,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "staff.manage": frozenset({Role.ADMIN}),
     "audit.read": frozenset({Role.ADMIN}),
     "outbox.read": frozenset({Role.SUPPORT_AGENT, Role.ADMIN}),
+    "outbox.retry": frozenset({Role.ADMIN}),
     "content.manage": frozenset({Role.CONTENT_MANAGER}),
     "reviews.moderate": frozenset({Role.CONTENT_MANAGER}),
     "support.handle": frozenset({Role.SUPPORT_AGENT}),

@@ -7,6 +7,8 @@ acknowledged as created is never lost because the live emit only follows the wri
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
 from typing import Any, Protocol
 
@@ -15,8 +17,10 @@ from pydantic import Field, model_validator
 from server.core import errors
 from server.core.clock import iso, now, to_ms
 from server.core.fields import Body, Id
+from server.core.ids import new_id
 from server.core.permissions import Principal
 from server.notifications.outbox import Outbox
+from server.notifications.quiet_hours import QuietHours, held_until_ms
 from server.staff.audit import AuditLog
 from storage.identity.sessions import SessionRepository
 from storage.identity.users import UserRepository
@@ -30,6 +34,37 @@ MISSED_LIMIT = 200  # a device reconnecting after longer reads the rest from the
 DEFAULTS: dict[str, dict[str, bool]] = {
     kind: {"push": kind != "promotions", "email": kind in ("billing", "account"), "in_app": True} for kind in KINDS
 }
+ALWAYS_EMAILED = ("account", "billing")  # never silenced by a marketing opt-out
+MARKETING_KINDS = ("new_episode", "release", "promotions")
+URGENT = frozenset({"account", "billing", "support"})  # not held by quiet hours
+
+
+def derived_id(*parts: str) -> str:
+    """An id (24 hex digits, like every id) that is the same whenever the same parts are."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _matrix(stored: dict[str, Any] | None) -> dict[str, dict[str, bool]]:
+    matrix = {kind: dict(channels) for kind, channels in DEFAULTS.items()}
+    for kind, channels in ((stored or {}).get("matrix") or {}).items():
+        if kind in matrix:
+            matrix[kind].update({c: bool(v) for c, v in channels.items() if c in CHANNELS})
+    for kind in ALWAYS_EMAILED:
+        matrix[kind]["email"] = True
+    return matrix
+
+
+def _deliveries(nid: str, user_id: str, email: str | None, channels: list[str], kind: str, title: str, body: str,
+                data: dict[str, Any] | None, quiet: dict[str, Any] | None, at: dt.datetime) -> list[dict[str, Any]]:
+    """The outbox records of one notification, with ids derived from it."""
+    out = []
+    for channel in channels:
+        due = held_until_ms(quiet, at) if channel == "push" and kind not in URGENT else None
+        doc = Outbox.delivery(channel, user_id if channel == "push" else str(email), kind, title, body,
+                              user_id=user_id, data=data, delivery_id=derived_id(nid, channel), due_ms=due)
+        doc["notification_id"] = nid
+        out.append(doc)
+    return out
 
 
 class ReadBody(Body):
@@ -78,44 +113,109 @@ class NotificationService:
         self._audit = audit
 
     async def preferences(self, user_id: str) -> dict[str, dict[str, bool]]:
+        return _matrix(await self._repo.preferences(user_id))
+
+    async def settings(self, user_id: str) -> dict[str, Any]:
+        """The per-kind matrix and the quiet hours, as `GET /me/notification-preferences` shows them."""
         stored = await self._repo.preferences(user_id)
-        matrix = {kind: dict(channels) for kind, channels in DEFAULTS.items()}
-        for kind, channels in ((stored or {}).get("matrix") or {}).items():
-            if kind in matrix:
-                matrix[kind].update({c: bool(v) for c, v in channels.items() if c in CHANNELS})
-        return matrix
+        return {"preferences": _matrix(stored), "quiet_hours": (stored or {}).get("quiet_hours")}
 
     async def update_preferences(self, user_id: str, changes: dict[str, dict[str, bool]]) -> dict[str, Any]:
+        for kind in ALWAYS_EMAILED:
+            if changes.get(kind, {}).get("email") is False:
+                raise errors.ValidationFailed(f"{kind} email cannot be turned off: it carries what the account needs.",
+                                              details={"field": f"{kind}.email"})
         matrix = await self.preferences(user_id)
         for kind, channels in changes.items():
             matrix[kind].update(channels)
         await self._repo.save_preferences(user_id, matrix)
         return matrix
 
+    async def set_quiet_hours(self, user_id: str, quiet: QuietHours | None) -> None:
+        await self._repo.save_quiet_hours(user_id, quiet.model_dump() if quiet is not None else None)
+
+    async def email_unsubscribed(self, user_id: str) -> None:
+        """The member unsubscribed at Mailchimp: marketing kinds stop emailing; account and
+        billing email does not (it is not marketing)."""
+        matrix = await self.preferences(user_id)
+        for kind in MARKETING_KINDS:
+            matrix[kind]["email"] = False
+        await self._repo.save_preferences(user_id, matrix)
+
+    async def email_unsubscribed_address(self, email: str) -> None:
+        user = await self._users.by_email(email.strip().lower())
+        if user is not None:
+            await self.email_unsubscribed(str(user["_id"]))
+
     async def notify(self, user_id: str, kind: str, title: str, body: str,
-                     data: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Deliver one notification on every channel the user wants; returns the inbox entry."""
+                     data: dict[str, Any] | None = None, *, key: str | None = None) -> dict[str, Any] | None:
+        """Deliver one notification on every channel the user wants; returns the inbox entry.
+
+        The inbox entry is written first, marked until its push and email deliveries are in
+        the outbox (a sweep queues them if the process stops in between). A `key` (what the
+        notification is about) derives every id, so a repeated call sends nothing twice."""
+        sent = await self.notify_many([user_id], kind, title, body, data, key=key)
+        return sent[0] if sent else None
+
+    async def notify_many(self, user_ids: list[str], kind: str, title: str, body: str,
+                          data: dict[str, Any] | None = None, *, key: str | None = None) -> list[dict[str, Any]]:
+        """One notification to each of a batch of users, in a handful of writes (the
+        release fan-out); the inbox entries written by this call."""
         if kind not in KINDS:
             raise ValueError(f"unknown notification kind {kind!r}")
-        prefs = (await self.preferences(user_id))[kind]
-        view = None
-        if prefs["in_app"]:
-            doc = await self._repo.insert({
-                "user_id": user_id, "kind": kind, "title": title, "body": body, "data": data or {},
-                "read": False, "created_ms": to_ms(now()),
-            })
-            view = notification_view(doc)
-            try:
-                await self._live.emit_to_user(user_id, "notification", notification_event(view))
-            except Exception:  # the inbox has it; the device catches up on reconnect
-                log.warning("live notification emit failed", exc_info=True)
-        if prefs["push"]:
-            await self._outbox.enqueue("push", user_id, kind, title, body, data=data)
-        if prefs["email"]:
-            user = await self._users.get(user_id)
-            if user is not None:
-                await self._outbox.enqueue("email", user["email"], kind, title, body, data=data)
-        return view
+        stored = await self._repo.preferences_of(user_ids)
+        at = now()
+        created_ms = to_ms(at)
+        plans = []
+        for user_id in user_ids:
+            prefs = _matrix(stored.get(user_id))[kind]
+            nid = derived_id(key, user_id) if key else new_id()
+            plans.append((user_id, nid, prefs, (stored.get(user_id) or {}).get("quiet_hours")))
+        wants_email = [u for u, _, p, _ in plans if p["email"]]
+        emails = await self._users.emails(wants_email) if wants_email else {}
+        docs, direct, queued = [], [], {}
+        for user_id, nid, prefs, quiet in plans:
+            channels = [c for c in ("push", "email") if prefs[c] and (c != "email" or user_id in emails)]
+            deliveries = _deliveries(nid, user_id, emails.get(user_id), channels, kind, title, body, data, quiet, at)
+            if not prefs["in_app"]:
+                direct.extend(deliveries)
+                continue
+            queued[nid] = deliveries
+            docs.append({"_id": nid, "user_id": user_id, "kind": kind, "title": title, "body": body,
+                         "data": data or {}, "read": False, "created_ms": created_ms,
+                         "delivery_pending": bool(deliveries), "deliver": channels})
+        written = await self._repo.insert_many(docs)  # a repeated call writes (and sends) none again
+        for doc in written:
+            await self._emit(doc)
+            direct.extend(queued[doc["_id"]])
+        queued_for = [d["_id"] for d in written if d["delivery_pending"]]
+        await self._outbox.enqueue_many(direct)
+        await self._repo.delivery_queued(queued_for)
+        return [notification_view(d) for d in written]
+
+    async def queue_stragglers(self, older_than_ms: int = 30_000, limit: int = 500) -> int:
+        """Queue the deliveries of notifications stored by a process that stopped before it
+        queued them (derived ids: ones already queued are not queued twice)."""
+        docs = await self._repo.awaiting_delivery(to_ms(now()) - older_than_ms, limit)
+        if not docs:
+            return 0
+        stored = await self._repo.preferences_of([d["user_id"] for d in docs])
+        emails = await self._users.emails([d["user_id"] for d in docs if "email" in (d.get("deliver") or [])])
+        deliveries = []
+        for d in docs:
+            quiet = (stored.get(d["user_id"]) or {}).get("quiet_hours")
+            channels = [c for c in d.get("deliver") or [] if c != "email" or d["user_id"] in emails]
+            deliveries.extend(_deliveries(d["_id"], d["user_id"], emails.get(d["user_id"]), channels, d["kind"],
+                                          d["title"], d["body"], d.get("data"), quiet, now()))
+        await self._outbox.enqueue_many(deliveries)
+        await self._repo.delivery_queued([d["_id"] for d in docs])
+        return len(docs)
+
+    async def _emit(self, doc: dict[str, Any]) -> None:
+        try:
+            await self._live.emit_to_user(doc["user_id"], "notification", notification_event(notification_view(doc)))
+        except Exception:  # the inbox has it; the device catches up on reconnect
+            log.warning("live notification emit failed", exc_info=True)
 
     async def inbox(self, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> dict[str, Any]:
         """One page of the inbox, newest first, with the unread count the badge shows."""

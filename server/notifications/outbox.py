@@ -1,5 +1,5 @@
-"""Queueing outgoing email and push. The delivery integrations (Mailchimp, FCM) work from
-this outbox; staff can see what was sent to whom.
+"""Queueing outgoing email and push. The delivery worker (`server.notifications.delivery`)
+sends from this outbox through FCM and Mailchimp; staff can see what was sent to whom.
 
 A message that carries a secret link (email verification, password reset) is queued with
 the link's purpose and user only: no document holds a usable token. The link's token is
@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.core.clock import iso
+from server.core import errors
+from server.core.clock import iso, now, to_ms
+from server.core.ids import new_id
 from storage.notifications.outbox import OutboxRepository
 
 # (user_id, requested_at) -> a fresh single-use token, or None when the request no longer
@@ -42,6 +44,15 @@ class Outbox:
         self._repo = repo
         self._public_url = public_url.rstrip("/") or "http://127.0.0.1:8000"
         self._links: dict[str, tuple[str, LinkIssuer]] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """`wake` is called after each enqueue, so this process's worker sends at once."""
+        self._listeners.append(wake)
+
+    def _queued(self) -> None:
+        for wake in self._listeners:
+            wake()
 
     def link(self, path: str) -> str:
         return self._public_url + path
@@ -56,24 +67,48 @@ class Outbox:
 
     async def enqueue(self, channel: str, to: str, kind: str, subject: str, text: str, *,
                       link_purpose: str | None = None, user_id: str | None = None,
-                      data: dict[str, Any] | None = None) -> None:
-        """One delivery for one channel (email to an address, push to a user's devices)."""
-        doc: dict[str, Any] = {
+                      data: dict[str, Any] | None = None, delivery_id: str | None = None,
+                      due_ms: int | None = None) -> bool:
+        """One delivery for one channel (email to an address, push to a user's devices).
+        A `delivery_id` derived from what it is for makes a repeated call a no-op (False)."""
+        doc = self.delivery(channel, to, kind, subject, text, user_id=user_id, data=data,
+                            delivery_id=delivery_id, due_ms=due_ms)
+        if link_purpose is not None:
+            if link_purpose not in self._links or user_id is None:
+                raise ValueError(f"no link issuer for {link_purpose!r} (or no user)")
+            doc["link"] = {"purpose": link_purpose, "user_id": user_id}
+        queued = await self._repo.enqueue(doc)
+        self._queued()
+        return queued
+
+    async def enqueue_many(self, docs: list[dict[str, Any]]) -> int:
+        """Deliveries built with `delivery`, queued in one write (those already queued are left)."""
+        queued = await self._repo.enqueue_many(docs)
+        if queued:
+            self._queued()
+        return queued
+
+    @staticmethod
+    def delivery(channel: str, to: str, kind: str, subject: str, text: str, *, user_id: str | None = None,
+                 data: dict[str, Any] | None = None, delivery_id: str | None = None,
+                 due_ms: int | None = None) -> dict[str, Any]:
+        created = dt.datetime.now(dt.UTC)
+        return {
+            "_id": delivery_id or new_id(),
             "channel": channel,
             "to": to,
+            "user_id": user_id if user_id is not None else (to if channel == "push" else None),
             "kind": kind,
             "subject": subject,
             "text": text,
             "status": "pending",
             "attempts": 0,
             "data": data or {},
-            "created_at": dt.datetime.now(dt.UTC),
+            "created_at": created,
+            "due_ms": due_ms if due_ms is not None else to_ms(created),
+            "lease_until_ms": 0,
+            "done_tokens": [],
         }
-        if link_purpose is not None:
-            if link_purpose not in self._links or user_id is None:
-                raise ValueError(f"no link issuer for {link_purpose!r} (or no user)")
-            doc["link"] = {"purpose": link_purpose, "user_id": user_id}
-        await self._repo.enqueue(doc)
 
     async def render(self, message: dict[str, Any]) -> RenderedMessage | None:
         """The message as it is sent now, its secret link (if any) issued by this call.
@@ -98,18 +133,27 @@ class Outbox:
             subject=message["subject"], text=text, link=link, data=dict(message.get("data") or {}),
         )
 
+    async def retry(self, delivery_id: str) -> None:
+        """Send a dead or unconfirmed delivery again (staff decide; an unconfirmed push may
+        then reach the device twice, shown once where the platform collapses by id)."""
+        if not await self._repo.requeue(delivery_id, to_ms(now())):
+            if await self._repo.get(delivery_id) is None:
+                raise errors.NotFound("No such delivery.", code="delivery_not_found")
+            raise errors.Conflict("Only dead or unconfirmed deliveries can be retried.", code="delivery_not_retryable")
+
     async def forget_stored_links(self) -> None:
         """Messages queued before links were issued at send time kept a usable link: drop it."""
         await self._repo.drop_field("secret_link")
 
-    async def page(self, to: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
-        """Newest first, optionally to one address."""
-        page = await self._repo.page(to, limit, cursor)
+    async def page(self, to: str | None, limit: int, cursor: str | None,
+                   status: str | None = None) -> dict[str, Any]:
+        """Newest first, optionally to one address or in one state (staff look for `dead`)."""
+        page = await self._repo.page(to, status, limit, cursor)
         return {"items": [outbox_view(m) for m in page.items], "next_cursor": page.next_cursor}
 
 
 def outbox_view(message: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(message["_id"]), "channel": message["channel"], "to": message["to"],
             "kind": message["kind"], "subject": message["subject"], "text": message["text"],
-            "status": message["status"], "has_link": "link" in message,
-            "created_at": iso(message["created_at"])}
+            "status": message["status"], "has_link": "link" in message, "attempts": message.get("attempts", 0),
+            "error": message.get("error"), "created_at": iso(message["created_at"])}

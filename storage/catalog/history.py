@@ -83,9 +83,10 @@ class HistoryRepository:
         cursor = self._progress.find({"profile_id": {"$eq": profile_id}}, {"title_id": 1, "state": 1})
         return [d async for d in cursor.sort("last_watched_ms", DESCENDING).limit(limit)]
 
-    async def accounts_watching(self, title_id: str) -> AsyncIterator[str]:
-        """Accounts with any profile that started this title (release notifications)."""
-        async for doc in self._progress.find({"title_id": title_id}, {"user_id": 1}).batch_size(5000):
+    async def accounts_watching(self, title_id: str, since_ms: int = 0) -> AsyncIterator[str]:
+        """Accounts with any profile that watched this title since `since_ms` (release notifications)."""
+        query = {"title_id": title_id, "last_watched_ms": {"$gte": since_ms}}
+        async for doc in self._progress.find(query, {"user_id": 1}).batch_size(5000):
             if doc.get("user_id"):
                 yield doc["user_id"]
 

@@ -14,7 +14,8 @@ from server.core.clock import to_ms
 from server.core.paging import PageResult
 from storage.paging import paginate
 
-INDEXES = {"watchlist": [IndexModel([("profile_id", ASCENDING)], name="profile")]}  # see storage/catalog/history.py
+INDEXES = {"watchlist": [IndexModel([("profile_id", ASCENDING)], name="profile"),  # see storage/catalog/history.py
+                         IndexModel([("title_id", ASCENDING)], name="title")]}
 
 
 class WatchlistRepository:
@@ -35,6 +36,12 @@ class WatchlistRepository:
     async def page(self, profile_id: str, limit: int, cursor: str | None) -> PageResult:
         return await paginate(self._watchlist, {"profile_id": {"$eq": profile_id}}, sort_key="added_ms", limit=limit,
                               cursor=cursor)
+
+    async def accounts_following(self, title_id: str) -> AsyncIterator[str]:
+        """Accounts with the title on a profile's list (release notifications)."""
+        async for doc in self._watchlist.find({"title_id": title_id}, {"user_id": 1}).batch_size(5000):
+            if doc.get("user_id"):
+                yield doc["user_id"]
 
     async def all_rows(self) -> AsyncIterator[dict[str, Any]]:
         async for doc in self._watchlist.find({}, {"profile_id": 1, "user_id": 1, "title_id": 1}).batch_size(5000):

@@ -44,6 +44,13 @@ class UserRepository:
         key = valid_id(user_id)
         return None if key is None else await self._users.find_one({"_id": key})
 
+    async def emails(self, user_ids: list[str]) -> dict[str, str]:
+        """Addresses of active accounts, for a batch of notifications."""
+        if not user_ids:
+            return {}
+        cursor = self._users.find({"_id": {"$in": user_ids}}, {"email": 1, "status": 1})
+        return {d["_id"]: d["email"] async for d in cursor if d.get("email") and d.get("status", "active") == "active"}
+
     async def by_email(self, email: str) -> dict[str, Any] | None:
         return await self._users.find_one({"email": email})
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from server.core.ids import new_id
 from server.core.paging import PageResult
@@ -17,6 +17,7 @@ INDEXES = {
     "notifications": [
         IndexModel([("user_id", ASCENDING), ("created_ms", DESCENDING)], name="inbox"),
         IndexModel([("user_id", ASCENDING), ("read", ASCENDING)], name="unread"),
+        IndexModel([("delivery_pending", ASCENDING)], name="delivery_pending"),
     ],
     "notification_preferences": [],
     "devices": [IndexModel([("user_id", ASCENDING)], name="by_user")],
@@ -33,6 +34,29 @@ class NotificationRepository:
         doc = {"_id": new_id(), **doc}
         await self._inbox.insert_one(doc)
         return doc
+
+    async def insert_many(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert those whose (derived) id is not stored yet; the ones inserted."""
+        if not docs:
+            return []
+        have = {d["_id"] async for d in self._inbox.find({"_id": {"$in": [d["_id"] for d in docs]}}, {"_id": 1})}
+        fresh = [d for d in docs if d["_id"] not in have]
+        if fresh:
+            try:
+                await self._inbox.insert_many(fresh, ordered=True)
+            except BulkWriteError as exc:  # a concurrent run stored some: keep what this one wrote
+                return fresh[:int(exc.details.get("nInserted", 0))]
+        return fresh
+
+    async def delivery_queued(self, ids: list[str]) -> None:
+        if ids:
+            await self._inbox.update_many({"_id": {"$in": ids}}, {"$set": {"delivery_pending": False}})
+
+    async def awaiting_delivery(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
+        """Stored notifications whose deliveries may not have reached the outbox (the
+        process stopped between the two writes)."""
+        cursor = self._inbox.find({"delivery_pending": True, "created_ms": {"$lt": before_ms}}).limit(limit)
+        return [d async for d in cursor]
 
     async def page(self, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> PageResult:
         query: dict[str, Any] = {"user_id": user_id}
@@ -55,7 +79,7 @@ class NotificationRepository:
 
     async def save_preferences(self, user_id: str, matrix: dict[str, dict[str, bool]]) -> None:
         # An embedded document written whole (docs/storage-compat.md, rule 3: flags inside it stay booleans).
-        await self._prefs.replace_one({"_id": user_id}, {"_id": user_id, "matrix": matrix}, upsert=True)
+        await self._prefs.update_one({"_id": user_id}, {"$set": {"matrix": matrix}}, upsert=True)
 
     async def device(self, push_token: str) -> dict[str, Any] | None:
         return await self._devices.find_one({"_id": push_token})
@@ -78,6 +102,33 @@ class NotificationRepository:
     async def delete_device(self, user_id: str, push_token: str) -> bool:
         result = await self._devices.delete_one({"_id": push_token, "user_id": user_id})
         return result.deleted_count == 1
+
+    async def devices_of(self, user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        if user_ids:
+            async for d in self._devices.find({"user_id": {"$in": user_ids}}):
+                found.setdefault(d["user_id"], []).append(d)
+        return found
+
+    async def forget_devices(self, push_tokens: list[str]) -> int:
+        """Tokens FCM reports unregistered or invalid: whoever held them."""
+        result = await self._devices.delete_many({"_id": {"$in": push_tokens}})
+        return result.deleted_count
+
+    async def unread_counts(self, user_ids: list[str]) -> dict[str, int]:
+        if not user_ids:
+            return {}
+        pipeline = [{"$match": {"user_id": {"$in": user_ids}, "read": False}},
+                    {"$group": {"_id": "$user_id", "n": {"$sum": 1}}}]
+        return {d["_id"]: d["n"] async for d in await self._inbox.aggregate(pipeline)}
+
+    async def preferences_of(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not user_ids:
+            return {}
+        return {d["_id"]: d async for d in self._prefs.find({"_id": {"$in": user_ids}})}
+
+    async def save_quiet_hours(self, user_id: str, quiet: dict[str, Any] | None) -> None:
+        await self._prefs.update_one({"_id": user_id}, {"$set": {"quiet_hours": quiet}}, upsert=True)
 
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         return [d async for d in self._devices.find({"user_id": user_id}).limit(50)]

@@ -18,7 +18,6 @@ from server.catalog.reviews import ReviewService
 from server.catalog.rollups import RollupSources
 from server.catalog.viewers import ViewerResolver
 from server.core.shared_cache import SharedCache
-from server.notifications.releases import ReleaseNotifier
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
 from storage.catalog.history import HistoryRepository
@@ -36,7 +35,7 @@ def wire(ctx: Wiring) -> Contribution:
     history_repo, watchlist_repo = ctx.repo(HistoryRepository), ctx.repo(WatchlistRepository)
     review_repo, recommendation_repo = ctx.repo(ReviewRepository), ctx.repo(RecommendationRepository)
     releases = ReleaseEvents()
-    releases.subscribe(ReleaseNotifier(history_repo, ctx.services.notifications))
+    releases.subscribe(ctx.services.release_notifier)
     viewers = ViewerResolver(ctx.repo(ProfileRepository))
     settings = ctx.settings
     model = CatalogReadModel(title_repo, ctx.platform.pubsub, poll_s=settings.catalog_poll_s,

@@ -10,6 +10,7 @@ from config import Settings
 from handlers.media import playback, player, uploads
 from handlers.routing import API, MEDIA, PAGES, VENDOR
 from jobs.media import transcode
+from server.app.domains.platform import job_queue
 from server.app.wiring import Contribution, Wiring
 from server.identity.tokens import derive_key
 from server.media.access import MediaAccess
@@ -17,8 +18,6 @@ from server.media.pipeline import INDEX, TranscodePipeline
 from server.media.playback import PlaybackService
 from server.media.signing import MediaSigner
 from server.media.uploads import UploadService
-from server.platform.job_queue import JobQueue
-from storage.job_queue import JobRepository
 from storage.media.assets import MediaRepository
 from storage.media.playback import PlaybackRepository
 from storage.objects.gcs import GcsMediaStore
@@ -38,8 +37,7 @@ def wire(ctx: Wiring) -> Contribution:
     data_dir = Path(settings.data_dir)
     media_repo = ctx.repo(MediaRepository)
     store = media_store_for(settings, data_dir)
-    queue = JobQueue(ctx.repo(JobRepository), lease_ms=int(settings.job_lease_seconds * 1000),
-                     concurrency=max(1, settings.job_workers))
+    queue = job_queue(ctx)
     pipeline = TranscodePipeline(media_repo, store, data_dir / "uploads", data_dir / "staging",
                                  on_ready=s.content_admin.media_ready)
     transcode.register(queue, pipeline)

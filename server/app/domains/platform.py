@@ -9,6 +9,16 @@ from handlers.routing import INTERNAL, PAGES, PROBES, VENDOR
 from realtime.gateway import Gateway
 from realtime.ops import OpsChannel
 from server.app.wiring import Contribution, Wiring
+from server.platform.job_queue import JobQueue
+from storage.job_queue import JobRepository
+
+
+def job_queue(ctx: Wiring) -> JobQueue:
+    """The process's durable job queue: domains register job kinds on it as they are wired;
+    media runs its workers."""
+    return ctx.once("job_queue", lambda: JobQueue(ctx.repo(JobRepository),
+                                                  lease_ms=int(ctx.settings.job_lease_seconds * 1000),
+                                                  concurrency=max(1, ctx.settings.job_workers)))
 
 
 def wire(ctx: Wiring) -> Contribution:
