@@ -76,14 +76,16 @@ async def test_subscribe_renew_fail_recover_cancel(billing_server, stripe_fake, 
     socket = Client()
     assert await socket.connect(served.url, viewer["access_token"])
     try:
-        started = await served.client.post("/api/v1/billing/checkout", json={"plan_id": "standard"},
+        redirect = {"success_url": "https://evil.example/steal", "cancel_url": "https://evil.example/"}
+        started = await served.client.post("/api/v1/billing/checkout", json={"plan_id": "standard", **redirect},
                                            headers=viewer["headers"])
         assert started.status_code == 200, started.text
         body = started.json()
         assert body["checkout_url"].startswith(stripe.url + "/c/pay/cs_test_")
         params = stripe.session_params[body["session_id"]]
         assert params["payment_method_types"] == ["card"]  # Checkout adds Apple Pay and Google Pay to card
-        assert params["success_url"] == "https://app.example.com/billing/done"
+        assert params["success_url"] == "https://app.example.com/billing/done"  # never the request's
+        assert params["cancel_url"] == "https://app.example.com/billing/canceled"
         assert params["subscription_data"]["metadata"]["user_id"] == uid
         customer = params["customer"]
         assert await served.runtime.services.entitlements.current(uid) is None
