@@ -47,10 +47,12 @@ def wire(ctx: Wiring) -> Contribution:
     ))
     social = SocialService(verifier, identities, users, accounts, sessions, totp)
     phone = PhoneService(FirebasePhoneVerifier(settings.firebase_project_id, settings.firebase_certs_url), users)
-    profiles = ProfileService(ctx.repo(ProfileRepository))
+    profiles = ProfileService(ctx.repo(ProfileRepository), ctx.platform.pubsub)
     return Contribution(
         services={"accounts": accounts, "sessions": sessions, "social": social, "totp": totp, "phone": phone,
                   "profiles": profiles},
         routes={API: [*auth.routes(accounts, sessions, social),
                      *me.routes(accounts, sessions, social, totp, phone, profiles)]},
+        start=[profiles.start],
+        stop=[profiles.stop],
     )
