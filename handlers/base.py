@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from server.core import errors
 from server.core.fields import validate
+from server.core.json_text import encode
 from server.core.logs import redact, request_id_var
 from server.core.permissions import Principal
 from server.identity.sessions import SESSION_COOKIE, ClientInfo
@@ -399,7 +400,7 @@ class BaseHandler(tornado.web.RequestHandler):
             data = data.model_dump(mode="json")
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        self.finish(encode(data))
 
     def no_content(self) -> None:
         self.set_status(204)

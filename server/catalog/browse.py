@@ -19,6 +19,7 @@ from server.catalog.text_search import query_keys
 from server.catalog.viewers import Viewer
 from server.core import errors
 from server.core.clock import iso, now, to_ms
+from server.core.json_text import Encoded
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
 from storage.catalog.seasons import SeasonRepository
@@ -89,10 +90,10 @@ class CatalogService:
             doc["published_ms"] = doc.get("published_ms") or doc.get("publish_at_ms")
         return doc
 
-    async def visible_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    async def visible_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, Encoded]:
         return self._model.cards(ids, self.now_ms(), viewer.max_level)
 
-    async def any_cards(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    async def any_cards(self, ids: Iterable[str]) -> dict[str, Encoded]:
         """Cards whatever the status, for the viewer's own records (history)."""
         return self._model.cards(ids)
 
@@ -115,7 +116,7 @@ class CatalogService:
         return {"items": page.items, "next_cursor": page.next_cursor}
 
     async def top(self, viewer: Viewer, sort: str, limit: int, *, genre: str | None = None,
-                  exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+                  exclude: Iterable[str] = ()) -> list[Encoded]:
         return self._model.page(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
                                 exclude=exclude, positive=sort == "trending").items
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import logging
 import secrets
 import sys
@@ -34,6 +35,7 @@ from typing import Any
 from server.catalog.cards import title_card
 from server.core import errors
 from server.core.clock import now, to_ms
+from server.core.json_text import Encoded
 from server.core.paging import MAX_LIMIT, PageResult, decode_cursor, encode_cursor
 from storage.catalog.titles import FOREVER_MS, SORTS, TitleRepository
 from storage.state.pubsub import PubSub
@@ -62,7 +64,7 @@ class Entry:
     published_ms: int
     rating_avg: float
     trending_score: float
-    card: dict[str, Any]
+    card: Encoded
 
     def visible(self, now_ms: int, max_level: int) -> bool:
         if self.status != "published" and not (self.status == "scheduled" and 0 < self.publish_at_ms <= now_ms):
@@ -85,15 +87,10 @@ def _words(keys: Iterable[str]) -> tuple[str, ...]:
                  if i + 1 == len(ordered) or not ordered[i + 1].startswith(k))
 
 
-def _compact_card(doc: dict[str, Any]) -> dict[str, Any]:
-    """The card with its repeated strings interned: ten thousand cards share a few
-    genres, ratings and types rather than holding copies."""
+def _card(doc: dict[str, Any]) -> Encoded:
+    """The card as the JSON text every reply splices in (server/core/json_text.py)."""
     card = title_card(doc)
-    card["genres"] = [sys.intern(g) for g in card["genres"]]
-    for name in ("type", "maturity_rating"):
-        if isinstance(card[name], str):
-            card[name] = sys.intern(card[name])
-    return card
+    return Encoded(json.dumps(card, separators=(",", ":"), ensure_ascii=False), card["id"])
 
 
 def entry_of(doc: dict[str, Any]) -> Entry:
@@ -106,9 +103,9 @@ def entry_of(doc: dict[str, Any]) -> Entry:
     for field, prefix in (("genres", "genre"), ("categories", "category"), ("languages", "language")):
         facets += [f"{prefix}:{v}" for v in doc.get(field) or ()]
     facets = [sys.intern(f) for f in facets]
-    card = _compact_card(doc)
+    card = _card(doc)
     return Entry(
-        id=card["id"], kind=sys.intern(str(doc.get("type"))), status=sys.intern(status), publish_at_ms=publish_at,
+        id=card.id, kind=sys.intern(str(doc.get("type"))), status=sys.intern(status), publish_at_ms=publish_at,
         window_start_ms=int(doc.get("window_start_ms") or 0),
         window_end_ms=int(doc.get("window_end_ms") if doc.get("window_end_ms") is not None else FOREVER_MS),
         level=int(doc.get("maturity_level") if doc.get("maturity_level") is not None else 10**6),
@@ -309,7 +306,8 @@ class CatalogReadModel:
         entry = self._require().titles.get(title_id)
         return entry is not None and entry.visible(now_ms, max_level)
 
-    def cards(self, ids: Iterable[str], now_ms: int | None = None, max_level: int | None = None) -> dict[str, Any]:
+    def cards(self, ids: Iterable[str], now_ms: int | None = None,
+              max_level: int | None = None) -> dict[str, Encoded]:
         """Cards by id; only the visible ones when a clock and ceiling are given."""
         titles = self._require().titles
         out = {}

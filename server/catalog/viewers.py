@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
 from server.core import errors
-from storage.identity.profiles import ProfileRepository
+from server.identity.profiles import ProfileService
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,15 @@ class Viewer:
 
 
 class ViewerResolver:
-    def __init__(self, profiles: ProfileRepository) -> None:
+    def __init__(self, profiles: ProfileService) -> None:
         self._profiles = profiles
 
     async def resolve(self, user_id: str, profile_id: str | None) -> Viewer:
+        """From the account's cached profiles (server/identity/profiles.py): no read per request."""
+        found = await self._profiles.of_user(user_id)
         if profile_id:
-            doc = await self._profiles.get(user_id, profile_id)
+            doc = next((p for p in found if str(p["_id"]) == profile_id), None)
         else:
-            found = await self._profiles.for_user(user_id)
             doc = found[0] if found else None
         if doc is None:
             raise errors.NotFound("No such profile.", code="profile_not_found")

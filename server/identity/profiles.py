@@ -1,15 +1,28 @@
-"""Viewing profiles of one account (up to five; `kids` profiles see only kids' titles)."""
+"""Viewing profiles of one account (up to five; `kids` profiles see only kids' titles).
+
+Every viewer request resolves its profile (`server/catalog/viewers.py`), so each process
+keeps an account's profiles for `ttl_s` and drops them the moment a profile of that account
+changes: here before the change is answered, and on every other process through pub/sub
+(`profiles.changed`). A kids flag set on one process therefore holds everywhere within a
+pub/sub delivery, and within `ttl_s` if the message is lost.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.core import errors
 from server.core.clock import iso
 from storage.identity.profiles import ProfileRepository
+from storage.state.pubsub import PubSub
 
 MAX_PROFILES = 5
+PROFILES_CHANNEL = "profiles.changed"  # {"user_id"}
+CACHE_TTL_S = 10.0
+MAX_CACHED = 50_000
 
 
 def profile_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -24,8 +37,50 @@ def profile_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class ProfileService:
-    def __init__(self, repo: ProfileRepository) -> None:
+    def __init__(self, repo: ProfileRepository, pubsub: PubSub, ttl_s: float = CACHE_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._repo = repo
+        self._pubsub = pubsub
+        self._ttl = ttl_s
+        self._clock = clock
+        self._cached: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._generation: dict[str, int] = {}
+        self._unsubscribe: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        self._unsubscribe = await self._pubsub.subscribe(PROFILES_CHANNEL, self._on_changed)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            await self._unsubscribe()
+            self._unsubscribe = None
+
+    async def of_user(self, user_id: str) -> list[dict[str, Any]]:
+        """The account's profile documents, oldest first, from this process's cache."""
+        entry = self._cached.get(user_id)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        generation = self._generation.get(user_id, 0)
+        docs = await self._repo.for_user(user_id)
+        if self._generation.get(user_id, 0) == generation:  # no change announced while we read
+            if len(self._cached) >= MAX_CACHED:
+                self._cached.clear()
+                self._generation.clear()
+            self._cached[user_id] = (self._clock() + self._ttl, docs)
+        return docs
+
+    def _forget(self, user_id: str) -> None:
+        self._cached.pop(user_id, None)
+        self._generation[user_id] = self._generation.get(user_id, 0) + 1
+
+    async def _on_changed(self, message: dict[str, Any]) -> None:
+        user_id = message.get("user_id")
+        if isinstance(user_id, str):
+            self._forget(user_id)
+
+    async def _changed(self, user_id: str) -> None:
+        self._forget(user_id)
+        await self._pubsub.publish(PROFILES_CHANNEL, {"user_id": user_id})
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
         return [profile_view(p) for p in await self._repo.for_user(user_id)]
@@ -43,6 +98,7 @@ class ProfileService:
         if await self._repo.count(user_id) > MAX_PROFILES:  # lost a race with a parallel create
             await self._repo.delete(user_id, str(doc["_id"]))
             raise errors.Conflict(f"An account can have at most {MAX_PROFILES} profiles.", code="too_many_profiles")
+        await self._changed(user_id)
         return profile_view(doc)
 
     async def update(self, user_id: str, profile_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +106,8 @@ class ProfileService:
             user_id, profile_id)
         if doc is None:
             raise errors.NotFound("No such profile.", code="profile_not_found")
+        if changes:
+            await self._changed(user_id)
         return profile_view(doc)
 
     async def delete(self, user_id: str, profile_id: str) -> None:
@@ -57,3 +115,4 @@ class ProfileService:
         if await self._repo.count(user_id) <= 1:
             raise errors.Conflict("An account keeps at least one profile.", code="last_profile")
         await self._repo.delete(user_id, profile_id)
+        await self._changed(user_id)

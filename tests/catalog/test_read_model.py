@@ -19,6 +19,7 @@ from server.catalog.read_model import CatalogReadModel
 from server.catalog.text_search import query_keys
 from server.core import errors
 from server.core.clock import now, to_ms
+from server.identity.profiles import CACHE_TTL_S
 from storage.catalog.titles import TitleRepository
 from storage.state.pubsub import MemoryPubSub
 from tests.catalog.helpers import (
@@ -171,3 +172,37 @@ async def test_nothing_is_answered_before_the_model_is_built(server) -> None:
     assert raised.value.code == "catalog_loading"
     await model.rebuild()
     assert model.state() == "up" and model.page(to_ms(now()), ADULT_MAX_LEVEL).items == []
+
+
+async def test_a_profile_turned_kids_is_limited_at_once_here_and_within_a_message_elsewhere(start_server,
+                                                                                           redis_url) -> None:
+    writer = await start_server(REDIS_URL=redis_url)
+    reader = await start_server(REDIS_URL=redis_url, NAMELESS_MONGO_DB=writer.runtime.settings.mongo_db)
+    cm = await content_manager(writer)
+    grown = await published_title(writer, cm, title="Grown Up", maturity_rating="18+")
+    viewer = await viewer_account(writer)
+    profile = await add_profile(writer, viewer, "Soon Kid")
+    params = {"profile_id": profile.profile_id}
+    for served in (writer, reader):  # both processes now hold the account's profiles
+        await until(lambda s=served: _has(s, viewer, params, grown["id"], True))
+    resp = await writer.client.patch(f"{API}/me/profiles/{profile.profile_id}", headers=viewer["headers"],
+                                     json={"kids": True})
+    assert resp.status_code == 200, resp.text
+    assert not await _has(writer, viewer, params, grown["id"], True)  # at once on the writing process
+    # Elsewhere within a pub/sub delivery: well inside the cache's lifetime.
+    await until(lambda: _has(reader, viewer, params, grown["id"], False), timeout=CACHE_TTL_S / 2)
+
+
+async def _has(served: Any, viewer: dict[str, Any], params: dict[str, Any], title_id: str, expected: bool) -> bool:
+    return (title_id in await _api_ids(served, viewer["headers"], params)) == expected
+
+
+async def test_the_writing_process_forgets_the_profiles_before_answering(server) -> None:
+    # In-process pub/sub delivers on a later turn of the loop: only the writer's own
+    # forgetting can make the very next read fresh.
+    viewer = await viewer_account(server)
+    profiles = server.runtime.services.profiles
+    user_id = viewer["user"]["id"]
+    assert not (await profiles.of_user(user_id))[0].get("kids")
+    await profiles.update(user_id, viewer["profile_id"], {"kids": True})
+    assert bool((await profiles.of_user(user_id))[0].get("kids"))

@@ -26,7 +26,6 @@ from storage.catalog.reviews import ReviewRepository
 from storage.catalog.seasons import SeasonRepository
 from storage.catalog.titles import TitleRepository
 from storage.catalog.watchlist import WatchlistRepository
-from storage.identity.profiles import ProfileRepository
 
 
 def wire(ctx: Wiring) -> Contribution:
@@ -36,7 +35,7 @@ def wire(ctx: Wiring) -> Contribution:
     review_repo, recommendation_repo = ctx.repo(ReviewRepository), ctx.repo(RecommendationRepository)
     releases = ReleaseEvents()
     releases.subscribe(ctx.services.release_notifier)
-    viewers = ViewerResolver(ctx.repo(ProfileRepository))
+    viewers = ViewerResolver(ctx.services.profiles)
     settings = ctx.settings
     model = CatalogReadModel(title_repo, ctx.platform.pubsub, poll_s=settings.catalog_poll_s,
                              rebuild_s=settings.catalog_rebuild_s, start_wait_s=settings.catalog_start_wait_s)

@@ -49,12 +49,12 @@ def wire(ctx: Wiring) -> Contribution:
     ))
     social = SocialService(verifier, identities, users, accounts, sessions, totp)
     phone = PhoneService(FirebasePhoneVerifier(settings.firebase_project_id, settings.firebase_certs_url), users)
-    profiles = ProfileService(ctx.repo(ProfileRepository))
+    profiles = ProfileService(ctx.repo(ProfileRepository), ctx.platform.pubsub)
     return Contribution(
         services={"accounts": accounts, "sessions": sessions, "social": social, "totp": totp, "phone": phone,
                   "profiles": profiles},
         routes={API: [*auth.routes(accounts, sessions, social),
                      *me.routes(accounts, sessions, social, totp, phone, profiles)]},
-        start=[sessions.start_cache],
-        stop=[sessions.stop_cache],
+        start=[sessions.start_cache, profiles.start],
+        stop=[sessions.stop_cache, profiles.stop],
     )
