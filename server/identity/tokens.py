@@ -7,6 +7,7 @@ key, making it active, and dropping the old one after the access-token lifetime.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -23,6 +24,15 @@ AUDIENCE = "nameless-api"
 
 class InvalidToken(Exception):
     pass
+
+
+_RULES: dict[str, Any] = {
+    "algorithms": [ALGORITHM],
+    "audience": AUDIENCE,
+    "issuer": ISSUER,
+    "options": {"require": ["exp", "iat", "nbf", "sub", "sid", "iss", "aud"]},
+    "leeway": 5,
+}
 
 
 def derive_key(master: bytes, label: str) -> bytes:
@@ -60,19 +70,7 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         try:
-            header = jwt.get_unverified_header(token)
-            key = self._keys.get(str(header.get("kid")))
-            if key is None or header.get("alg") != ALGORITHM:
-                raise InvalidToken("unknown key or algorithm")
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=AUDIENCE,
-                issuer=ISSUER,
-                options={"require": ["exp", "iat", "nbf", "sub", "sid", "iss", "aud"]},
-                leeway=5,
-            )
+            claims = self._decode(token)
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
         if not isinstance(claims["sub"], str) or not isinstance(claims["sid"], str):
@@ -83,6 +81,19 @@ class AccessTokens:
             dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
             dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
         )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """The claims, parsed once for a token of the active key (nearly every token); a
+        token of an older key is parsed again once its header has named that key."""
+        with contextlib.suppress(jwt.InvalidSignatureError):
+            decoded = jwt.decode_complete(token, self._keys[self._active], **_RULES)
+            if decoded["header"].get("kid") == self._active:
+                return dict(decoded["payload"])
+        header = jwt.get_unverified_header(token)
+        key = self._keys.get(str(header.get("kid")))
+        if key is None or header.get("alg") != ALGORITHM:
+            raise InvalidToken("unknown key or algorithm")
+        return dict(jwt.decode(token, key, **_RULES))
 
 
 def new_secret(nbytes: int = 32) -> str:
