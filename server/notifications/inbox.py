@@ -167,9 +167,12 @@ class NotificationService:
             plans.append((user_id, nid, prefs, (stored.get(user_id) or {}).get("quiet_hours")))
         wants_email = [u for u, _, p, _ in plans if p["email"]]
         emails = await self._users.emails(wants_email) if wants_email else {}
+        # Most followers of a release may have no phone: they get no push delivery at all.
+        phones = await self._repo.users_with_devices([u for u, _, p, _ in plans if p["push"]])
+        reachable = {"push": phones, "email": emails}
         docs, direct, queued = [], [], {}
         for user_id, nid, prefs, quiet in plans:
-            channels = [c for c in ("push", "email") if prefs[c] and (c != "email" or user_id in emails)]
+            channels = [c for c in ("push", "email") if prefs[c] and user_id in reachable[c]]
             deliveries = _deliveries(nid, user_id, emails.get(user_id), channels, kind, title, body, data, quiet, at)
             if not prefs["in_app"]:
                 direct.extend(deliveries)
