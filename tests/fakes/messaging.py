@@ -43,7 +43,8 @@ class Fakes:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     mc_fail_next: list[int] = field(default_factory=list)
-    mc_stall_next: int = 0  # event posts that stall past the timeout and are then not recorded
+    mc_stall_next: int = 0  # event posts that stall past the timeout
+    mc_stall_lands: bool = False  # a stalled event post is recorded (else it is dropped)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def service_account(self) -> dict[str, str]:
@@ -122,10 +123,19 @@ class SendHandler(_Base):
             return
         name = f"projects/{PROJECT}/messages/{uuid.uuid4().hex}"
         with self.fakes.lock:
-            self.fakes.pushes.append({"message": message, "name": name, "at": time.monotonic()})
+            self.fakes.pushes.append({"message": message, "name": name, "wall": time.time()})
         if stall:  # accepted, but the answer comes too late
             await asyncio.sleep(self.fakes.stall_s)
         self.send(200, {"name": name})
+
+
+class StatsHandler(_Base):
+    """For benchmarks in another process: pushes accepted so far and when the last one was."""
+
+    def get(self) -> None:
+        with self.fakes.lock:
+            last = self.fakes.pushes[-1]["wall"] if self.fakes.pushes else None
+            self.send(200, {"pushes": len(self.fakes.pushes), "last_wall": last})
 
 
 class MailchimpHandler(_Base):
@@ -172,8 +182,11 @@ class MailchimpHandler(_Base):
                     self.fakes.mc_stall_next -= 1
                 known = parts[3] in self.fakes.members
             if stall:
+                if self.fakes.mc_stall_lands and known:
+                    with self.fakes.lock:
+                        self.fakes.events.setdefault(parts[3], []).append(body)
                 await asyncio.sleep(self.fakes.stall_s)
-                self.send(504, {"title": "Gateway Timeout", "status": 504, "detail": "dropped"})
+                self.send(504, {"title": "Gateway Timeout", "status": 504, "detail": "too late"})
                 return
             if not known:
                 self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such member"})
@@ -213,6 +226,7 @@ def start_fakes() -> tuple[Fakes, callable]:
             (r"/token", TokenHandler, deps),
             (r"/v1/projects/([^/]+)/messages:send", SendHandler, deps),
             (r"/3\.0/(.*)", MailchimpHandler, deps),
+            (r"/stats", StatsHandler, deps),
         ])
         server = tornado.httpserver.HTTPServer(app)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
