@@ -43,7 +43,7 @@ def derived_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
-def _matrix(stored: dict[str, Any] | None) -> dict[str, dict[str, bool]]:
+def preference_matrix(stored: dict[str, Any] | None) -> dict[str, dict[str, bool]]:
     matrix = {kind: dict(channels) for kind, channels in DEFAULTS.items()}
     for kind, channels in ((stored or {}).get("matrix") or {}).items():
         if kind in matrix:
@@ -107,12 +107,12 @@ class NotificationService:
         self._audit = audit
 
     async def preferences(self, user_id: str) -> dict[str, dict[str, bool]]:
-        return _matrix(await self._repo.preferences(user_id))
+        return preference_matrix(await self._repo.preferences(user_id))
 
     async def settings(self, user_id: str) -> dict[str, Any]:
         """The per-kind matrix and the quiet hours, as `GET /me/notification-preferences` shows them."""
         stored = await self._repo.preferences(user_id)
-        return {"preferences": _matrix(stored), "quiet_hours": (stored or {}).get("quiet_hours")}
+        return {"preferences": preference_matrix(stored), "quiet_hours": (stored or {}).get("quiet_hours")}
 
     async def update_preferences(self, user_id: str, changes: dict[str, dict[str, bool]]) -> dict[str, Any]:
         for kind in ALWAYS_EMAILED:
@@ -123,7 +123,14 @@ class NotificationService:
         for kind, channels in changes.items():
             matrix[kind].update(channels)
         await self._repo.save_preferences(user_id, matrix)
+        if any("email" in channels for kind, channels in changes.items() if kind in MARKETING_KINDS):
+            await self._sync_member(user_id)
         return matrix
+
+    async def _sync_member(self, user_id: str) -> None:
+        user = await self._users.get(user_id)
+        if user is not None and user.get("email"):
+            await self._outbox.sync_member(user_id, user["email"])
 
     async def set_quiet_hours(self, user_id: str, quiet: QuietHours | None) -> None:
         await self._repo.save_quiet_hours(user_id, quiet.model_dump() if quiet is not None else None)
@@ -135,6 +142,7 @@ class NotificationService:
         for kind in MARKETING_KINDS:
             matrix[kind]["email"] = False
         await self._repo.save_preferences(user_id, matrix)
+        await self._sync_member(user_id)
 
     async def email_unsubscribed_address(self, email: str) -> None:
         user = await self._users.by_email(email.strip().lower())
@@ -162,7 +170,7 @@ class NotificationService:
         created_ms = to_ms(at)
         plans = []
         for user_id in user_ids:
-            prefs = _matrix(stored.get(user_id))[kind]
+            prefs = preference_matrix(stored.get(user_id))[kind]
             nid = derived_id(key, user_id) if key else new_id()
             plans.append((user_id, nid, prefs, (stored.get(user_id) or {}).get("quiet_hours")))
         wants_email = [u for u, _, p, _ in plans if p["email"]]

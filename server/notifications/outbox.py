@@ -81,6 +81,11 @@ class Outbox:
         self._queued()
         return queued
 
+    async def sync_member(self, user_id: str, email: str) -> None:
+        """Bring the address's Mailchimp member in step with the account (verified, marketing
+        preferences, plan); the state is read when the record is sent, so the latest wins."""
+        await self.enqueue("audience", email, "account", "audience", "", user_id=user_id)
+
     async def enqueue_many(self, docs: list[dict[str, Any]]) -> int:
         """Deliveries built with `delivery`, queued in one write (those already queued are left)."""
         queued = await self._repo.enqueue_many(docs)

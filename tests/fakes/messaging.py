@@ -63,6 +63,10 @@ class Fakes:
         with self.lock:
             return Counter(p["message"]["token"] for p in self.pushes if "token" in p["message"])
 
+    def member(self, email: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.members.get(hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest())
+
     def events_for(self, email: str, name: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             found = list(self.events.get(hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest(), []))
@@ -161,7 +165,14 @@ class MailchimpHandler(_Base):
             return
         method = self.request.method
         body = json.loads(self.request.body) if self.request.body else {}
-        if len(parts) == 4 and parts[2] == "members" and method == "PUT":
+        if len(parts) == 4 and parts[2] == "members" and method == "GET":
+            with self.fakes.lock:
+                member = self.fakes.members.get(parts[3])
+            if member is None:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such member"})
+            else:
+                self.send(200, {"id": parts[3], **member})
+        elif len(parts) == 4 and parts[2] == "members" and method == "PUT":
             with self.fakes.lock:
                 member = self.fakes.members.setdefault(parts[3], {"email_address": body["email_address"],
                                                                   "status": body.get("status_if_new"), "tags": {}})

@@ -208,3 +208,22 @@ async def test_pushes_past_the_hourly_limit_stay_in_the_inbox(start_server, fake
 async def _one(served, user_id: str, kind: str, status: str) -> dict | None:
     doc = await served.platform.db.outbox.find_one({"user_id": user_id, "kind": kind, "channel": "push"})
     return doc if doc is not None and doc["status"] == status else None
+
+
+async def test_the_mailchimp_member_follows_verification_and_marketing_choices(messaging_server, fakes) -> None:
+    account, _ = await user_with_devices(messaging_server)
+    client, headers, email = messaging_server.client, account["headers"], account["email"]
+    sent = await until(lambda: asyncio.sleep(0, fakes.events_for(email, "nameless_verify_email")))
+    token = sent[0]["properties"]["link"].partition("token=")[2]
+    assert fakes.member(email)["status"] == "transactional"  # unverified: account email only
+    assert (await client.post("/api/v1/auth/email/verify", json={"token": token})).status_code in (200, 204)
+    await until(lambda: asyncio.sleep(0, (fakes.member(email) or {}).get("tags", {}).get("verified")))
+    assert fakes.member(email)["status"] == "transactional"  # verified, but no marketing email chosen
+
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": True}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "subscribed"))
+    assert fakes.member(email)["tags"]["email:promotions"] is True
+
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": False}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "unsubscribed"))
+    assert fakes.member(email)["tags"]["email:promotions"] is False

@@ -19,6 +19,7 @@ from server.notifications.outbox import Outbox
 from server.notifications.push import FirebasePush
 from server.notifications.releases import ReleaseNotifier
 from server.staff.audit import AuditLog
+from storage.billing.plans import PlanRepository
 from storage.catalog.history import HistoryRepository
 from storage.catalog.watchlist import WatchlistRepository
 from storage.identity.sessions import SessionRepository
@@ -59,7 +60,8 @@ def wire(ctx: Wiring) -> Contribution:
     policy = DeliveryPolicy(batch=settings.delivery_batch, max_attempts=settings.delivery_max_attempts,
                             retry_base_s=settings.delivery_retry_base_s,
                             lease_ms=int(settings.delivery_lease_s * 1000), push_per_hour=settings.push_per_hour)
-    delivery = DeliveryService(ctx.repo(OutboxRepository), mail, repo, ctx.platform.rate_limiter, push, email, policy)
+    delivery = DeliveryService(ctx.repo(OutboxRepository), mail, repo, ctx.repo(UserRepository),
+                               ctx.repo(PlanRepository), ctx.platform.rate_limiter, push, email, policy)
     queue = job_queue(ctx)
     releases = ReleaseNotifier(ctx.repo(HistoryRepository), ctx.repo(WatchlistRepository), notifications,
                                queue.submit)
