@@ -21,7 +21,7 @@ from typing import Any
 from server.billing.entitlements import ENTITLED_STATUSES
 from server.core.clock import now, to_ms
 from server.notifications.email import MailchimpEmail
-from server.notifications.inbox import MARKETING_KINDS, preference_matrix
+from server.notifications.inbox import MARKETING_KINDS, TOPIC_KINDS, preference_matrix
 from server.notifications.outbox import Outbox
 from server.notifications.push import FirebasePush, PushMessage
 from storage.billing.plans import PlanRepository
@@ -75,9 +75,10 @@ class DeliveryService:
         try:
             pushes = [d for d in claimed if d["channel"] == "push"]
             emails = [d for d in claimed if d["channel"] in ("email", "audience")]
-            others = [(d, _final("dead", error=f"unknown channel {d['channel']!r}")) for d in claimed
-                      if d["channel"] not in ("push", "email", "audience")]
-            push_out, email_out = await asyncio.gather(self._send_pushes(pushes), self._send_emails(emails))
+            rest = [d for d in claimed if d["channel"] not in ("push", "email", "audience")]
+            push_out, email_out, others = await asyncio.gather(
+                self._send_pushes(pushes), self._send_emails(emails),
+                asyncio.gather(*[self._send_other(d) for d in rest]))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,6 +170,46 @@ class DeliveryService:
             else:
                 outcomes.append((d, _final("skipped", reason="no_devices", done_tokens=done)))
         return outcomes
+
+    async def _send_other(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Topic subscriptions, topic broadcasts and campaigns. A broadcast is not retried
+        on its own: it may have gone out; staff retry it if it did not."""
+        channel = d["channel"]
+        provider = self._email if channel == "campaign" else self._push
+        if channel not in ("topics", "topic", "campaign"):
+            return d, _final("dead", error=f"unknown channel {channel!r}")
+        if provider is None:
+            setting = "MAILCHIMP_API_KEY" if channel == "campaign" else "FIREBASE_CREDENTIALS_FILE"
+            return d, _final("skipped", reason=f"not configured ({setting})")
+        if d.get("recovered") and channel != "topics":
+            return d, _final("unconfirmed", error="the worker stopped while sending; not sent again")
+        try:
+            if channel == "topics":
+                await self._sync_topics(d["user_id"])
+                return d, _final("sent")
+            if channel == "topic":
+                assert self._push is not None
+                message_id = await self._push.send_topic(d["to"], d["subject"], d["text"], {"kind": d["kind"]},
+                                                         d["_id"])
+                return d, _final("sent", provider_id=message_id)
+            assert self._email is not None
+            campaign_id = await self._email.campaign(d["to"], d["subject"], d["text"])
+            return d, _final("sent", provider_id=campaign_id)
+        except Exception as exc:
+            log.warning("delivery failed", extra={"delivery": d["_id"], "channel": channel,
+                                                  "error": type(exc).__name__})
+            if channel == "topics":  # idempotent: safe to repeat
+                return d, self._retry(d, type(exc).__name__)
+            return d, _final("dead", error=f"{type(exc).__name__}: the broadcast may not have gone out")
+
+    async def _sync_topics(self, user_id: str) -> None:
+        assert self._push is not None
+        tokens = [dev["_id"] for dev in (await self._notifications.devices_of([user_id])).get(user_id, [])]
+        if not tokens:
+            return
+        matrix = preference_matrix(await self._notifications.preferences(user_id))
+        for kind in TOPIC_KINDS:
+            await self._push.subscribe(tokens, kind, matrix[kind]["push"])
 
     async def _within_rate(self, user_id: str) -> bool:
         decision = await self._limiter.hit(f"push:{user_id}", self.policy.push_per_hour, 3600)

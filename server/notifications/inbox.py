@@ -35,6 +35,7 @@ DEFAULTS: dict[str, dict[str, bool]] = {
 }
 ALWAYS_EMAILED = ("account", "billing")  # never silenced by a marketing opt-out
 MARKETING_KINDS = ("new_episode", "release", "promotions")
+TOPIC_KINDS = ("release", "promotions")  # broadcast as FCM topics of the same names
 URGENT = frozenset({"account", "billing", "support"})  # not held by quiet hours
 
 
@@ -125,6 +126,8 @@ class NotificationService:
         await self._repo.save_preferences(user_id, matrix)
         if any("email" in channels for kind, channels in changes.items() if kind in MARKETING_KINDS):
             await self._sync_member(user_id)
+        if any("push" in channels for kind, channels in changes.items() if kind in TOPIC_KINDS):
+            await self._outbox.sync_topics(user_id)
         return matrix
 
     async def _sync_member(self, user_id: str) -> None:
@@ -143,6 +146,23 @@ class NotificationService:
             matrix[kind]["email"] = False
         await self._repo.save_preferences(user_id, matrix)
         await self._sync_member(user_id)
+
+    async def broadcast(self, principal: Principal, kind: str, title: str, body: str, channels: list[str],
+                        ip: str) -> str:
+        """A message to everyone who opted in to `kind`: an FCM topic message (devices are
+        subscribed to the topics of the kinds their owner takes as push) and a Mailchimp
+        campaign to the members tagged `email:<kind>`. Queued in the outbox like the rest."""
+        broadcast_id = new_id()
+        docs = []
+        if "push" in channels:
+            docs.append(Outbox.delivery("topic", kind, kind, title, body, delivery_id=derived_id(broadcast_id, "push")))
+        if "email" in channels:
+            docs.append(Outbox.delivery("campaign", f"email:{kind}", kind, title, body,
+                                        delivery_id=derived_id(broadcast_id, "email")))
+        await self._outbox.enqueue_many(docs)
+        await self._audit.record(principal, "notifications.broadcast", target_type="broadcast",
+                                 target_id=broadcast_id, ip=ip, details={"kind": kind, "channels": channels})
+        return broadcast_id
 
     async def email_unsubscribed_address(self, email: str) -> None:
         user = await self._users.by_email(email.strip().lower())
@@ -259,6 +279,7 @@ class NotificationService:
                       "platform": platform, "registered_ms": current["registered_ms"] if keep and
                       "registered_ms" in current else at_ms, "updated_ms": at_ms}
             if await self._repo.put_device(device, current):
+                await self._outbox.sync_topics(principal.user_id)
                 if moved:
                     await self._audit.record(principal, "notifications.device_moved", target_type="user",
                                              target_id=current["user_id"], ip=ip,

@@ -45,6 +45,8 @@ class Fakes:
     mc_fail_next: list[int] = field(default_factory=list)
     mc_stall_next: int = 0  # event posts that stall past the timeout
     mc_stall_lands: bool = False  # a stalled event post is recorded (else it is dropped)
+    topics: dict[str, set[str]] = field(default_factory=dict)  # topic -> tokens subscribed
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def service_account(self) -> dict[str, str]:
@@ -133,6 +135,29 @@ class SendHandler(_Base):
         self.send(200, {"name": name})
 
 
+class TopicHandler(_Base):
+    """FCM v1 topic management: POST .../registrations/{token}/topicSubscriptions?topic_name=,
+    DELETE .../topicSubscriptions/{topic}."""
+
+    def _ok(self, project: str) -> bool:
+        if project != PROJECT or not self.request.headers.get("Authorization", "").startswith("Bearer ya29."):
+            self.send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}})
+            return False
+        return True
+
+    def post(self, project: str, token: str, _: str) -> None:
+        if self._ok(project):
+            with self.fakes.lock:
+                self.fakes.topics.setdefault(self.get_query_argument("topic_name"), set()).add(token)
+            self.send(200, {})
+
+    def delete(self, project: str, token: str, topic: str) -> None:
+        if self._ok(project):
+            with self.fakes.lock:
+                self.fakes.topics.get(topic.lstrip("/"), set()).discard(token)
+            self.send(200, {})
+
+
 class StatsHandler(_Base):
     """For benchmarks in another process: pushes accepted so far and when the last one was."""
 
@@ -159,6 +184,13 @@ class MailchimpHandler(_Base):
             fail = self.fakes.mc_fail_next.pop(0) if self.fakes.mc_fail_next else None
         if fail is not None:
             self.send(fail, {"title": "Service Unavailable", "status": fail, "detail": "try later"})
+            return
+        if parts[:1] == ["campaigns"]:
+            self._campaign(parts, json.loads(self.request.body) if self.request.body else {})
+            return
+        if parts == ["lists", AUDIENCE, "tag-search"]:
+            name = self.get_query_argument("name", "")
+            self.send(200, {"tags": [{"id": 7, "name": name}], "total_items": 1})
             return
         if parts[:1] != ["lists"] or len(parts) < 2 or parts[1] != AUDIENCE:
             self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such list"})
@@ -213,6 +245,26 @@ class MailchimpHandler(_Base):
         else:
             self.send(404, {"title": "Resource Not Found", "status": 404, "detail": path})
 
+    def _campaign(self, parts: list[str], body: dict[str, Any]) -> None:
+        with self.fakes.lock:
+            if len(parts) == 1 and self.request.method == "POST":
+                campaign = {"id": f"c{len(self.fakes.campaigns) + 1}", **body, "status": "save"}
+                self.fakes.campaigns.append(campaign)
+                self.send(200, campaign)
+                return
+            campaign = next((c for c in self.fakes.campaigns if c["id"] == parts[1]), None)
+            if campaign is None:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such campaign"})
+            elif parts[2:] == ["content"]:
+                campaign["content"] = body
+                self.send(200, {"plain_text": body.get("plain_text")})
+            elif parts[2:] == ["actions", "send"]:
+                campaign["status"] = "sent"
+                self.set_status(204)
+                self.finish()
+            else:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "/".join(parts)})
+
     async def get(self, path: str) -> None:
         await self._handle(path)
 
@@ -238,6 +290,7 @@ def start_fakes() -> tuple[Fakes, callable]:
             (r"/v1/projects/([^/]+)/messages:send", SendHandler, deps),
             (r"/3\.0/(.*)", MailchimpHandler, deps),
             (r"/stats", StatsHandler, deps),
+            (r"/v1/projects/([^/]+)/registrations/([^/]+)/topicSubscriptions(/?.*)", TopicHandler, deps),
         ])
         server = tornado.httpserver.HTTPServer(app)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")

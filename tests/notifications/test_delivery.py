@@ -227,3 +227,26 @@ async def test_the_mailchimp_member_follows_verification_and_marketing_choices(m
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": False}}, headers=headers)
     await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "unsubscribed"))
     assert fakes.member(email)["tags"]["email:promotions"] is False
+
+
+async def test_broadcasts_reach_the_opted_in_through_a_topic_and_a_campaign(messaging_server, fakes) -> None:
+    account, (token,) = await user_with_devices(messaging_server, "android")
+    client, headers = messaging_server.client, account["headers"]
+    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("release", set())))
+    assert token not in fakes.topics.get("promotions", set())  # promotions push is off by default
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"push": True}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("promotions", set())))
+    await client.patch("/api/v1/me/notification-preferences", json={"release": {"push": False}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, token not in fakes.topics.get("release", set())))
+
+    body = {"kind": "promotions", "title": "Half price", "body": "This week only"}
+    assert_error(await client.post("/api/v1/admin/broadcasts", json=body, headers=headers), 403, "forbidden")
+    admin = await make_staff(messaging_server, ["admin"])
+    resp = await client.post("/api/v1/admin/broadcasts", json=body, headers=admin["headers"])
+    assert resp.status_code == 202, resp.text
+    topic = await until(lambda: asyncio.sleep(0, [p["message"] for p in fakes.pushes
+                                                  if p["message"].get("topic") == "promotions"]))
+    assert topic[0]["notification"] == {"title": "Half price", "body": "This week only"}
+    campaign = await until(lambda: asyncio.sleep(0, [c for c in fakes.campaigns if c["status"] == "sent"]))
+    assert campaign[0]["settings"]["subject_line"] == "Half price"
+    assert campaign[0]["content"]["plain_text"] == "This week only"

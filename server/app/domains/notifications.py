@@ -5,7 +5,7 @@ FCM and Mailchimp, and the release fan-out job."""
 from __future__ import annotations
 
 from config import Settings
-from handlers.notifications import inbox, webhooks
+from handlers.notifications import broadcasts, inbox, webhooks
 from handlers.notifications import outbox as outbox_handlers
 from handlers.routing import API, WEBHOOKS
 from jobs.notifications import delivery as delivery_jobs
@@ -75,7 +75,7 @@ def wire(ctx: Wiring) -> Contribution:
     return Contribution(
         services={"notifications": notifications, "outbox": mail, "delivery": delivery,
                   "release_notifier": releases},
-        routes={API: [*inbox.routes(notifications), *outbox_handlers.routes(mail)],
+        routes={API: [*inbox.routes(notifications), *outbox_handlers.routes(mail), *broadcasts.routes(notifications)],
                 WEBHOOKS: webhooks.routes(notifications, secret.get_secret_value() if secret else None)},
         namespaces=[UserChannel(gateway, notifications)],
         jobs=delivery_jobs.schedules(delivery, mail, notifications),
