@@ -59,13 +59,17 @@ class Preferences(Reply):
         default=None, description="non-urgent pushes are held until the window ends")
 
 
+class BroadcastQueued(Reply):
+    id: str = Field(description="the broadcast (its deliveries are in the outbox)")
+
+
 class WebhookAccepted(Reply):
     received: bool
 
 
 class OutboxMessage(Reply):
     id: str
-    channel: Literal["email", "push"]
+    channel: Literal["email", "push", "audience", "topics", "topic", "campaign"]
     to: str
     kind: str
     subject: str

@@ -21,38 +21,28 @@ POLL_S = 1.0
 STRAGGLERS_INTERVAL_S = 30.0
 
 
-class DeliveryWorker:
+class DeliveryWorker(Periodic):
+    """A `Periodic` that runs again at once while there is work, and wakes on an enqueue."""
+
     def __init__(self, delivery: DeliveryService, outbox: Outbox, *, poll_s: float = POLL_S) -> None:
-        self._delivery = delivery
-        self._poll_s = poll_s
+        super().__init__("delivery", poll_s, delivery.run_once)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         outbox.listen(self._wake.set)
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="job:delivery")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:
-                handled = await self._delivery.run_once()
+                handled = await self.run_now()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delivery pass failed")
                 handled = 0
+            self.runs += 1
             if not handled:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
 
 
 def schedules(delivery: DeliveryService, outbox: Outbox, notifications: NotificationService) -> list:

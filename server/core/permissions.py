@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "audit.read": frozenset({Role.ADMIN}),
     "outbox.read": frozenset({Role.SUPPORT_AGENT, Role.ADMIN}),
     "outbox.retry": frozenset({Role.ADMIN}),
+    "notifications.broadcast": frozenset({Role.ADMIN}),
     "content.manage": frozenset({Role.CONTENT_MANAGER}),
     "reviews.moderate": frozenset({Role.CONTENT_MANAGER}),
     "support.handle": frozenset({Role.SUPPORT_AGENT}),

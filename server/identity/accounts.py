@@ -168,7 +168,9 @@ class AccountService:
         record = await self._one_time.consume(hash_secret(token), "verify_email", self._clock())
         if record is None:
             raise errors.Unprocessable("This link is invalid or has expired.", code="invalid_token")
-        await self._users.update(record["user_id"], {"email_verified": True})
+        user = await self._users.update(record["user_id"], {"email_verified": True})
+        if user is not None:  # a verified address joins the mailing audience (marketing per preferences)
+            await self._outbox.sync_member(str(user["_id"]), user["email"])
 
     async def forgot_password(self, email: str) -> None:
         """Always looks the same to the caller, whether the account exists or not."""

@@ -18,10 +18,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from server.billing.entitlements import ENTITLED_STATUSES
 from server.core.clock import now, to_ms
 from server.notifications.email import MailchimpEmail
+from server.notifications.inbox import MARKETING_KINDS, TOPIC_KINDS, preference_matrix
 from server.notifications.outbox import Outbox
 from server.notifications.push import FirebasePush, PushMessage
+from storage.billing.plans import PlanRepository
+from storage.identity.users import UserRepository
 from storage.notifications.inbox import NotificationRepository
 from storage.notifications.outbox import OutboxRepository
 from storage.state.ratelimit import RateLimiter
@@ -50,9 +54,11 @@ def backoff_ms(attempts: int, base_s: float) -> int:
 
 class DeliveryService:
     def __init__(self, repo: OutboxRepository, outbox: Outbox, notifications: NotificationRepository,
-                 limiter: RateLimiter, push: FirebasePush | None, email: MailchimpEmail | None,
-                 policy: DeliveryPolicy) -> None:
+                 users: UserRepository, plans: PlanRepository, limiter: RateLimiter, push: FirebasePush | None,
+                 email: MailchimpEmail | None, policy: DeliveryPolicy) -> None:
         self._repo = repo
+        self._users = users
+        self._plans = plans
         self._outbox = outbox
         self._notifications = notifications
         self._limiter = limiter
@@ -68,10 +74,11 @@ class DeliveryService:
         keeper = asyncio.ensure_future(self._keep_lease(claimed))
         try:
             pushes = [d for d in claimed if d["channel"] == "push"]
-            emails = [d for d in claimed if d["channel"] == "email"]
-            others = [(d, _final("dead", error=f"unknown channel {d['channel']!r}")) for d in claimed
-                      if d["channel"] not in ("push", "email")]
-            push_out, email_out = await asyncio.gather(self._send_pushes(pushes), self._send_emails(emails))
+            emails = [d for d in claimed if d["channel"] in ("email", "audience")]
+            rest = [d for d in claimed if d["channel"] not in ("push", "email", "audience")]
+            push_out, email_out, others = await asyncio.gather(
+                self._send_pushes(pushes), self._send_emails(emails),
+                asyncio.gather(*[self._send_other(d) for d in rest]))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -164,6 +171,46 @@ class DeliveryService:
                 outcomes.append((d, _final("skipped", reason="no_devices", done_tokens=done)))
         return outcomes
 
+    async def _send_other(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Topic subscriptions, topic broadcasts and campaigns. A broadcast is not retried
+        on its own: it may have gone out; staff retry it if it did not."""
+        channel = d["channel"]
+        provider = self._email if channel == "campaign" else self._push
+        if channel not in ("topics", "topic", "campaign"):
+            return d, _final("dead", error=f"unknown channel {channel!r}")
+        if provider is None:
+            setting = "MAILCHIMP_API_KEY" if channel == "campaign" else "FIREBASE_CREDENTIALS_FILE"
+            return d, _final("skipped", reason=f"not configured ({setting})")
+        if d.get("recovered") and channel != "topics":
+            return d, _final("unconfirmed", error="the worker stopped while sending; not sent again")
+        try:
+            if channel == "topics":
+                await self._sync_topics(d["user_id"])
+                return d, _final("sent")
+            if channel == "topic":
+                assert self._push is not None
+                message_id = await self._push.send_topic(d["to"], d["subject"], d["text"], {"kind": d["kind"]},
+                                                         d["_id"])
+                return d, _final("sent", provider_id=message_id)
+            assert self._email is not None
+            campaign_id = await self._email.campaign(d["to"], d["subject"], d["text"])
+            return d, _final("sent", provider_id=campaign_id)
+        except Exception as exc:
+            log.warning("delivery failed", extra={"delivery": d["_id"], "channel": channel,
+                                                  "error": type(exc).__name__})
+            if channel == "topics":  # idempotent: safe to repeat
+                return d, self._retry(d, type(exc).__name__)
+            return d, _final("dead", error=f"{type(exc).__name__}: the broadcast may not have gone out")
+
+    async def _sync_topics(self, user_id: str) -> None:
+        assert self._push is not None
+        tokens = [dev["_id"] for dev in (await self._notifications.devices_of([user_id])).get(user_id, [])]
+        if not tokens:
+            return
+        matrix = preference_matrix(await self._notifications.preferences(user_id))
+        for kind in TOPIC_KINDS:
+            await self._push.subscribe(tokens, kind, matrix[kind]["push"])
+
     async def _within_rate(self, user_id: str) -> bool:
         decision = await self._limiter.hit(f"push:{user_id}", self.policy.push_per_hour, 3600)
         return bool(decision.allowed)
@@ -179,6 +226,8 @@ class DeliveryService:
 
     async def _send_email(self, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         assert self._email is not None
+        if d["channel"] == "audience":
+            return d, await self._sync_member(d)
         if d.get("recovered") or d.get("verify"):
             seen = await self._email.was_sent(d["_id"], d["to"], d["kind"])
             if seen is None:
@@ -199,6 +248,28 @@ class DeliveryService:
         if result.outcome == "unsubscribed":
             return d, _final("skipped", reason="unsubscribed at Mailchimp")
         return d, _final("dead", error=result.error or "Mailchimp rejected the email")
+
+
+    async def _sync_member(self, d: dict[str, Any]) -> dict[str, Any]:
+        """The member as the account is now (a later change queues another record)."""
+        assert self._email is not None
+        user = await self._users.get(d["user_id"])
+        if user is None or user.get("email") != d["to"]:
+            return _final("cancelled", reason="the account or its address changed")
+        matrix = preference_matrix(await self._notifications.preferences(d["user_id"]))
+        tags = {f"email:{kind}": matrix[kind]["email"] for kind in MARKETING_KINDS}
+        verified = bool(user.get("email_verified"))
+        tags["verified"] = verified
+        subscription = await self._plans.subscription(d["user_id"])
+        if subscription is not None and subscription.get("plan_id"):
+            tags[f"plan:{subscription['plan_id']}"] = subscription.get("status") in ENTITLED_STATUSES
+        marketing = verified and any(matrix[kind]["email"] for kind in MARKETING_KINDS)
+        result = await self._email.upsert_member(d["to"], marketing=marketing, tags=tags)
+        if result.outcome == "sent":
+            return _final("sent")
+        if result.outcome in ("retry", "unknown"):  # setting a member twice is harmless
+            return self._retry(d, result.error or "Mailchimp unavailable")
+        return _final("dead", error=result.error or "Mailchimp rejected the member")
 
 
 def _final(status: str, *, error: str | None = None, reason: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -63,22 +63,36 @@ class MailchimpEmail:
         async with self._slots:
             return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._client()))
 
-    async def upsert_member(self, email: str, *, marketing: bool, tags: dict[str, bool]) -> None:
-        """Add or update the member: `subscribed` when they take marketing email, else
-        `transactional` (they still get account and billing email); tags mirror plan and
-        preferences so campaigns can target segments."""
+    async def upsert_member(self, email: str, *, marketing: bool, tags: dict[str, bool]) -> EmailResult:
+        """Add or update the member: `subscribed` while a verified address takes marketing
+        email, `unsubscribed` once a subscribed one opts out, else `transactional` (account
+        and billing email only); tags mirror plan and preferences so campaigns can target
+        segments."""
         member = subscriber_hash(email)
-        status = "subscribed" if marketing else "unsubscribed"
-        body = {"email_address": email, "status_if_new": "subscribed" if marketing else "transactional",
-                "status": status}
 
         def run(c: Client) -> None:
+            try:
+                current = c.lists.get_list_member(self.audience, member).get("status")
+            except ApiClientError as exc:
+                if exc.status_code != 404:
+                    raise
+                current = None
+            body: dict[str, Any] = {"email_address": email,
+                                    "status_if_new": "subscribed" if marketing else "transactional"}
+            if marketing:
+                body["status"] = "subscribed"
+            elif current == "subscribed":
+                body["status"] = "unsubscribed"
             c.lists.set_list_member(self.audience, member, body)
             if tags:
                 c.lists.update_list_member_tags(self.audience, member, {"tags": [
-                    {"name": name, "status": "active" if on else "inactive"} for name, on in tags.items()]})
+                    {"name": name, "status": "active" if on else "inactive"} for name, on in sorted(tags.items())]})
 
-        await self._call(run)
+        try:
+            await self._call(run)
+        except ApiClientError as exc:
+            return _classify(exc)
+        return EmailResult("sent")
 
     async def send(self, delivery_id: str, to: str, kind: str, subject: str, text: str,
                    link: str | None) -> EmailResult:

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, bool]] = {
 }
 ALWAYS_EMAILED = ("account", "billing")  # never silenced by a marketing opt-out
 MARKETING_KINDS = ("new_episode", "release", "promotions")
+TOPIC_KINDS = ("release", "promotions")  # broadcast as FCM topics of the same names
 URGENT = frozenset({"account", "billing", "support"})  # not held by quiet hours
 
 
@@ -44,7 +45,7 @@ def derived_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
-def _matrix(stored: dict[str, Any] | None) -> dict[str, dict[str, bool]]:
+def preference_matrix(stored: dict[str, Any] | None) -> dict[str, dict[str, bool]]:
     matrix = {kind: dict(channels) for kind, channels in DEFAULTS.items()}
     for kind, channels in ((stored or {}).get("matrix") or {}).items():
         if kind in matrix:
@@ -113,12 +114,12 @@ class NotificationService:
         self._audit = audit
 
     async def preferences(self, user_id: str) -> dict[str, dict[str, bool]]:
-        return _matrix(await self._repo.preferences(user_id))
+        return preference_matrix(await self._repo.preferences(user_id))
 
     async def settings(self, user_id: str) -> dict[str, Any]:
         """The per-kind matrix and the quiet hours, as `GET /me/notification-preferences` shows them."""
         stored = await self._repo.preferences(user_id)
-        return {"preferences": _matrix(stored), "quiet_hours": (stored or {}).get("quiet_hours")}
+        return {"preferences": preference_matrix(stored), "quiet_hours": (stored or {}).get("quiet_hours")}
 
     async def update_preferences(self, user_id: str, changes: dict[str, dict[str, bool]]) -> dict[str, Any]:
         for kind in ALWAYS_EMAILED:
@@ -129,7 +130,16 @@ class NotificationService:
         for kind, channels in changes.items():
             matrix[kind].update(channels)
         await self._repo.save_preferences(user_id, matrix)
+        if any("email" in channels for kind, channels in changes.items() if kind in MARKETING_KINDS):
+            await self._sync_member(user_id)
+        if any("push" in channels for kind, channels in changes.items() if kind in TOPIC_KINDS):
+            await self._outbox.sync_topics(user_id)
         return matrix
+
+    async def _sync_member(self, user_id: str) -> None:
+        user = await self._users.get(user_id)
+        if user is not None and user.get("email"):
+            await self._outbox.sync_member(user_id, user["email"])
 
     async def set_quiet_hours(self, user_id: str, quiet: QuietHours | None) -> None:
         await self._repo.save_quiet_hours(user_id, quiet.model_dump() if quiet is not None else None)
@@ -141,6 +151,24 @@ class NotificationService:
         for kind in MARKETING_KINDS:
             matrix[kind]["email"] = False
         await self._repo.save_preferences(user_id, matrix)
+        await self._sync_member(user_id)
+
+    async def broadcast(self, principal: Principal, kind: str, title: str, body: str, channels: list[str],
+                        ip: str) -> str:
+        """A message to everyone who opted in to `kind`: an FCM topic message (devices are
+        subscribed to the topics of the kinds their owner takes as push) and a Mailchimp
+        campaign to the members tagged `email:<kind>`. Queued in the outbox like the rest."""
+        broadcast_id = new_id()
+        docs = []
+        if "push" in channels:
+            docs.append(Outbox.delivery("topic", kind, kind, title, body, delivery_id=derived_id(broadcast_id, "push")))
+        if "email" in channels:
+            docs.append(Outbox.delivery("campaign", f"email:{kind}", kind, title, body,
+                                        delivery_id=derived_id(broadcast_id, "email")))
+        await self._outbox.enqueue_many(docs)
+        await self._audit.record(principal, "notifications.broadcast", target_type="broadcast",
+                                 target_id=broadcast_id, ip=ip, details={"kind": kind, "channels": channels})
+        return broadcast_id
 
     async def email_unsubscribed_address(self, email: str) -> None:
         user = await self._users.by_email(email.strip().lower())
@@ -168,14 +196,17 @@ class NotificationService:
         created_ms = to_ms(at)
         plans = []
         for user_id in user_ids:
-            prefs = _matrix(stored.get(user_id))[kind]
+            prefs = preference_matrix(stored.get(user_id))[kind]
             nid = derived_id(key, user_id) if key else new_id()
             plans.append((user_id, nid, prefs, (stored.get(user_id) or {}).get("quiet_hours")))
         wants_email = [u for u, _, p, _ in plans if p["email"]]
         emails = await self._users.emails(wants_email) if wants_email else {}
+        # Most followers of a release may have no phone: they get no push delivery at all.
+        phones = await self._repo.users_with_devices([u for u, _, p, _ in plans if p["push"]])
+        reachable = {"push": phones, "email": emails}
         docs, direct, queued = [], [], {}
         for user_id, nid, prefs, quiet in plans:
-            channels = [c for c in ("push", "email") if prefs[c] and (c != "email" or user_id in emails)]
+            channels = [c for c in ("push", "email") if prefs[c] and user_id in reachable[c]]
             deliveries = _deliveries(nid, user_id, emails.get(user_id), channels, kind, title, body, data, quiet, at)
             if not prefs["in_app"]:
                 direct.extend(deliveries)
@@ -257,6 +288,7 @@ class NotificationService:
                       "platform": platform, "registered_ms": current["registered_ms"] if keep and
                       "registered_ms" in current else at_ms, "updated_ms": at_ms}
             if await self._repo.put_device(device, current):
+                await self._outbox.sync_topics(principal.user_id)
                 if moved:
                     await self._audit.record(principal, "notifications.device_moved", target_type="user",
                                              target_id=current["user_id"], ip=ip,

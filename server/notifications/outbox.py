@@ -81,6 +81,16 @@ class Outbox:
         self._queued()
         return queued
 
+    async def sync_member(self, user_id: str, email: str) -> None:
+        """Bring the address's Mailchimp member in step with the account (verified, marketing
+        preferences, plan); the state is read when the record is sent, so the latest wins."""
+        await self.enqueue("audience", email, "account", "audience", "", user_id=user_id)
+
+    async def sync_topics(self, user_id: str) -> None:
+        """Subscribe the user's devices to the FCM topics of the kinds they take as push
+        (and unsubscribe from the others), as the preferences are when it is sent."""
+        await self.enqueue("topics", user_id, "account", "topics", "", user_id=user_id)
+
     async def enqueue_many(self, docs: list[dict[str, Any]]) -> int:
         """Deliveries built with `delivery`, queued in one write (those already queued are left)."""
         queued = await self._repo.enqueue_many(docs)

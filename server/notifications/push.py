@@ -123,7 +123,9 @@ class FirebasePush:
     async def subscribe(self, tokens: list[str], topic: str, subscribed: bool) -> None:
         await self._ensure_token()
         call = messaging.subscribe_to_topic_async if subscribed else messaging.unsubscribe_from_topic_async
-        await call(tokens, topic, app=self._app)
+        reply = await call(tokens, topic, app=self._app)
+        if reply.failure_count:
+            raise RuntimeError(f"{reply.failure_count} of {len(tokens)} topic changes failed")
 
     async def send_topic(self, topic: str, title: str, body: str, data: dict[str, str], collapse_id: str) -> str:
         await self._ensure_token()

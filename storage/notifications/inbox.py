@@ -110,6 +110,11 @@ class NotificationRepository:
                 found.setdefault(d["user_id"], []).append(d)
         return found
 
+    async def users_with_devices(self, user_ids: list[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        return {d["user_id"] async for d in self._devices.find({"user_id": {"$in": user_ids}}, {"user_id": 1})}
+
     async def forget_devices(self, push_tokens: list[str]) -> int:
         """Tokens FCM reports unregistered or invalid: whoever held them."""
         result = await self._devices.delete_many({"_id": {"$in": push_tokens}})

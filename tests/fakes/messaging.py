@@ -43,7 +43,10 @@ class Fakes:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     mc_fail_next: list[int] = field(default_factory=list)
-    mc_stall_next: int = 0  # event posts that stall past the timeout and are then not recorded
+    mc_stall_next: int = 0  # event posts that stall past the timeout
+    mc_stall_lands: bool = False  # a stalled event post is recorded (else it is dropped)
+    topics: dict[str, set[str]] = field(default_factory=dict)  # topic -> tokens subscribed
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def service_account(self) -> dict[str, str]:
@@ -61,6 +64,10 @@ class Fakes:
     def per_token(self) -> Counter:
         with self.lock:
             return Counter(p["message"]["token"] for p in self.pushes if "token" in p["message"])
+
+    def member(self, email: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.members.get(hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest())
 
     def events_for(self, email: str, name: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -122,10 +129,42 @@ class SendHandler(_Base):
             return
         name = f"projects/{PROJECT}/messages/{uuid.uuid4().hex}"
         with self.fakes.lock:
-            self.fakes.pushes.append({"message": message, "name": name, "at": time.monotonic()})
+            self.fakes.pushes.append({"message": message, "name": name, "wall": time.time()})
         if stall:  # accepted, but the answer comes too late
             await asyncio.sleep(self.fakes.stall_s)
         self.send(200, {"name": name})
+
+
+class TopicHandler(_Base):
+    """FCM v1 topic management: POST .../registrations/{token}/topicSubscriptions?topic_name=,
+    DELETE .../topicSubscriptions/{topic}."""
+
+    def _ok(self, project: str) -> bool:
+        if project != PROJECT or not self.request.headers.get("Authorization", "").startswith("Bearer ya29."):
+            self.send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}})
+            return False
+        return True
+
+    def post(self, project: str, token: str, _: str) -> None:
+        if self._ok(project):
+            with self.fakes.lock:
+                self.fakes.topics.setdefault(self.get_query_argument("topic_name"), set()).add(token)
+            self.send(200, {})
+
+    def delete(self, project: str, token: str, topic: str) -> None:
+        if self._ok(project):
+            with self.fakes.lock:
+                self.fakes.topics.get(topic.lstrip("/"), set()).discard(token)
+            self.send(200, {})
+
+
+class StatsHandler(_Base):
+    """For benchmarks in another process: pushes accepted so far and when the last one was."""
+
+    def get(self) -> None:
+        with self.fakes.lock:
+            last = self.fakes.pushes[-1]["wall"] if self.fakes.pushes else None
+            self.send(200, {"pushes": len(self.fakes.pushes), "last_wall": last})
 
 
 class MailchimpHandler(_Base):
@@ -146,12 +185,26 @@ class MailchimpHandler(_Base):
         if fail is not None:
             self.send(fail, {"title": "Service Unavailable", "status": fail, "detail": "try later"})
             return
+        if parts[:1] == ["campaigns"]:
+            self._campaign(parts, json.loads(self.request.body) if self.request.body else {})
+            return
+        if parts == ["lists", AUDIENCE, "tag-search"]:
+            name = self.get_query_argument("name", "")
+            self.send(200, {"tags": [{"id": 7, "name": name}], "total_items": 1})
+            return
         if parts[:1] != ["lists"] or len(parts) < 2 or parts[1] != AUDIENCE:
             self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such list"})
             return
         method = self.request.method
         body = json.loads(self.request.body) if self.request.body else {}
-        if len(parts) == 4 and parts[2] == "members" and method == "PUT":
+        if len(parts) == 4 and parts[2] == "members" and method == "GET":
+            with self.fakes.lock:
+                member = self.fakes.members.get(parts[3])
+            if member is None:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such member"})
+            else:
+                self.send(200, {"id": parts[3], **member})
+        elif len(parts) == 4 and parts[2] == "members" and method == "PUT":
             with self.fakes.lock:
                 member = self.fakes.members.setdefault(parts[3], {"email_address": body["email_address"],
                                                                   "status": body.get("status_if_new"), "tags": {}})
@@ -172,8 +225,11 @@ class MailchimpHandler(_Base):
                     self.fakes.mc_stall_next -= 1
                 known = parts[3] in self.fakes.members
             if stall:
+                if self.fakes.mc_stall_lands and known:
+                    with self.fakes.lock:
+                        self.fakes.events.setdefault(parts[3], []).append(body)
                 await asyncio.sleep(self.fakes.stall_s)
-                self.send(504, {"title": "Gateway Timeout", "status": 504, "detail": "dropped"})
+                self.send(504, {"title": "Gateway Timeout", "status": 504, "detail": "too late"})
                 return
             if not known:
                 self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such member"})
@@ -188,6 +244,26 @@ class MailchimpHandler(_Base):
             self.send(200, {"events": events, "total_items": len(events)})
         else:
             self.send(404, {"title": "Resource Not Found", "status": 404, "detail": path})
+
+    def _campaign(self, parts: list[str], body: dict[str, Any]) -> None:
+        with self.fakes.lock:
+            if len(parts) == 1 and self.request.method == "POST":
+                campaign = {"id": f"c{len(self.fakes.campaigns) + 1}", **body, "status": "save"}
+                self.fakes.campaigns.append(campaign)
+                self.send(200, campaign)
+                return
+            campaign = next((c for c in self.fakes.campaigns if c["id"] == parts[1]), None)
+            if campaign is None:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "no such campaign"})
+            elif parts[2:] == ["content"]:
+                campaign["content"] = body
+                self.send(200, {"plain_text": body.get("plain_text")})
+            elif parts[2:] == ["actions", "send"]:
+                campaign["status"] = "sent"
+                self.set_status(204)
+                self.finish()
+            else:
+                self.send(404, {"title": "Resource Not Found", "status": 404, "detail": "/".join(parts)})
 
     async def get(self, path: str) -> None:
         await self._handle(path)
@@ -213,6 +289,8 @@ def start_fakes() -> tuple[Fakes, callable]:
             (r"/token", TokenHandler, deps),
             (r"/v1/projects/([^/]+)/messages:send", SendHandler, deps),
             (r"/3\.0/(.*)", MailchimpHandler, deps),
+            (r"/stats", StatsHandler, deps),
+            (r"/v1/projects/([^/]+)/registrations/([^/]+)/topicSubscriptions(/?.*)", TopicHandler, deps),
         ])
         server = tornado.httpserver.HTTPServer(app)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")

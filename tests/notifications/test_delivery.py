@@ -113,10 +113,10 @@ async def test_a_push_that_timed_out_after_reaching_fcm_is_not_sent_again(messag
                                                     headers=admin["headers"]), 409, "delivery_not_retryable")
 
 
-async def test_an_email_that_timed_out_is_looked_up_then_sent_once(messaging_server, fakes) -> None:
+async def test_an_email_that_timed_out_after_landing_is_found_and_not_sent_again(messaging_server, fakes) -> None:
     account, _ = await user_with_devices(messaging_server)
     await until(lambda: asyncio.sleep(0, fakes.events_for(account["email"], "nameless_verify_email")))
-    fakes.stall_s, fakes.mc_stall_next = 1.5, 1
+    fakes.stall_s, fakes.mc_stall_next, fakes.mc_stall_lands = 1.5, 1, True  # it lands, the answer is late
     fakes.mc_fail_next.append(503)
     await messaging_server.runtime.services.notifications.notify(account["id"], "billing", "Receipt", "Paid: $9")
     delivery = await settled(messaging_server, account["id"], "email")
@@ -208,3 +208,45 @@ async def test_pushes_past_the_hourly_limit_stay_in_the_inbox(start_server, fake
 async def _one(served, user_id: str, kind: str, status: str) -> dict | None:
     doc = await served.platform.db.outbox.find_one({"user_id": user_id, "kind": kind, "channel": "push"})
     return doc if doc is not None and doc["status"] == status else None
+
+
+async def test_the_mailchimp_member_follows_verification_and_marketing_choices(messaging_server, fakes) -> None:
+    account, _ = await user_with_devices(messaging_server)
+    client, headers, email = messaging_server.client, account["headers"], account["email"]
+    sent = await until(lambda: asyncio.sleep(0, fakes.events_for(email, "nameless_verify_email")))
+    token = sent[0]["properties"]["link"].partition("token=")[2]
+    assert fakes.member(email)["status"] == "transactional"  # unverified: account email only
+    assert (await client.post("/api/v1/auth/email/verify", json={"token": token})).status_code in (200, 204)
+    await until(lambda: asyncio.sleep(0, (fakes.member(email) or {}).get("tags", {}).get("verified")))
+    assert fakes.member(email)["status"] == "transactional"  # verified, but no marketing email chosen
+
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": True}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "subscribed"))
+    assert fakes.member(email)["tags"]["email:promotions"] is True
+
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": False}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "unsubscribed"))
+    assert fakes.member(email)["tags"]["email:promotions"] is False
+
+
+async def test_broadcasts_reach_the_opted_in_through_a_topic_and_a_campaign(messaging_server, fakes) -> None:
+    account, (token,) = await user_with_devices(messaging_server, "android")
+    client, headers = messaging_server.client, account["headers"]
+    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("release", set())))
+    assert token not in fakes.topics.get("promotions", set())  # promotions push is off by default
+    await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"push": True}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("promotions", set())))
+    await client.patch("/api/v1/me/notification-preferences", json={"release": {"push": False}}, headers=headers)
+    await until(lambda: asyncio.sleep(0, token not in fakes.topics.get("release", set())))
+
+    body = {"kind": "promotions", "title": "Half price", "body": "This week only"}
+    assert_error(await client.post("/api/v1/admin/broadcasts", json=body, headers=headers), 403, "forbidden")
+    admin = await make_staff(messaging_server, ["admin"])
+    resp = await client.post("/api/v1/admin/broadcasts", json=body, headers=admin["headers"])
+    assert resp.status_code == 202, resp.text
+    topic = await until(lambda: asyncio.sleep(0, [p["message"] for p in fakes.pushes
+                                                  if p["message"].get("topic") == "promotions"]))
+    assert topic[0]["notification"] == {"title": "Half price", "body": "This week only"}
+    campaign = await until(lambda: asyncio.sleep(0, [c for c in fakes.campaigns if c["status"] == "sent"]))
+    assert campaign[0]["settings"]["subject_line"] == "Half price"
+    assert campaign[0]["content"]["plain_text"] == "This week only"

@@ -130,6 +130,9 @@ async def test_preferences_choose_channels(server, clients) -> None:
     resp = await server.client.patch("/api/v1/me/notification-preferences", headers=user["headers"],
                                      json={"promotions": {"in_app": False, "push": True}})
     assert resp.json()["preferences"]["promotions"] == {"push": True, "email": False, "in_app": False}
+    phone = await server.client.put("/api/v1/me/devices/fcm:phone-token-0123456789", json={"platform": "ios"},
+                                    headers=user["headers"])
+    assert phone.status_code == 204  # push is queued for users with a device
     device = clients()
     assert await device.connect(server.url, user["access_token"])
     result = await server.runtime.services.notifications.notify(user["user"]["id"], "promotions", "Deal", "50% off")

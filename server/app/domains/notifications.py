@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from config import Settings
 from handlers.notifications import announcements as announcement_handlers
-from handlers.notifications import inbox, webhooks
+from handlers.notifications import broadcasts, inbox, webhooks
 from handlers.notifications import outbox as outbox_handlers
 from handlers.routing import API, WEBHOOKS
 from jobs.notifications import delivery as delivery_jobs
@@ -69,7 +69,8 @@ def wire(ctx: Wiring) -> Contribution:
     policy = DeliveryPolicy(batch=settings.delivery_batch, max_attempts=settings.delivery_max_attempts,
                             retry_base_s=settings.delivery_retry_base_s,
                             lease_ms=int(settings.delivery_lease_s * 1000), push_per_hour=settings.push_per_hour)
-    delivery = DeliveryService(ctx.repo(OutboxRepository), mail, repo, ctx.platform.rate_limiter, push, email, policy)
+    delivery = DeliveryService(ctx.repo(OutboxRepository), mail, repo, ctx.repo(UserRepository),
+                               ctx.repo(PlanRepository), ctx.platform.rate_limiter, push, email, policy)
     queue = job_queue(ctx)
     releases = ReleaseNotifier(ctx.repo(HistoryRepository), ctx.repo(WatchlistRepository), notifications,
                                queue.submit)
@@ -84,7 +85,7 @@ def wire(ctx: Wiring) -> Contribution:
         services={"notifications": notifications, "notification_feed": feed, "outbox": mail,
                   "announcements": announcements, "delivery": delivery, "release_notifier": releases},
         routes={API: [*inbox.routes(notifications), *outbox_handlers.routes(mail),
-                      *announcement_handlers.routes(announcements)],
+                      *announcement_handlers.routes(announcements), *broadcasts.routes(notifications)],
                 WEBHOOKS: webhooks.routes(notifications, secret.get_secret_value() if secret else None)},
         namespaces=[channel],
         jobs=delivery_jobs.schedules(delivery, mail, notifications),
