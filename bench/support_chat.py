@@ -206,8 +206,14 @@ async def open_sockets(base: str, tokens: list[str]) -> list[SupportSocket]:
 
 
 async def joined(sockets: list[tuple[SupportSocket, str]]) -> None:
+    """Each socket into its conversation's room; an agent joining dozens waits out the
+    per-socket event budget as a console would."""
     for sock, conversation_id in sockets:
-        reply = await sock.call("support.join", {"conversation_id": conversation_id})
+        for _ in range(30):
+            reply = await sock.call("support.join", {"conversation_id": conversation_id})
+            if reply.get("ok") or reply.get("error", {}).get("code") != "rate_limited":
+                break
+            await asyncio.sleep(float(reply["error"].get("details", {}).get("retry_after", 1)))
         if not reply.get("ok"):
             sys.exit(f"support.join failed: {reply}")
 
