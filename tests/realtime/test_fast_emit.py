@@ -18,6 +18,7 @@ from socketio import packet as sio_packet
 
 from realtime.gateway import user_room
 from realtime.transport import WRITE_BUFFER_LIMIT, DirectSocket
+from server.notifications.announcements import ANNOUNCEMENTS_ROOM
 from tests.helpers import NamespaceClient, signup
 
 pytestmark = pytest.mark.asyncio
@@ -146,7 +147,8 @@ async def test_disconnect_leaves_every_room_of_the_socket_and_only_those(server)
             await gw.sio.enter_room(sid_a, room, namespace="/")
         await gw.sio.enter_room(sid_b, "r2", namespace="/")
         manager = gw.sio.manager
-        assert set(manager.get_rooms(sid_a, "/")) == {"r1", "r2", "r3", sid_a, user_room(user["user"]["id"])}
+        assert set(manager.get_rooms(sid_a, "/")) == {"r1", "r2", "r3", sid_a, user_room(user["user"]["id"]),
+                                                    ANNOUNCEMENTS_ROOM}
         await a.sio.disconnect()
         await until(lambda: ("/", sid_a) not in manager.rooms_of, "index emptied")
         rooms: dict[str, Any] = manager.rooms["/"]
