@@ -36,8 +36,8 @@ class WatchlistHandler(ViewerHandler):
 class WatchlistItemHandler(ViewerHandler):
     history: HistoryService
 
-    @endpoint("Add a title to my list (adding twice keeps one entry)", query=ViewerQuery, status=204, auth=True,
-              tags=TAGS, errors=(404,))
+    @endpoint("Add a title to my list, released or announced (adding twice keeps one entry)", query=ViewerQuery,
+              status=204, auth=True, tags=TAGS, errors=(404,))
     async def put(self, title_id: str) -> None:
         query = self.parse_query(ViewerQuery)
         await self.history.add_to_watchlist(await self.viewer(query.profile_id), title_id)

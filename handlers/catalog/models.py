@@ -151,17 +151,24 @@ class RowTitle(Reply):
     title: TitleCard
 
 
+class ComingSoon(Reply):
+    title: TitleCard
+    publish_at: dt.datetime = Field(description="when the title is released; until then it cannot be opened or played")
+
+
 class HomeRow(Reply):
-    id: str = Field(description="continue_watching, recommended, trending, new_releases, or genre:<slug>")
+    id: str = Field(description="continue_watching, recommended, trending, new_releases, coming_soon, or genre:<slug>")
     title: str
-    items: list[ContinueWatching | Recommendation | RowTitle] = Field(
-        description="continue_watching: ContinueWatching; recommended: Recommendation; the others: RowTitle")
+    items: list[ContinueWatching | Recommendation | ComingSoon | RowTitle] = Field(
+        description="continue_watching: ContinueWatching; recommended: Recommendation; coming_soon: ComingSoon; "
+                    "the others: RowTitle")
     genre: str | None = Field(default=None, description="genre rows only: the genre's slug")
 
 
 class Home(Reply):
     profile_id: str
-    rows: list[HomeRow] = Field(description="the first four always present, possibly empty; then genre rows")
+    rows: list[HomeRow] = Field(description="the first four always present, possibly empty; then coming_soon when "
+                                            "any title is announced; then genre rows")
 
 
 class Recommendations(Page[Recommendation]):
@@ -193,6 +200,7 @@ class History(Page[HistoryEntry]):
 class WatchlistEntry(Reply):
     title: TitleCard
     added_at: dt.datetime
+    publish_at: dt.datetime | None = Field(default=None, description="announced titles only: when it is released")
 
 
 class Watchlist(Page[WatchlistEntry]):

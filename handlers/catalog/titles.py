@@ -79,8 +79,8 @@ class CategoriesHandler(ApiHandler):
 class HomeHandler(ViewerHandler):
     home: HomeService
 
-    @endpoint("My home page: continue watching, recommended, trending, new releases, then per genre", query=ViewerQuery,
-              response=Home, auth=True, tags=TAGS, errors=(404, 503))
+    @endpoint("My home page: continue watching, recommended, trending, new releases, coming soon, then per genre",
+              query=ViewerQuery, response=Home, auth=True, tags=TAGS, errors=(404, 503))
     async def get(self) -> None:
         query = self.parse_query(ViewerQuery)
         self.reply(await self.home.home(await self.viewer(query.profile_id)))

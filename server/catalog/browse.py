@@ -5,7 +5,9 @@ inside its availability window, and within the profile's maturity ceiling (kids 
 see titles rated up to KIDS_MAX_RATING). Everything a viewer reads about a title (detail,
 episodes, reviews, watchlist, home rows, recommendations) goes through `visible_title` or
 the visible queries below, so a draft, a scheduled or an archived title is a 404 and
-never appears in a list.
+never appears in a list. The one exception is an announced title (scheduled for later,
+within the ceiling): it may be put on a watchlist and shows in the coming soon row, so a
+release has an audience before it is out; its detail and playback stay a 404.
 """
 
 from __future__ import annotations
@@ -89,6 +91,21 @@ class CatalogService:
         if doc.get("status") == "scheduled":  # due, not yet flipped by the release job
             doc["published_ms"] = doc.get("published_ms") or doc.get("publish_at_ms")
         return doc
+
+    async def listable_title(self, viewer: Viewer, title_id: str) -> str:
+        """The id of a title this profile may put on its list: a visible or an announced one;
+        otherwise 404, whatever the reason."""
+        if not self._model.listable(title_id, self.now_ms(), viewer.max_level):
+            raise errors.NotFound("No such title.", code="title_not_found")
+        return title_id
+
+    async def listed_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, tuple[Encoded, int | None]]:
+        """Cards for the profile's list, each with its release time when it is not out yet."""
+        return self._model.listed_cards(ids, self.now_ms(), viewer.max_level)
+
+    async def coming_soon(self, viewer: Viewer, limit: int) -> list[tuple[Encoded, int]]:
+        """Announced titles within the profile's ceiling, soonest first, with their release time."""
+        return self._model.announced(self.now_ms(), viewer.max_level, limit)
 
     async def visible_cards(self, viewer: Viewer, ids: Iterable[str]) -> dict[str, Encoded]:
         return self._model.cards(ids, self.now_ms(), viewer.max_level)

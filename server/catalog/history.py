@@ -175,18 +175,27 @@ class HistoryService:
     # --- watchlist -------------------------------------------------------------------
 
     async def add_to_watchlist(self, viewer: Viewer, title_id: str) -> None:
-        doc = await self._catalog.visible_title(viewer, title_id)
-        await self._watchlist.add(viewer.user_id, viewer.profile_id, str(doc["_id"]), self._clock())
+        """Announced titles too: the list is how their release finds its audience."""
+        title_id = await self._catalog.listable_title(viewer, title_id)
+        await self._watchlist.add(viewer.user_id, viewer.profile_id, title_id, self._clock())
 
     async def remove_from_watchlist(self, viewer: Viewer, title_id: str) -> None:
         await self._watchlist.remove(viewer.profile_id, title_id)
 
     async def watchlist(self, viewer: Viewer, limit: int, cursor: str | None) -> dict[str, Any]:
         """My list, newest first. A title that is no longer visible (archived, out of its
-        window) is left out of the page but kept, so it comes back if it returns."""
+        window) is left out of the page but kept, so it comes back if it returns. An announced
+        title is listed with its `publish_at`."""
         page = await self._watchlist.page(viewer.profile_id, limit, cursor)
-        cards = await self._catalog.visible_cards(viewer, [d["title_id"] for d in page.items])
-        items = [{"title": cards[d["title_id"]], "added_at": iso(d["added_ms"])}
-                 for d in page.items if d["title_id"] in cards]
+        cards = await self._catalog.listed_cards(viewer, [d["title_id"] for d in page.items])
+        items = []
+        for d in page.items:
+            if d["title_id"] not in cards:
+                continue
+            card, publish_at_ms = cards[d["title_id"]]
+            item: dict[str, Any] = {"title": card, "added_at": iso(d["added_ms"])}
+            if publish_at_ms is not None:
+                item["publish_at"] = iso(publish_at_ms)
+            items.append(item)
         return {"items": items, "next_cursor": page.next_cursor}
 

@@ -1,9 +1,10 @@
 """GET /home: the rows of the viewer's home page, in the contract's order: continue
 watching, recommended, trending, new releases, then one row per genre. The first four are
 always present (possibly empty) so clients can rely on the shape; genre rows without a
-visible title are left out.
+visible title are left out. Coming soon (announced titles, soonest first, each with its
+`publish_at`) follows new releases when there is any.
 
-Trending, new releases and the genre rows are the same for every profile with the same
+Trending, new releases, coming soon and the genre rows are the same for every profile with the same
 maturity ceiling, so they are computed once per ceiling and kept for a short while
 (server/core/shared_cache.py). A publish or an archive therefore reaches these rows within
 that time; the personal rows (continue watching, recommended) are always read fresh.
@@ -18,6 +19,7 @@ from server.catalog.browse import CatalogService
 from server.catalog.history import HistoryService
 from server.catalog.recommendations import RecommendationService
 from server.catalog.viewers import Viewer
+from server.core.clock import iso
 from server.core.shared_cache import SharedCache
 
 ROW_SIZE = 20
@@ -43,18 +45,29 @@ class HomeService:
             self._recommendations.for_viewer(viewer, ROW_SIZE, activity),
             self._shared.get(("home", viewer.max_level), lambda: self._compute_shared(viewer)),
         )
+        # The kept row is up to the cache's age old: a title released, rescheduled or withdrawn
+        # since is read again from the read model (a lookup per item), so it is never "soon" late.
+        ids = [card.id for card, _ in shared["soon"]]
+        current = await self._catalog.listed_cards(viewer, ids)
+        soon = [{"title": current[i][0], "publish_at": iso(current[i][1])} for i in ids
+                if i in current and current[i][1] is not None]
         rows = [
             _row("continue_watching", "Continue watching", continuing),
             _row("recommended", "Recommended for you", recommended["items"]),
-            *shared,
+            *shared["rows"][:2],
+            *([_row("coming_soon", "Coming soon", soon)] if soon else []),
+            *shared["rows"][2:],
         ]
         return {"profile_id": viewer.profile_id, "rows": rows}
 
-    async def _compute_shared(self, viewer: Viewer) -> list[dict[str, Any]]:
+    async def _compute_shared(self, viewer: Viewer) -> dict[str, Any]:
+        """Trending, new releases and the genre rows, and the announced titles with their
+        release times."""
         genres = (await self._catalog.genres())[:MAX_GENRE_ROWS]
-        trending, new, *by_genre = await asyncio.gather(
+        trending, new, soon, *by_genre = await asyncio.gather(
             self._catalog.top(viewer, "trending", ROW_SIZE),
             self._catalog.top(viewer, "new", ROW_SIZE),
+            self._catalog.coming_soon(viewer, ROW_SIZE),
             *(self._catalog.top(viewer, "popular", ROW_SIZE, genre=g["slug"]) for g in genres),
         )
         if not trending:  # nothing watched lately: the all-time favourites stand in
@@ -67,4 +80,4 @@ class HomeService:
             if cards:
                 rows.append(_row(f"genre:{genre['slug']}", genre["name"], [{"title": c} for c in cards],
                                  genre=genre["slug"]))
-        return rows
+        return {"rows": rows, "soon": soon}

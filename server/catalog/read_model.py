@@ -71,6 +71,12 @@ class Entry:
             return False
         return self.window_start_ms <= now_ms < self.window_end_ms and self.level <= max_level
 
+    def announced(self, now_ms: int, max_level: int) -> bool:
+        """Scheduled for later and within the profile's ceiling: shown as coming soon and
+        listable, never playable. A title whose window closes before its release is not."""
+        return (self.status == "scheduled" and self.publish_at_ms > now_ms and self.level <= max_level
+                and self.publish_at_ms < self.window_end_ms)
+
     def value(self, field: str) -> Any:
         return getattr(self, field)
 
@@ -315,6 +321,38 @@ class CatalogReadModel:
             entry = titles.get(str(tid))
             if entry is not None and (now_ms is None or max_level is None or entry.visible(now_ms, max_level)):
                 out[entry.id] = entry.card
+        return out
+
+    def listed_cards(self, ids: Iterable[str], now_ms: int,
+                     max_level: int) -> dict[str, tuple[Encoded, int | None]]:
+        """Cards of the titles a profile may keep on its list: visible ones with None,
+        announced ones with their release time."""
+        titles = self._require().titles
+        out: dict[str, tuple[Encoded, int | None]] = {}
+        for tid in ids:
+            entry = titles.get(str(tid))
+            if entry is None:
+                continue
+            if entry.visible(now_ms, max_level):
+                out[entry.id] = (entry.card, None)
+            elif entry.announced(now_ms, max_level):
+                out[entry.id] = (entry.card, entry.publish_at_ms)
+        return out
+
+    def listable(self, title_id: str, now_ms: int, max_level: int) -> bool:
+        entry = self._require().titles.get(title_id)
+        return entry is not None and (entry.visible(now_ms, max_level) or entry.announced(now_ms, max_level))
+
+    def announced(self, now_ms: int, max_level: int, limit: int) -> list[tuple[Encoded, int]]:
+        """Announced titles, soonest release first (ties by id): the coming soon row."""
+        order = self._require().order("publish_at_ms")
+        out: list[tuple[Encoded, int]] = []
+        for i in range(bisect.bisect_right(order, now_ms, key=lambda e: e.publish_at_ms), len(order)):
+            entry = order[i]
+            if entry.announced(now_ms, max_level):
+                out.append((entry.card, entry.publish_at_ms))
+                if len(out) >= limit:
+                    break
         return out
 
     def page(self, now_ms: int, max_level: int, *, kind: str | None = None, genre: str | None = None,

@@ -49,8 +49,9 @@ async def test_only_published_titles_inside_their_window_are_visible(server) -> 
         for path in (f"/titles/{hidden['id']}", f"/titles/{hidden['id']}/episodes",
                      f"/titles/{hidden['id']}/reviews"):
             assert_error(await server.client.get(API + path, headers=viewer["headers"]), 404, "title_not_found")
-        assert_error(await server.client.put(f"{API}/me/watchlist/{hidden['id']}", headers=viewer["headers"]),
-                     404, "title_not_found")
+        if hidden is not scheduled:  # an announced title may be listed (tests/catalog/test_coming_soon.py)
+            assert_error(await server.client.put(f"{API}/me/watchlist/{hidden['id']}", headers=viewer["headers"]),
+                         404, "title_not_found")
         resp = await server.client.post(f"{API}/titles/{hidden['id']}/reviews", headers=viewer["headers"],
                                         json={"rating": 5, "text": "x"})
         assert_error(resp, 404, "title_not_found")

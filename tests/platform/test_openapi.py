@@ -6,6 +6,7 @@ schemas), for a viewer and for staff, over real data."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 from collections import Counter
 from typing import Any
@@ -126,6 +127,8 @@ async def _seed(served, clip) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     assert job["status"] == "done", job
     show, episodes = await series(served, staff, seasons=1, episodes=2, maturity_rating="all")
     draft = await create_title(served, staff)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    announced = await create_title(served, staff, publish_at=soon.isoformat())
     plans = [p["id"] for p in (await client.get(f"{API}/plans")).json()["items"]]
     granted = await client.post(f"{API}/admin/users/{viewer['user']['id']}/complimentary", headers=h,
                                 json={"plan_id": plans[-1], "days": 1})
@@ -134,7 +137,8 @@ async def _seed(served, clip) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     beat = await client.post(f"{API}/playback/sessions/{play['session_id']}/heartbeat", headers=vh,
                              json={"position": 2, "state": "playing"})
     assert beat.status_code == 200, beat.text
-    assert (await client.put(f"{API}/me/watchlist/{movie}", headers=vh)).status_code == 204
+    for listed in (movie, announced["id"]):  # an announced title is listed with its publish_at
+        assert (await client.put(f"{API}/me/watchlist/{listed}", headers=vh)).status_code == 204
     review = await client.post(f"{API}/titles/{movie}/reviews", headers=vh, json={"rating": 4, "text": "Good"})
     assert review.status_code == 201, review.text
     notice = await client.post(f"{API}/admin/users/{viewer['user']['id']}/notifications", headers=h,
