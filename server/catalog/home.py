@@ -2,7 +2,8 @@
 watching, recommended, trending, new releases, then one row per genre. The first four are
 always present (possibly empty) so clients can rely on the shape; genre rows without a
 visible title are left out. Coming soon (announced titles, soonest first, each with its
-`publish_at`) follows new releases when there is any.
+`publish_at`) comes last, after the genre rows, when there is any: the contract fixes the
+order of the others, so a client that reads rows by position is not thrown off.
 
 Trending, new releases, coming soon and the genre rows are the same for every profile with the same
 maturity ceiling, so they are computed once per ceiling and kept for a short while
@@ -54,9 +55,8 @@ class HomeService:
         rows = [
             _row("continue_watching", "Continue watching", continuing),
             _row("recommended", "Recommended for you", recommended["items"]),
-            *shared["rows"][:2],
+            *shared["rows"],
             *([_row("coming_soon", "Coming soon", soon)] if soon else []),
-            *shared["rows"][2:],
         ]
         return {"profile_id": viewer.profile_id, "rows": rows}
 

@@ -1,5 +1,5 @@
 """Announced titles (scheduled for later) have an audience before they are out: a coming
-soon row after new releases, within each profile's rating, and a place on the watchlist;
+soon row after the contract's rows, within each profile's rating, and a place on the watchlist;
 they still cannot be opened or played, and whoever listed one hears of its release once.
 The row's absence when nothing is announced is in tests/catalog/test_browse.py (the home
 rows in order). Real app over HTTP."""
@@ -13,7 +13,15 @@ import pytest
 
 from jobs.catalog import publish
 from server.core.clock import iso, now, to_ms
-from tests.catalog.helpers import API, add_profile, content_manager, create_title, published_title, viewer_account
+from tests.catalog.helpers import (
+    API,
+    add_profile,
+    category,
+    content_manager,
+    create_title,
+    published_title,
+    viewer_account,
+)
 from tests.catalog.test_read_model import until
 from tests.helpers import assert_error
 
@@ -35,7 +43,8 @@ async def test_announced_titles_are_coming_soon_and_listable_but_not_playable(se
     cm = await content_manager(server)
     viewer = await viewer_account(server)
     kid = await add_profile(server, viewer, "Kid", kids=True)
-    out = await published_title(server, cm, title="Out now")
+    await category(server, cm, "drama", "Drama")
+    out = await published_title(server, cm, title="Out now", genres=["drama"])
     grim = await create_title(server, cm, title="Grim", maturity_rating="18+", publish_at=_at(dt.timedelta(hours=1)))
     sooner = await create_title(server, cm, title="Sooner", maturity_rating="7+", publish_at=_at(dt.timedelta(days=1)))
     later = await create_title(server, cm, title="Later", publish_at=_at(dt.timedelta(days=2)))
@@ -43,7 +52,7 @@ async def test_announced_titles_are_coming_soon_and_listable_but_not_playable(se
 
     home = (await server.client.get(f"{API}/home", headers=viewer["headers"])).json()
     assert [r["id"] for r in home["rows"]] == ["continue_watching", "recommended", "trending", "new_releases",
-                                               "coming_soon"]
+                                               "genre:drama", "coming_soon"]  # the contract's rows first
     rows = {row["id"]: row for row in home["rows"]}
     assert [i["title"]["id"] for i in rows["new_releases"]["items"]] == [out["id"]]
     soon = rows["coming_soon"]["items"]

@@ -188,6 +188,9 @@ async def test_queue_claim_release_transfer_status_and_the_offline_viewer(server
 
     # the viewer is out of the chat: the reply becomes a notification, live to the app they
     # have open elsewhere, in the inbox, and a push queued in the outbox (per preferences)
+    phone = await server.client.put("/api/v1/me/devices/fcm:viewer-phone-0123456789", json={"platform": "android"},
+                                    headers=viewer.headers)
+    assert phone.status_code == 204  # pushes are queued for users with a device
     app = NamespaceClient("/")
     closing(app)
     await app.sio.connect(server.url, auth={"token": viewer.user["access_token"]}, namespaces=["/"],
