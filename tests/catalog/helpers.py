@@ -3,6 +3,7 @@ manager would, and viewers' profiles."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,6 +11,12 @@ from server.catalog.viewers import Viewer
 from tests.helpers import make_staff, signup
 
 API = "/api/v1"
+
+
+def from_now(**delta: float) -> str:
+    """An ISO time that far from now (`days=2`, `hours=-1`), as a content manager would type
+    a release date."""
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(**delta)).isoformat()
 
 
 async def content_manager(served: Any) -> dict[str, Any]:

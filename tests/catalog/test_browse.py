@@ -3,8 +3,6 @@ filters, title detail, episodes, categories and home rows. Real app over HTTP.""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
 from tests.catalog.helpers import (
@@ -13,6 +11,7 @@ from tests.catalog.helpers import (
     category,
     content_manager,
     create_title,
+    from_now,
     published_title,
     series,
     titles_of,
@@ -23,23 +22,20 @@ from tests.helpers import assert_error
 pytestmark = pytest.mark.asyncio
 
 
-def _iso(delta: dt.timedelta) -> str:
-    return (dt.datetime.now(dt.UTC) + delta).isoformat()
-
 
 async def test_only_published_titles_inside_their_window_are_visible(server) -> None:
     cm = await content_manager(server)
     viewer = await viewer_account(server)
     visible = await published_title(server, cm, title="Visible")
-    windowed = await published_title(server, cm, title="Windowed", available_from=_iso(-dt.timedelta(days=1)),
-                                     available_until=_iso(dt.timedelta(days=1)))
+    windowed = await published_title(server, cm, title="Windowed", available_from=from_now(days=-1),
+                                     available_until=from_now(days=1))
     draft = await create_title(server, cm, title="Draft")
-    scheduled = await create_title(server, cm, title="Scheduled", publish_at=_iso(dt.timedelta(hours=1)))
+    scheduled = await create_title(server, cm, title="Scheduled", publish_at=from_now(hours=1))
     archived = await published_title(server, cm, title="Archived")
     assert (await server.client.post(f"{API}/admin/titles/{archived['id']}/archive",
                                      headers=cm["headers"])).status_code == 200
-    ended = await published_title(server, cm, title="Ended", available_until=_iso(-dt.timedelta(minutes=1)))
-    future = await published_title(server, cm, title="Not yet", available_from=_iso(dt.timedelta(days=2)))
+    ended = await published_title(server, cm, title="Ended", available_until=from_now(minutes=-1))
+    future = await published_title(server, cm, title="Not yet", available_from=from_now(days=2))
     assert scheduled["status"] == "scheduled" and draft["status"] == "draft"
 
     assert sorted(await titles_of(server, viewer)) == sorted([visible["id"], windowed["id"]])
@@ -184,7 +180,7 @@ async def test_title_detail_seasons_and_episodes_by_season(server) -> None:
     viewer = await viewer_account(server)
     show, episodes = await series(server, cm, seasons=2, episodes=3, cast=[{"name": "Ada Byron"}])
     later = await server.client.post(f"{API}/admin/episodes", headers=cm["headers"], json={
-        "title_id": show["id"], "season": 2, "number": 4, "name": "Finale", "publish_at": _iso(dt.timedelta(days=3))})
+        "title_id": show["id"], "season": 2, "number": 4, "name": "Finale", "publish_at": from_now(days=3)})
     assert later.status_code == 201 and later.json()["status"] == "scheduled"
     detail = (await server.client.get(f"{API}/titles/{show['id']}", headers=viewer["headers"])).json()
     assert detail["type"] == "series" and detail["cast"] == [{"name": "Ada Byron", "character": None}]

@@ -19,17 +19,14 @@ from tests.catalog.helpers import (
     category,
     content_manager,
     create_title,
+    from_now,
     published_title,
     viewer_account,
 )
-from tests.catalog.test_read_model import until
-from tests.helpers import assert_error
+from tests.helpers import assert_error, eventually
 
 pytestmark = pytest.mark.asyncio
 
-
-def _at(delta: dt.timedelta) -> str:
-    return (dt.datetime.now(dt.UTC) + delta).isoformat()
 
 
 async def _rows(served, headers: dict[str, str], profile_id: str | None = None) -> dict[str, dict]:
@@ -45,9 +42,9 @@ async def test_announced_titles_are_coming_soon_and_listable_but_not_playable(se
     kid = await add_profile(server, viewer, "Kid", kids=True)
     await category(server, cm, "drama", "Drama")
     out = await published_title(server, cm, title="Out now", genres=["drama"])
-    grim = await create_title(server, cm, title="Grim", maturity_rating="18+", publish_at=_at(dt.timedelta(hours=1)))
-    sooner = await create_title(server, cm, title="Sooner", maturity_rating="7+", publish_at=_at(dt.timedelta(days=1)))
-    later = await create_title(server, cm, title="Later", publish_at=_at(dt.timedelta(days=2)))
+    grim = await create_title(server, cm, title="Grim", maturity_rating="18+", publish_at=from_now(hours=1))
+    sooner = await create_title(server, cm, title="Sooner", maturity_rating="7+", publish_at=from_now(days=1))
+    later = await create_title(server, cm, title="Later", publish_at=from_now(days=2))
     await create_title(server, cm, title="Draft")
 
     home = (await server.client.get(f"{API}/home", headers=viewer["headers"])).json()
@@ -87,7 +84,7 @@ async def test_a_listed_announcement_is_released_into_the_rows_and_its_listers_h
     cm = await content_manager(server)
     fan, stranger = await viewer_account(server), await viewer_account(server)
     services = server.runtime.services
-    premiere = await create_title(server, cm, title="Premiere", publish_at=_at(dt.timedelta(days=1)))
+    premiere = await create_title(server, cm, title="Premiere", publish_at=from_now(days=1))
     assert (await server.client.put(f"{API}/me/watchlist/{premiere['id']}", headers=fan["headers"])).status_code == 204
     assert [i["title"]["id"] for i in (await _rows(server, fan["headers"]))["coming_soon"]["items"]] == [
         premiere["id"]]
@@ -102,7 +99,7 @@ async def test_a_listed_announcement_is_released_into_the_rows_and_its_listers_h
     async def heard() -> bool:
         return bool(await inbox(fan))
 
-    await until(heard)
+    await eventually(heard, "the lister hears of the release", timeout=30)
     job = await server.platform.db.jobs.find_one({"kind": "notifications.release", "payload.title_id": premiere["id"]})
     assert await services.release_notifier.run(job, lambda _: asyncio.sleep(0)) == {"audience": 1, "notified": 0}
     assert await publish.run_once(services.content_admin, services.releases.emit, now_ms=due) == []

@@ -28,6 +28,7 @@ from tests.catalog.helpers import (
     category,
     content_manager,
     create_title,
+    from_now,
     published_title,
     viewer_account,
 )
@@ -46,9 +47,6 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> 
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
 
-
-def _iso(delta: dt.timedelta) -> str:
-    return (dt.datetime.now(dt.UTC) + delta).isoformat()
 
 
 async def _api_ids(served: Any, headers: dict[str, str], params: dict[str, Any]) -> list[str]:
@@ -100,7 +98,7 @@ async def _edits(served: Any) -> dict[str, str]:
 
     await patch("renamed", {"title": "Lantern Renamed", "genres": ["rm-comedy"]})
     await patch("harbour", {"maturity_rating": "18+"})
-    await patch("closed", {"available_from": _iso(dt.timedelta(days=1))})
+    await patch("closed", {"available_from": from_now(days=1)})
     resp = await served.client.post(f"{API}/admin/titles/{ids['archived']}/archive", headers=cm["headers"])
     assert resp.status_code == 200, resp.text
     return ids
