@@ -249,7 +249,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
         "max_ms": lat[-1] * 1000 if lat else NAN,
         "round_p99_ms": [percentile(sorted(r["latencies"]), 99) * 1000 for r in rounds],
-        "emit_call_ms": percentile(emits, 50) * 1000,
+        "emit_call_ms": percentile(emits, 50) * 1000,  # until the announcement's POST was answered
         "server_cpu_share": sum(r["server_cpu_s"] for r in rounds) / window if window else NAN,
         "generator_cpu_share": sum(r["generator_cpu_s"] for r in rounds) / window if window else NAN,
         "server_cpu_s_per_round": sum(r["server_cpu_s"] for r in rounds) / len(rounds),
