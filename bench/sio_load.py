@@ -466,9 +466,9 @@ async def close_all(gens: list[Generator], group: str) -> int:
 # --- the bare baseline server -------------------------------------------------------------------
 
 
-def serve_bare_socketio(port: int, routes: Callable[[Any], list] | None = None) -> None:
-    """python-socketio on Tornado accepting every connection on "/", with /healthz and the
-    Tornado rules `routes(sio)`; runs in its own process."""
+def serve_bare_socketio(port: int, routes: Callable[[Any], list] | None = None, rooms: Sequence[str] = ()) -> None:
+    """python-socketio on Tornado accepting every connection on "/" (and putting it in `rooms`),
+    with /healthz and the Tornado rules `routes(sio)`; runs in its own process."""
     import socketio
     import tornado.web
 
@@ -477,6 +477,8 @@ def serve_bare_socketio(port: int, routes: Callable[[Any], list] | None = None) 
 
     @sio.event
     async def connect(sid: str, environ: dict, auth: object = None) -> bool:
+        for room in rooms:
+            await sio.enter_room(sid, room)
         return True
 
     class Health(tornado.web.RequestHandler):
