@@ -61,8 +61,9 @@ async def make_staff(served: Any, roles: list[str], email: str | None = None) ->
     return body
 
 
-async def eventually(check: Any, what: str, timeout: float = 10.0) -> Any:
-    """The first truthy answer of `check()` (sync or async), polled until `timeout`."""
+async def eventually(check: Any, what: str = "condition", timeout: float = 20.0) -> Any:
+    """The first truthy answer of `check()` (sync or async), polled until `timeout`: tests wait
+    on conditions, never on fixed sleeps."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         answer = check()

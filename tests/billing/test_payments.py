@@ -5,30 +5,18 @@ app's real stripe library makes the calls; webhooks are signed with Stripe's sch
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.billing.payments import BillingService
 from tests.fakes.stripe import GOOD_CARD, StripeStandIn, event, sign
-from tests.helpers import assert_error, make_staff, signup
+from tests.helpers import assert_error, eventually, make_staff, signup
 from tests.realtime.test_gateway import Client
 
 WEBHOOK = "/webhooks/stripe"
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy (webhooks arrive on their own time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def deliver(served, evt: dict[str, Any], **sign_kw: Any):

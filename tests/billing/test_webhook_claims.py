@@ -10,9 +10,9 @@ import random
 import uuid
 
 from server.core.clock import now, to_ms
-from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, eventually, mine, subscribe
+from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, mine, subscribe
 from tests.fakes.stripe import event
-from tests.helpers import assert_error, signup
+from tests.helpers import assert_error, eventually, signup
 
 
 async def test_a_duplicate_mid_apply_is_told_to_retry_and_applies_once(billing_server, stripe_fake) -> None:
@@ -21,7 +21,7 @@ async def test_a_duplicate_mid_apply_is_told_to_retry_and_applies_once(billing_s
     path = f"/v1/subscriptions/{sub_id}"
     gate = stripe.hold(path)
     first = asyncio.create_task(deliver(served, evt))
-    await eventually(lambda: asyncio.sleep(0, path in stripe.waiting))
+    await eventually(lambda: path in stripe.waiting)
     again = await deliver(served, evt)
     error = assert_error(again, 409, "event_in_progress")
     assert 1 <= int(again.headers["Retry-After"]) <= 60 and error["details"]["retry_after"] >= 1

@@ -19,9 +19,9 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from server.core.clock import now, to_ms
-from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, eventually, mine, subscribe
+from tests.billing.test_payments import billing_emails, deliver, ended_by_stripe, mine, subscribe
 from tests.fakes.stripe import event
-from tests.helpers import signup
+from tests.helpers import eventually, signup
 from tests.platform import test_process
 
 launch = test_process.launch  # starts run.py processes, each leading its own process group
@@ -50,7 +50,7 @@ async def test_a_process_killed_mid_apply_leaves_the_event_to_the_next(launch, m
         gate = stripe.hold(path)
         async with httpx.AsyncClient(base_url=first.url, timeout=60) as client:
             doomed = asyncio.create_task(deliver(SimpleNamespace(client=client), evt))
-            await eventually(lambda: asyncio.sleep(0, path in stripe.waiting))
+            await eventually(lambda: path in stripe.waiting)
             os.killpg(first.proc.pid, signal.SIGKILL)  # no finally, no release, no goodbye
             await asyncio.to_thread(first.proc.wait, 10)
             with contextlib.suppress(httpx.HTTPError):

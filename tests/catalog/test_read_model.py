@@ -6,10 +6,7 @@ publish time with no release job; and nothing is answered before the model is bu
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -32,6 +29,7 @@ from tests.catalog.helpers import (
     published_title,
     viewer_account,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,11 +39,6 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 
@@ -114,7 +107,7 @@ async def _agrees(reader: Any, ids: dict[str, str]) -> None:
         got = await _api_ids(reader, viewer["headers"], {"q": "lantern"})
         return ids["archived"] not in got and ids["renamed"] in got
 
-    await until(caught_up)
+    await eventually(caught_up, "the reader caught up", timeout=30)
     for params in QUERIES:
         assert await _api_ids(reader, viewer["headers"], params) == await _store_ids(repo, params, ADULT_MAX_LEVEL), \
             params
@@ -156,7 +149,7 @@ async def test_a_scheduled_title_appears_at_its_publish_time_without_the_release
 
     assert not await listed()
     assert (await served.client.get(detail, headers=viewer["headers"])).status_code == 404
-    await until(listed)
+    await eventually(listed, "listed on the reader", timeout=30)
     assert dt.datetime.now(dt.UTC) >= publish_at
     resp = await served.client.get(detail, headers=viewer["headers"])
     assert resp.status_code == 200 and resp.json()["published_at"] is not None
@@ -182,13 +175,13 @@ async def test_a_profile_turned_kids_is_limited_at_once_here_and_within_a_messag
     profile = await add_profile(writer, viewer, "Soon Kid")
     params = {"profile_id": profile.profile_id}
     for served in (writer, reader):  # both processes now hold the account's profiles
-        await until(lambda s=served: _has(s, viewer, params, grown["id"], True))
+        await eventually(lambda s=served: _has(s, viewer, params, grown["id"], True), "grown", timeout=30)
     resp = await writer.client.patch(f"{API}/me/profiles/{profile.profile_id}", headers=viewer["headers"],
                                      json={"kids": True})
     assert resp.status_code == 200, resp.text
     assert not await _has(writer, viewer, params, grown["id"], True)  # at once on the writing process
     # Elsewhere within a pub/sub delivery: well inside the cache's lifetime.
-    await until(lambda: _has(reader, viewer, params, grown["id"], False), timeout=CACHE_TTL_S / 2)
+    await eventually(lambda: _has(reader, viewer, params, grown["id"], False), "gone", timeout=CACHE_TTL_S / 2)
 
 
 async def _has(served: Any, viewer: dict[str, Any], params: dict[str, Any], title_id: str, expected: bool) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.helpers import PASSWORD, bearer
+from tests.helpers import PASSWORD, bearer, eventually
 from tests.media.helpers import create_movie, upload, wait_job
 from tests.platform import test_process
 from tests.platform.test_process import processes_mentioning, run_py
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.asyncio
 launch = test_process.launch  # the fixture that starts and cleans up run.py processes
 
 
-async def until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        await asyncio.sleep(0.02)
-    pytest.fail(f"{what} not within {timeout:.0f}s")
 
 
 def ffmpeg_writing_into(staging: Path) -> list[int]:
@@ -71,13 +62,13 @@ async def test_a_transcode_killed_mid_ffmpeg_is_retried_and_leaves_nothing_behin
         job_id, asset_id = done.json()["job_id"], done.json()["asset_id"]
 
         staging = data_dir / "staging" / f"{asset_id}-v1"
-        ffmpeg = await until(lambda: ffmpeg_writing_into(staging), 60, "ffmpeg writing segments")
+        ffmpeg = await eventually(lambda: ffmpeg_writing_into(staging), "ffmpeg writing segments", timeout=60)
         group = first.proc.pid
         os.killpg(group, signal.SIGSTOP)  # freeze the server and ffmpeg where they are
         assert all(os.getpgid(pid) == group for pid in ffmpeg)
         os.killpg(group, signal.SIGKILL)
         first.proc.wait(timeout=10)
-        await until(lambda: not processes_mentioning(str(staging)), 10, "ffmpeg gone")
+        await eventually(lambda: not processes_mentioning(str(staging)), "ffmpeg gone", timeout=10)
 
         # What the crash left: a running job nobody renews, partial output, nothing published.
         job = db.jobs.find_one({"_id": job_id})

@@ -5,14 +5,13 @@ have left, not sent again), preferences, quiet hours and opt-outs apply."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 
 from tests.fakes.messaging import start_fakes
-from tests.helpers import assert_error, make_staff, signup
+from tests.helpers import assert_error, eventually, make_staff, signup
 
 
 @pytest.fixture
@@ -30,14 +29,6 @@ async def messaging_server(start_server, fakes, tmp_path):
                               NAMELESS_PROVIDER_TIMEOUT_S="1", MAILCHIMP_WEBHOOK_SECRET="mc-hook-secret-0123456789")
 
 
-async def until(check, timeout: float = 15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def user_with_devices(served, *platforms: str) -> tuple[dict, list[str]]:
@@ -64,7 +55,7 @@ async def settled(served, user_id: str, channel: str, status: str = "sent") -> d
     async def check():
         found = await deliveries(served, user_id, channel)
         return found[0] if found and found[0]["status"] == status else None
-    return await until(check)
+    return await eventually(check)
 
 
 async def test_each_device_gets_one_push_with_its_platform_payload_and_dead_tokens_are_forgotten(
@@ -83,7 +74,7 @@ async def test_each_device_gets_one_push_with_its_platform_payload_and_dead_toke
     assert await messaging_server.platform.db.devices.find_one({"_id": gone}) is None
     assert await messaging_server.platform.db.devices.find_one({"_id": android}) is not None
     # The account email went to Mailchimp as a member event.
-    events = await until(lambda: asyncio.sleep(0, fakes.events_for(account["email"], "nameless_account")))
+    events = await eventually(lambda: fakes.events_for(account["email"], "nameless_account"))
     assert events[0]["properties"]["subject"] == "Hello"
 
 
@@ -115,7 +106,7 @@ async def test_a_push_that_timed_out_after_reaching_fcm_is_not_sent_again(messag
 
 async def test_an_email_that_timed_out_after_landing_is_found_and_not_sent_again(messaging_server, fakes) -> None:
     account, _ = await user_with_devices(messaging_server)
-    await until(lambda: asyncio.sleep(0, fakes.events_for(account["email"], "nameless_verify_email")))
+    await eventually(lambda: fakes.events_for(account["email"], "nameless_verify_email"))
     fakes.stall_s, fakes.mc_stall_next, fakes.mc_stall_lands = 1.5, 1, True  # it lands, the answer is late
     fakes.mc_fail_next.append(503)
     await messaging_server.runtime.services.notifications.notify(account["id"], "billing", "Receipt", "Paid: $9")
@@ -129,7 +120,7 @@ async def test_the_password_reset_email_carries_a_working_link_only_at_mailchimp
     account, _ = await user_with_devices(messaging_server)
     resp = await messaging_server.client.post("/api/v1/auth/password/forgot", json={"email": account["email"]})
     assert resp.status_code in (200, 202, 204), resp.text
-    events = await until(lambda: asyncio.sleep(0, fakes.events_for(account["email"], "nameless_reset_password")))
+    events = await eventually(lambda: fakes.events_for(account["email"], "nameless_reset_password"))
     link = events[0]["properties"]["link"]
     assert "/reset-password?token=" in link
     stored = await messaging_server.platform.db.outbox.find_one({"to": account["email"], "kind": "reset_password"})
@@ -161,9 +152,9 @@ async def test_quiet_hours_hold_non_urgent_pushes_and_account_email_cannot_be_tu
     notifications = messaging_server.runtime.services.notifications
     await notifications.notify(account["id"], "release", "Out now", "A new film")
     await notifications.notify(account["id"], "account", "Security", "New sign-in")
-    held = await until(lambda: _one(messaging_server, account["id"], "release", "pending"))
+    held = await eventually(lambda: _one(messaging_server, account["id"], "release", "pending"))
     assert held["due_ms"] > held["created_at"].timestamp() * 1000 + 60_000
-    await until(lambda: _one(messaging_server, account["id"], "account", "sent"))
+    await eventually(lambda: _one(messaging_server, account["id"], "account", "sent"))
     assert [p["message"]["notification"]["title"] for p in fakes.pushes] == ["Security"]
 
 
@@ -198,7 +189,7 @@ async def test_pushes_past_the_hourly_limit_stay_in_the_inbox(start_server, fake
         found = await deliveries(served, account["id"], "push")
         return found if len(found) == 4 and all(d["status"] in ("sent", "skipped") for d in found) else None
 
-    found = await until(all_settled)
+    found = await eventually(all_settled)
     assert sorted(d["status"] for d in found) == ["sent", "sent", "skipped", "skipped"]
     assert fakes.per_token() == {token: 2}
     inbox = (await served.client.get("/api/v1/me/notifications", headers=account["headers"])).json()
@@ -213,40 +204,40 @@ async def _one(served, user_id: str, kind: str, status: str) -> dict | None:
 async def test_the_mailchimp_member_follows_verification_and_marketing_choices(messaging_server, fakes) -> None:
     account, _ = await user_with_devices(messaging_server)
     client, headers, email = messaging_server.client, account["headers"], account["email"]
-    sent = await until(lambda: asyncio.sleep(0, fakes.events_for(email, "nameless_verify_email")))
+    sent = await eventually(lambda: fakes.events_for(email, "nameless_verify_email"))
     token = sent[0]["properties"]["link"].partition("token=")[2]
     assert fakes.member(email)["status"] == "transactional"  # unverified: account email only
     assert (await client.post("/api/v1/auth/email/verify", json={"token": token})).status_code in (200, 204)
-    await until(lambda: asyncio.sleep(0, (fakes.member(email) or {}).get("tags", {}).get("verified")))
+    await eventually(lambda: fakes.member(email) or {}.get("tags", {}).get("verified"))
     assert fakes.member(email)["status"] == "transactional"  # verified, but no marketing email chosen
 
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": True}}, headers=headers)
-    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "subscribed"))
+    await eventually(lambda: fakes.member(email)["status"] == "subscribed")
     assert fakes.member(email)["tags"]["email:promotions"] is True
 
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": False}}, headers=headers)
-    await until(lambda: asyncio.sleep(0, fakes.member(email)["status"] == "unsubscribed"))
+    await eventually(lambda: fakes.member(email)["status"] == "unsubscribed")
     assert fakes.member(email)["tags"]["email:promotions"] is False
 
 
 async def test_broadcasts_reach_the_opted_in_through_a_topic_and_a_campaign(messaging_server, fakes) -> None:
     account, (token,) = await user_with_devices(messaging_server, "android")
     client, headers = messaging_server.client, account["headers"]
-    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("release", set())))
+    await eventually(lambda: token in fakes.topics.get("release", set()))
     assert token not in fakes.topics.get("promotions", set())  # promotions push is off by default
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"push": True}}, headers=headers)
-    await until(lambda: asyncio.sleep(0, token in fakes.topics.get("promotions", set())))
+    await eventually(lambda: token in fakes.topics.get("promotions", set()))
     await client.patch("/api/v1/me/notification-preferences", json={"release": {"push": False}}, headers=headers)
-    await until(lambda: asyncio.sleep(0, token not in fakes.topics.get("release", set())))
+    await eventually(lambda: token not in fakes.topics.get("release", set()))
 
     body = {"kind": "promotions", "title": "Half price", "body": "This week only"}
     assert_error(await client.post("/api/v1/admin/broadcasts", json=body, headers=headers), 403, "forbidden")
     admin = await make_staff(messaging_server, ["admin"])
     resp = await client.post("/api/v1/admin/broadcasts", json=body, headers=admin["headers"])
     assert resp.status_code == 202, resp.text
-    topic = await until(lambda: asyncio.sleep(0, [p["message"] for p in fakes.pushes
-                                                  if p["message"].get("topic") == "promotions"]))
+    topic = await eventually(lambda: [p["message"] for p in fakes.pushes
+                                                  if p["message"].get("topic") == "promotions"])
     assert topic[0]["notification"] == {"title": "Half price", "body": "This week only"}
-    campaign = await until(lambda: asyncio.sleep(0, [c for c in fakes.campaigns if c["status"] == "sent"]))
+    campaign = await eventually(lambda: [c for c in fakes.campaigns if c["status"] == "sent"])
     assert campaign[0]["settings"]["subject_line"] == "Half price"
     assert campaign[0]["content"]["plain_text"] == "This week only"

@@ -15,8 +15,8 @@ import uuid
 from bson import ObjectId
 
 from server.core.clock import now, to_ms
-from tests.helpers import signup
-from tests.notifications.test_delivery import fakes, until  # noqa: F401 (fixture)
+from tests.helpers import eventually, signup
+from tests.notifications.test_delivery import fakes  # noqa: F401 (fixture)
 from tests.platform import test_process
 
 launch = test_process.launch  # starts run.py in its own process group, kills leftovers
@@ -47,7 +47,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         return len(fakes.pushes) == 7 and fakes.mc_stall_next == 0 and \
             await db.outbox.count_documents({"status": "sending"}) == 10
 
-    await until(mid_batch, timeout=60)
+    await eventually(mid_batch, timeout=60)
     os.killpg(worker.proc.pid, signal.SIGKILL)
     await asyncio.to_thread(worker.proc.wait, 10)
     assert await db.outbox.count_documents({"status": "sending"}) == 10
@@ -57,7 +57,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     async def all_settled():
         return await db.outbox.count_documents({"status": {"$in": ["pending", "sending"]}}) == 0
 
-    await until(all_settled, timeout=60)
+    await eventually(all_settled, timeout=60)
     pushes = [d async for d in db.outbox.find({"channel": "push"})]
     assert sorted({d["status"] for d in pushes}) == ["sent", "unconfirmed"]
     assert sum(d["status"] == "unconfirmed" for d in pushes) == 7  # the batch in flight: never sent again

@@ -12,7 +12,8 @@ from bson import ObjectId
 
 from server.core.clock import now, to_ms
 from tests.catalog.helpers import API, content_manager, series
-from tests.notifications.test_delivery import fakes, until  # noqa: F401 (fixture)
+from tests.helpers import eventually
+from tests.notifications.test_delivery import fakes  # noqa: F401 (fixture)
 
 FOLLOWERS = 10_000
 PHONES = 1_000
@@ -50,7 +51,7 @@ async def test_a_release_reaches_ten_thousand_followers_once_each(start_server, 
     async def all_sent():
         return await db.outbox.count_documents({"kind": "new_episode", "status": "sent"}) == PHONES
 
-    await until(all_sent, timeout=240)
+    await eventually(all_sent, timeout=240)
     counts = fakes.per_token()
     assert set(counts) == {f"tok-{u}" for u in users[::FOLLOWERS // PHONES]} and set(counts.values()) == {1}
 

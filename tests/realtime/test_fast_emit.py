@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,18 +18,13 @@ from socketio import packet as sio_packet
 from realtime.gateway import user_room
 from realtime.transport import WRITE_BUFFER_LIMIT, DirectSocket
 from server.notifications.announcements import ANNOUNCEMENTS_ROOM
-from tests.helpers import NamespaceClient, signup
+from tests.helpers import NamespaceClient, eventually, signup
 
 pytestmark = pytest.mark.asyncio
 
 TRANSPORTS = {"websocket": ["websocket"], "polling": ["polling"], "upgraded": ["polling", "websocket"]}
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_order_holds_across_fast_and_library_sends_pings_and_close(server) -> None:
@@ -45,7 +39,7 @@ async def test_order_holds_across_fast_and_library_sends_pings_and_close(server)
         for name, client in clients.items():
             await client.sio.connect(server.url, auth={"token": user["access_token"]}, namespaces=["/"],
                                      transports=TRANSPORTS[name], wait_timeout=5)
-        await until(lambda: clients["upgraded"].sio.transport() == "websocket", "upgrade")
+        await eventually(lambda: clients["upgraded"].sio.transport() == "websocket", "upgrade")
         eio_sids = {name: c.sio.eio.sid for name, c in clients.items()}
         kinds = {name: type(gw.sio.eio.sockets[eio_sid]) for name, eio_sid in eio_sids.items()}
         assert kinds == {"websocket": DirectSocket, "polling": AsyncSocket, "upgraded": AsyncSocket}
@@ -62,12 +56,12 @@ async def test_order_holds_across_fast_and_library_sends_pings_and_close(server)
                 await gw.sio.emit("seq", seq + 2, to=sid, callback=lambda *_, n=name: acks.append(n))
             seq += 3
             await asyncio.sleep(0.02)  # pacing, so that pings fall between the sends
-        await until(lambda: len(acks) == seq, "every ack")
+        await eventually(lambda: len(acks) == seq, "every ack")
         await gw.emit("seq", seq, room=user_room(user["user"]["id"]))
         for sid in sids.values():
             await gw.sio.disconnect(sid, namespace="/")
         for name, client in clients.items():
-            await until(lambda c=client: not c.sio.namespaces, f"{name} disconnected")
+            await eventually(lambda c=client: not c.sio.namespaces, f"{name} disconnected")
             assert client.of("seq") == list(range(seq + 1)), name
     finally:
         for client in clients.values():
@@ -92,7 +86,7 @@ async def test_a_client_that_stops_answering_pings_is_closed(server) -> None:
     while (message := await asyncio.wait_for(conn.read_message(), 10)) is not None:
         seen.append(message)
     assert seen == ["2", "1"]  # one ping, unanswered; then Engine.IO's close
-    await until(lambda: gw.connections.user_count(user["user"]["id"]) == 0, "socket forgotten")
+    await eventually(lambda: gw.connections.user_count(user["user"]["id"]) == 0, "socket forgotten")
 
 
 async def test_a_slow_consumer_is_closed_and_counted_without_holding_back_the_others(server) -> None:
@@ -115,7 +109,7 @@ async def test_a_slow_consumer_is_closed_and_counted_without_holding_back_the_ot
         stalled_w.write(bytes([0x81, 0x80 | 126]) + len(body).to_bytes(2, "big") + mask
                         + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
         await stalled_r.readuntil(b"}")  # Socket.IO connected; from here on it reads nothing
-        await until(lambda: gw.connections.user_count(user["user"]["id"]) == 2, "both connected")
+        await eventually(lambda: gw.connections.user_count(user["user"]["id"]) == 2, "both connected")
         counter = gw.metrics.socket_slow_consumers
         before = counter._value.get()
         payload = "x" * 32_000
@@ -125,7 +119,7 @@ async def test_a_slow_consumer_is_closed_and_counted_without_holding_back_the_ot
             for _ in range(4):  # 128 KB a batch: the reading client never nears the limit
                 await gw.emit_to_user(user["user"]["id"], "bulk", {"n": sent, "pad": payload})
                 sent += 1
-            await until(lambda n=sent: len(reader.of("bulk")) == n, "the reading client keeps up")
+            await eventually(lambda n=sent: len(reader.of("bulk")) == n, "the reading client keeps up")
         assert counter._value.get() == before + 1
         await reader.wait("bulk", lambda d: d["n"] == sent - 1)
         assert [d["n"] for d in reader.of("bulk")] == list(range(sent))
@@ -150,7 +144,7 @@ async def test_disconnect_leaves_every_room_of_the_socket_and_only_those(server)
         assert set(manager.get_rooms(sid_a, "/")) == {"r1", "r2", "r3", sid_a, user_room(user["user"]["id"]),
                                                     ANNOUNCEMENTS_ROOM}
         await a.sio.disconnect()
-        await until(lambda: ("/", sid_a) not in manager.rooms_of, "index emptied")
+        await eventually(lambda: ("/", sid_a) not in manager.rooms_of, "index emptied")
         rooms: dict[str, Any] = manager.rooms["/"]
         assert "r1" not in rooms and "r3" not in rooms and sid_a not in rooms
         assert list(rooms["r2"]) == [sid_b] and sid_a not in rooms[None]
@@ -184,7 +178,7 @@ async def test_a_room_emit_reaches_only_the_processes_that_hold_members(start_se
         await gb.emit_to_user(only_a["user"]["id"], "three", {"n": 3})  # from a process without members
         assert await a_only.wait("three") == {"n": 3}
         await on_b.close()
-        await until(lambda: channel_both not in gb.sio.manager.subscriptions, "last leave unsubscribes")
+        await eventually(lambda: channel_both not in gb.sio.manager.subscriptions, "last leave unsubscribes")
     finally:
         for client, _, _ in clients:
             await client.close()

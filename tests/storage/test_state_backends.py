@@ -5,9 +5,8 @@ pub/sub must behave the same whichever the process was started with."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from redis.asyncio import Redis
 from storage.state.ephemeral import EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore
 from storage.state.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.state.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -71,17 +71,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         await client.aclose()
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------------------- rate limits
