@@ -7,7 +7,9 @@ in wiring order and stop steps in reverse; no order among background jobs is pro
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -18,6 +20,25 @@ from server.platform import Platform
 
 T = TypeVar("T")
 Step = Callable[[], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+# A stop step or job that has not finished by then is abandoned (and logged), so one part
+# stuck on a dependency cannot keep the process from exiting.
+STOP_STEP_S = 10.0
+
+
+async def _bounded(what: Any, step: Step) -> None:
+    try:
+        await asyncio.wait_for(step(), STOP_STEP_S)
+    except TimeoutError:
+        log.warning("stop step abandoned after %.0f s", STOP_STEP_S, extra={"step": _name(what)})
+    except Exception:
+        log.exception("stop step failed", extra={"step": _name(what)})
+
+
+def _name(what: Any) -> str:
+    return getattr(what, "__qualname__", None) or type(what).__qualname__
 
 
 class Background(Protocol):
@@ -114,10 +135,10 @@ class Product:
     async def stop(self) -> None:
         for contribution in reversed(self.contributions):
             for job in reversed(contribution.jobs):
-                await job.stop()
+                await _bounded(job, job.stop)
         for contribution in reversed(self.contributions):
             for step in reversed(contribution.stop):
-                await step()
+                await _bounded(step, step)
 
 
 def build(platform: Platform, domains: list[Callable[[Wiring], Contribution]]) -> Product:
