@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from firebase_admin import (
     App,
     _http_client,  # the async client's retry setting has no public knob
     credentials,
+    delete_app,
     exceptions,
     initialize_app,
     messaging,
@@ -88,7 +90,7 @@ class FirebasePush:
         info = json.loads(Path(credentials_file).read_text())
         cred = credentials.Certificate(info)
         self.project_id = info["project_id"]
-        self._app: App = initialize_app(cred, {"httpTimeout": timeout_s}, name=f"nameless-push-{id(self)}")
+        self._app: App = initialize_app(cred, {"httpTimeout": timeout_s}, name=f"nameless-push-{uuid.uuid4().hex}")
         self._service = messaging._get_messaging_service(self._app)
         self._credential = self._service._credential
         # The outbox retries (durably, with jitter); the library must not retry behind it.
@@ -139,7 +141,11 @@ class FirebasePush:
         return result.message_id or ""
 
     async def close(self) -> None:
-        await self._service._async_client.aclose()
+        """Closes the HTTP client and leaves firebase-admin's app registry, which is global."""
+        try:
+            await self._service._async_client.aclose()
+        finally:
+            delete_app(self._app)
 
 
 def _result(response: messaging.SendResponse) -> PushResult:
