@@ -24,7 +24,6 @@ from firebase_admin import (
     App,
     _http_client,  # the async client's retry setting has no public knob
     credentials,
-    delete_app,
     exceptions,
     initialize_app,
     messaging,
@@ -141,11 +140,7 @@ class FirebasePush:
         return result.message_id or ""
 
     async def close(self) -> None:
-        """Closes the HTTP client and leaves firebase-admin's app registry, which is global."""
-        try:
-            await self._service._async_client.aclose()
-        finally:
-            delete_app(self._app)
+        await self._service._async_client.aclose()
 
 
 def _result(response: messaging.SendResponse) -> PushResult:

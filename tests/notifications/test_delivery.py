@@ -208,7 +208,7 @@ async def test_the_mailchimp_member_follows_verification_and_marketing_choices(m
     token = sent[0]["properties"]["link"].partition("token=")[2]
     assert fakes.member(email)["status"] == "transactional"  # unverified: account email only
     assert (await client.post("/api/v1/auth/email/verify", json={"token": token})).status_code in (200, 204)
-    await eventually(lambda: fakes.member(email) or {}.get("tags", {}).get("verified"))
+    await eventually(lambda: (fakes.member(email) or {}).get("tags", {}).get("verified"))
     assert fakes.member(email)["status"] == "transactional"  # verified, but no marketing email chosen
 
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": True}}, headers=headers)
