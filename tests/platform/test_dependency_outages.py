@@ -23,7 +23,7 @@ import redis
 from config import load_settings
 from server.app.runtime import Runtime
 from storage.embedded_mongo import EmbeddedMongo
-from tests.helpers import assert_error, make_staff, signup
+from tests.helpers import assert_error, eventually, make_staff, signup
 from tests.realtime.test_gateway import Client
 
 
@@ -41,17 +41,6 @@ def settings(tmp_path: Path, **env: str):
     })
 
 
-async def poll(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await condition()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    pytest.fail(f"{what} not within {timeout:.0f}s (last: {last!r})")
-
-
 class RedisServer:
     """A redis-server of this test's own, which it may stop and start again on one port."""
 
@@ -67,7 +56,7 @@ class RedisServer:
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
         deadline = time.monotonic() + 15
         try:
             while True:
@@ -126,7 +115,7 @@ async def test_a_database_outage_answers_503_naming_it_and_recovers(tmp_path: Pa
             async def me_answers() -> bool:
                 return (await api.get("/api/v1/me", headers=user["headers"])).status_code == 200
 
-            await poll(me_answers, 15, "/api/v1/me after the database came back")
+            await eventually(me_answers, "/api/v1/me after the database came back", timeout=15)
             assert (await api.get("/readyz")).status_code == 200
             ack = await socket_client.sio.call("notifications.unread", {}, timeout=10)
             assert ack["ok"] is True, ack
@@ -169,7 +158,7 @@ async def test_a_redis_outage_answers_503_naming_it_and_live_notices_recover(
             async def me_answers() -> bool:
                 return (await api.get("/api/v1/me", headers=user["headers"])).status_code == 200
 
-            await poll(me_answers, 15, "/api/v1/me after Redis came back")
+            await eventually(me_answers, "/api/v1/me after Redis came back", timeout=15)
 
             # Live notices flow again once the Socket.IO manager has resubscribed; a notice
             # sent before that is still in the inbox, so keep sending until one arrives live.
@@ -182,7 +171,7 @@ async def test_a_redis_outage_answers_503_naming_it_and_live_notices_recover(
                     return True
                 return False
 
-            await poll(notice_arrives, 40, "a live notification after Redis came back", interval=0.0)
+            await eventually(notice_arrives, "a live notification after Redis came back", timeout=40)
             assert viewer.received["notification"][0]["body"] == "Redis is back"
             await viewer.close()
     finally:
