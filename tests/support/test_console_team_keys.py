@@ -15,7 +15,7 @@ from nacl.public import PrivateKey, SealedBox
 from playwright.async_api import Expect
 
 from tests.helpers import PASSWORD, assert_error, make_staff
-from tests.support.helpers import Device, b64, grant_path, support_viewer, unb64
+from tests.support.helpers import Device, b64, grant_path, support_viewer, team_key, unb64
 
 expect = Expect()
 expect.set_options(timeout=15_000)  # ms, for a loaded 2-core machine; each wait ends when the page shows it
@@ -119,6 +119,30 @@ async def test_a_super_admin_creates_the_team_key_and_grants_an_agent_from_the_c
     await viewer.close()
     await agent_context.close()
     await boss_context.close()
+
+
+@pytest.mark.browser
+async def test_a_supervisor_whose_console_lacks_the_existing_team_key_waits_for_another(server, browser) -> None:
+    team = await team_key(server)  # made by another supervisor (pynacl)
+    boss = await make_staff(server, ["super_admin"])
+    problems: list[str] = []
+    context, page = await open_console(browser, server, boss, problems)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "waiting")
+    await expect(page.locator("#setup-text")).to_contain_text("only another supervisor whose console holds it")
+    await expect(page.locator("#create-team-key")).to_be_hidden()  # no second team key by accident
+    key_id = (await page.text_content("#device-key-id")).strip()
+    device = (await server.client.get(f"/api/v1/admin/support/users/{boss['id']}/keys",
+                                      headers=team.supervisor.headers)).json()["items"][0]
+    await team.grant(key_id, unb64(device["public_key"]))
+    await expect(status).to_have_attribute("data-state", "live")
+    await page.click("#team-toggle")
+    row = page.locator(f"#holders tr[data-key-id='{key_id}']")
+    await expect(row.locator(".badge")).to_have_text("granted")
+    keys = (await server.client.get("/api/v1/admin/support/team-keys", headers=boss["headers"])).json()["items"]
+    assert [k["key_id"] for k in keys] == [team.key_id]
+    assert not problems, problems
+    await context.close()
 
 
 async def test_supervisors_list_team_keys_and_who_holds_them(server) -> None:
