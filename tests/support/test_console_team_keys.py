@@ -145,6 +145,34 @@ async def test_a_supervisor_whose_console_lacks_the_existing_team_key_waits_for_
     await context.close()
 
 
+@pytest.mark.browser
+async def test_a_team_key_whose_first_grant_failed_is_sealed_again_not_replaced(server, browser) -> None:
+    boss = await make_staff(server, ["super_admin"])
+    problems: list[str] = []
+    context, page = await open_console(browser, server, boss, problems)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "no-team-key")
+
+    async def refuse(route) -> None:
+        await route.abort()
+
+    await page.route("**/api/v1/admin/support/team-keys/*/grants/**", refuse)  # the network drops the grant
+    await page.click("#create-team-key")
+    await expect(page.locator("#setup-text")).to_contain_text("The team key could not be created")
+    await expect(status).to_have_attribute("data-state", "no-team-key")
+    keys = (await server.client.get("/api/v1/admin/support/team-keys", headers=boss["headers"])).json()["items"]
+    assert [k["key_id"] for k in keys] == ["team:1"]  # registered, but sealed to nobody yet
+    await page.unroute("**/api/v1/admin/support/team-keys/*/grants/**", refuse)
+    await page.click("#create-team-key")
+    await expect(status).to_have_attribute("data-state", "live")
+    keys = (await server.client.get("/api/v1/admin/support/team-keys", headers=boss["headers"])).json()["items"]
+    assert [k["key_id"] for k in keys] == ["team:1"]
+    grants = (await server.client.get("/api/v1/support/team-keys/grants", headers=boss["headers"])).json()["items"]
+    assert [g["team_key_id"] for g in grants] == ["team:1"]
+    assert all("ERR_FAILED" in p for p in problems), problems  # the dropped request, and nothing else
+    await context.close()
+
+
 async def test_supervisors_list_team_keys_and_who_holds_them(server) -> None:
     boss = Device(server, await make_staff(server, ["admin"]))
     agent = Device(server, await make_staff(server, ["support_agent"]))

@@ -35,6 +35,7 @@
     confirming: "", // the device key id whose grant waits for the supervisor's confirmation
     holdersTimer: 0,
     created: false, // this console created the team key
+    unsealedTeam: null, // a team key this console registered but whose first grant is not stored yet
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -220,12 +221,14 @@
       const create = async () => {
         button.disabled = true;
         try {
-          if ((await teamKeys()).length === 0) await createTeamKey(); // another supervisor may have been first
+          // Another supervisor may have been first; a registered key whose grant failed is sealed again.
+          if (state.unsealedTeam || (await teamKeys()).length === 0) await createTeamKey();
           button.removeEventListener("click", create);
           button.hidden = true;
           resolve();
         } catch (err) {
-          $("setup-text").textContent = "The team key could not be created: " + err.message;
+          setStatus("no-team-key", "No team key yet");
+          $("setup-text").textContent = "The team key could not be created: " + err.message + ". Try again.";
           button.disabled = false;
         }
       };
@@ -235,15 +238,18 @@
 
   async function createTeamKey() {
     setStatus("creating", "Creating the team key");
-    const pair = sodium.crypto_box_keypair();
-    try {
+    if (!state.unsealedTeam) {
+      const pair = sodium.crypto_box_keypair();
       const made = await api("POST", "/admin/support/team-keys", { public_key: b64(pair.publicKey) });
       state.activeTeamKey = made;
-    state.created = true; // the panel opens next: the agents' consoles wait for their grants
-      await sealTeamKey(made.key_id, pair.privateKey, USER_ID, state.device.deviceId, state.device.publicKey);
-    } finally {
-      sodium.memzero(pair.privateKey);
+      // Until its first grant is stored the private half exists only here: a failed PUT is retried with it.
+      state.unsealedTeam = { keyId: made.key_id, privateKey: pair.privateKey };
     }
+    const team = state.unsealedTeam;
+    await sealTeamKey(team.keyId, team.privateKey, USER_ID, state.device.deviceId, state.device.publicKey);
+    sodium.memzero(team.privateKey);
+    state.unsealedTeam = null;
+    state.created = true; // the panel opens next: the agents' consoles wait for their grants
   }
 
   function sealTeamKey(teamKeyId, privateKey, userId, deviceId, devicePublicKey) {
@@ -333,6 +339,7 @@
     if (state.confirming !== device.key_id) {
       const grant = el("button", "grant", "Grant");
       grant.type = "button";
+      grant.setAttribute("aria-label", "Grant the team key to " + device.device_id);
       grant.addEventListener("click", () => { state.confirming = device.key_id; renderHolders(); });
       td.appendChild(grant);
       return td;
