@@ -110,7 +110,7 @@ class KeyDirectory:
                     people.setdefault(user["_id"], user)
         devices = await self._keys.devices_of(list(people))
         granted: dict[str, list[str]] = {}
-        for grant in await self._keys.granted([d["_id"] for d in devices]):
+        for grant in await self._keys.granted(list(people)):
             granted.setdefault(grant["device_key_id"], []).append(grant["team_key_id"])
         by_user: dict[str, list[dict[str, Any]]] = {}
         for device in devices:

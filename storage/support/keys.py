@@ -67,9 +67,9 @@ class KeyRepository:
     async def grants_for(self, agent_id: str) -> list[dict[str, Any]]:
         return [d async for d in self._grants.find({"agent_id": {"$eq": agent_id}}).limit(100)]
 
-    async def granted(self, device_key_ids: list[str]) -> list[dict[str, Any]]:
-        """Which team keys are sealed to these devices (not the sealed copies themselves)."""
-        cursor = self._grants.find({"device_key_id": {"$in": device_key_ids}}, {"team_key_id": 1, "device_key_id": 1})
+    async def granted(self, agent_ids: list[str]) -> list[dict[str, Any]]:
+        """Which team keys are sealed to which devices of these people (not the sealed copies)."""
+        cursor = self._grants.find({"agent_id": {"$in": agent_ids}}, {"team_key_id": 1, "device_key_id": 1})
         return [g async for g in cursor.limit(10_000)]
 
     async def drop_grants(self, agent_id: str) -> int:
