@@ -1,6 +1,7 @@
 """The agent console at `/console`: a page that does all of the support chat's crypto in
 the browser (docs/support-chat-crypto.md). The server sends the page, the CSRF token and
-the agent's id; the device key, the team key and every plaintext stay in the page."""
+the agent's id (and whether they may supervise: create the team key, grant it to
+agents' devices); the device key, the team key and every plaintext stay in the page."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class ConsolePage(PageHandler):
     @endpoint("Support agent console (encrypted chat, decrypted in the browser)", permission="support.handle",
               tags=("pages",), content_type="text/html")
     def get(self) -> None:
-        self.render("console.html", user_id=self.user.user_id, csrf_token=self.xsrf_token.decode())
+        self.render("console.html", user_id=self.user.user_id, csrf_token=self.xsrf_token.decode(),
+                    supervisor=self.user.can("support.supervise"))
 
 
 def routes() -> list:

@@ -16,11 +16,13 @@ from handlers.support.models import (
     Conversations,
     DeviceKey,
     DeviceKeys,
+    KeyHolders,
     MessageHistory,
     Note,
     Notes,
     TeamKey,
     TeamKeyGrants,
+    TeamKeys,
 )
 from server.core import errors
 from server.core.fields import Body, PageQuery, Text
@@ -98,6 +100,11 @@ class GrantsHandler(KeysHandler):
 
 
 class AdminTeamKeysHandler(KeysHandler):
+    @endpoint("The team's public keys, newest first (none until a supervisor creates one)", response=TeamKeys,
+              permission="support.supervise", tags=TAGS)
+    async def get(self) -> None:
+        self.reply({"items": await self.keys.team_keys(), "next_cursor": None})
+
     @endpoint("Register a new team public key; it becomes the active one", body=PublicKeyBody, response=TeamKey,
               status=201, permission="support.supervise", tags=TAGS)
     async def post(self) -> None:
@@ -110,6 +117,13 @@ class AdminAgentKeysHandler(KeysHandler):
               permission="support.supervise", tags=TAGS)
     async def get(self, user_id: str) -> None:
         self.reply({"items": await self.keys.devices(user_id), "next_cursor": None})
+
+
+class AdminHoldersHandler(KeysHandler):
+    @endpoint("Who may hold the team key (support agents, super admins) with their device keys and the team keys "
+              "sealed to each", response=KeyHolders, permission="support.supervise", tags=TAGS)
+    async def get(self) -> None:
+        self.reply({"items": await self.keys.holders(), "next_cursor": None})
 
 
 class AdminGrantHandler(KeysHandler):
@@ -263,6 +277,7 @@ def routes(keys: KeyDirectory, support: SupportService, extras: SupportExtras) -
         (r"/admin/support/team-keys", AdminTeamKeysHandler, k),
         (rf"/admin/support/team-keys/{GRANT}", AdminGrantHandler, k),
         (r"/admin/support/users/(?P<user_id>[0-9a-f]{24})/keys", AdminAgentKeysHandler, k),
+        (r"/admin/support/agents", AdminHoldersHandler, k),
         (r"/support/agents", AgentsHandler, s),
         (r"/support/conversations", ConversationsHandler, s),
         (rf"/support/conversations/{CONVERSATION}", ConversationHandler, s),

@@ -25,6 +25,25 @@ class TeamKey(Reply):
     active: bool
 
 
+class TeamKeys(Page[TeamKey]):
+    pass
+
+
+class HolderDevice(DeviceKey):
+    team_key_ids: list[str] = Field(description="the team keys sealed to this device (`team:<n>`)")
+
+
+class KeyHolder(Reply):
+    user_id: str
+    display_name: str
+    email: str
+    devices: list[HolderDevice]
+
+
+class KeyHolders(Page[KeyHolder]):
+    pass
+
+
 class TeamKeyGrant(Reply):
     team_key_id: str
     device_key_id: str

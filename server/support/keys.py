@@ -10,7 +10,7 @@ from typing import Any
 
 from server.core import errors
 from server.core.clock import now, to_ms
-from server.core.permissions import Principal
+from server.core.permissions import Principal, Role
 from server.staff.audit import AuditLog
 from storage.identity.users import UserRepository
 from storage.support.keys import KeyRepository
@@ -94,6 +94,30 @@ class KeyDirectory:
                                     "sealed_private_key": sealed, "created_ms": to_ms(now())})
         await self._audit.record(actor, "support.team_key.granted", target_type="user", target_id=device["user_id"],
                                  details={"team_key_id": team_key_id, "device_key_id": device_key})
+
+    async def team_keys(self) -> list[dict[str, Any]]:
+        """Newest first; the console of a supervisor asks to know whether one exists yet."""
+        return [team_view(k) for k in await self._keys.team_keys()]
+
+    async def holders(self) -> list[dict[str, Any]]:
+        """Everyone who may receive the team key (support agents, super admins; the first
+        100 of each), with their device keys and which team keys are sealed to each: the
+        supervisor's console shows who still waits for a grant."""
+        people: dict[str, dict[str, Any]] = {}
+        for role in (Role.SUPPORT_AGENT, Role.SUPER_ADMIN):
+            for user in (await self._users.search(None, role, 100, None)).items:
+                if user.get("status", "active") != "suspended":
+                    people.setdefault(user["_id"], user)
+        devices = await self._keys.devices_of(list(people))
+        granted: dict[str, list[str]] = {}
+        for grant in await self._keys.granted(list(people)):
+            granted.setdefault(grant["device_key_id"], []).append(grant["team_key_id"])
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for device in devices:
+            by_user.setdefault(device["user_id"], []).append(
+                {**device_view(device), "team_key_ids": sorted(granted.get(device["_id"], []))})
+        return [{"user_id": user_id, "display_name": user.get("display_name") or "", "email": user.get("email") or "",
+                 "devices": by_user.get(user_id, [])} for user_id, user in people.items()]
 
     async def grants(self, agent_id: str) -> list[dict[str, Any]]:
         return [{k: g[k] for k in ("team_key_id", "device_key_id", "sealed_private_key")}

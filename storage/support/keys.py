@@ -31,6 +31,10 @@ class KeyRepository:
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         return [d async for d in self._devices.find({"user_id": {"$eq": user_id}}).limit(100)]
 
+    async def devices_of(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        return [d async for d in self._devices.find({"user_id": {"$in": user_ids}}).sort("created_ms", ASCENDING)
+                .limit(1000)]
+
     async def device(self, key_id: str) -> dict[str, Any] | None:
         return await self._devices.find_one({"_id": key_id})
 
@@ -51,6 +55,9 @@ class KeyRepository:
     async def active_team_key(self) -> dict[str, Any] | None:
         return await self._team.find_one({"active": True}, sort=[("number", DESCENDING)])
 
+    async def team_keys(self) -> list[dict[str, Any]]:
+        return [k async for k in self._team.find({}).sort("number", DESCENDING).limit(100)]
+
     async def team_key(self, key_id: str) -> dict[str, Any] | None:
         return await self._team.find_one({"_id": key_id})
 
@@ -59,6 +66,11 @@ class KeyRepository:
 
     async def grants_for(self, agent_id: str) -> list[dict[str, Any]]:
         return [d async for d in self._grants.find({"agent_id": {"$eq": agent_id}}).limit(100)]
+
+    async def granted(self, agent_ids: list[str]) -> list[dict[str, Any]]:
+        """Which team keys are sealed to which devices of these people (not the sealed copies)."""
+        cursor = self._grants.find({"agent_id": {"$in": agent_ids}}, {"team_key_id": 1, "device_key_id": 1})
+        return [g async for g in cursor.limit(10_000)]
 
     async def drop_grants(self, agent_id: str) -> int:
         return (await self._grants.delete_many({"agent_id": agent_id})).deleted_count

@@ -8,7 +8,10 @@
 
   const USER_ID = document.querySelector('meta[name="user-id"]').content;
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  // May create the team key and grant it (support.supervise); the server checks it again.
+  const SUPERVISOR = document.querySelector('meta[name="supervisor"]').content === "yes";
   const GRANT_POLL_MS = 2000;
+  const HOLDERS_POLL_MS = 5000;
   const TYPING_SHOWN_MS = 4000;
   const TYPING_SENT_EVERY_MS = 2500;
   const MAX_PLAINTEXT_BYTES = 16 * 1024 - 16; // the server's ciphertext limit less the MAC
@@ -26,6 +29,13 @@
     socket: null,
     lastTypingSent: 0,
     agents: [], // other support agents, for transfers: {user_id, display_name, online, open, capacity}
+    activeTeamKey: null, // supervisors: the active team key {key_id, public_key, active}
+    holders: [], // supervisors: who may hold the team key, with devices and their grants
+    holdersShown: "", // what the panel last drew, so a poll that changes nothing redraws nothing
+    confirming: "", // the device key id whose grant waits for the supervisor's confirmation
+    holdersTimer: 0,
+    created: false, // this console created the team key
+    unsealedTeam: null, // a team key this console registered but whose first grant is not stored yet
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -144,6 +154,8 @@
     $("workspace").hidden = true;
     $("presence").hidden = true;
     $("forget-key").hidden = true;
+    $("team-toggle").hidden = true;
+    toggleTeamPanel(false);
     $("setup").hidden = false;
     $("setup-text").textContent = "This browser's key is forgotten. Reload the page to make a new one; " +
       "a supervisor will have to grant it the team key again.";
@@ -169,14 +181,196 @@
     return state.team.size > 0;
   }
 
+  async function teamKeys() {
+    const listed = await api("GET", "/admin/support/team-keys");
+    state.activeTeamKey = listed.items.find((k) => k.active) || null;
+    return listed.items;
+  }
+
+  // Until this console holds a team key. A supervisor on a deployment without one creates
+  // it here; everyone else waits for a supervisor whose console holds it to grant it.
   async function waitForGrant() {
     for (;;) {
       if (await openGrants()) return;
+      if (SUPERVISOR && (await teamKeys()).length === 0) {
+        await offerTeamKey();
+        continue;
+      }
       setStatus("waiting", "Waiting for the team key");
-      $("setup-text").textContent = "Waiting for a supervisor to grant the team key to this console. " +
+      $("setup-text").textContent = (SUPERVISOR
+        ? "Waiting for a supervisor to grant the team key to this console: the team key exists already, " +
+          "and only another supervisor whose console holds it can grant it to this one. "
+        : "Waiting for a supervisor to grant the team key to this console. ") +
         "Give them this console's device key id and check the fingerprint with them.";
       await new Promise((resolve) => setTimeout(resolve, GRANT_POLL_MS));
     }
+  }
+
+  // The first supervisor's console makes the team pair, registers the public half and
+  // seals the private half to its own device key, as it would to an agent's; the private
+  // half then comes back through this console's grant like everyone's.
+  function offerTeamKey() {
+    setStatus("no-team-key", "No team key yet");
+    $("setup-text").textContent = "Support has no team key yet, so no conversation can be opened. Create it here: " +
+      "this browser makes the team key pair, registers its public half, and seals the private half to this " +
+      "console's device key. The server never sees the private half. You then grant it to each agent's console.";
+    const button = $("create-team-key");
+    button.hidden = false;
+    button.disabled = false;
+    return new Promise((resolve) => {
+      const create = async () => {
+        button.disabled = true;
+        try {
+          // Another supervisor may have been first; a registered key whose grant failed is sealed again.
+          if (state.unsealedTeam || (await teamKeys()).length === 0) await createTeamKey();
+          button.removeEventListener("click", create);
+          button.hidden = true;
+          resolve();
+        } catch (err) {
+          setStatus("no-team-key", "No team key yet");
+          $("setup-text").textContent = "The team key could not be created: " + err.message + ". Try again.";
+          button.disabled = false;
+        }
+      };
+      button.addEventListener("click", create);
+    });
+  }
+
+  async function createTeamKey() {
+    setStatus("creating", "Creating the team key");
+    if (!state.unsealedTeam) {
+      const pair = sodium.crypto_box_keypair();
+      const made = await api("POST", "/admin/support/team-keys", { public_key: b64(pair.publicKey) });
+      state.activeTeamKey = made;
+      // Until its first grant is stored the private half exists only here: a failed PUT is retried with it.
+      state.unsealedTeam = { keyId: made.key_id, privateKey: pair.privateKey };
+    }
+    const team = state.unsealedTeam;
+    await sealTeamKey(team.keyId, team.privateKey, USER_ID, state.device.deviceId, state.device.publicKey);
+    sodium.memzero(team.privateKey);
+    state.unsealedTeam = null;
+    state.created = true; // the panel opens next: the agents' consoles wait for their grants
+  }
+
+  function sealTeamKey(teamKeyId, privateKey, userId, deviceId, devicePublicKey) {
+    const number = teamKeyId.split(":")[1];
+    return api("PUT", "/admin/support/team-keys/" + encodeURIComponent(number) + "/grants/" +
+               encodeURIComponent(userId) + "/" + encodeURIComponent(deviceId),
+               { sealed_private_key: b64(sodium.crypto_box_seal(privateKey, devicePublicKey)) });
+  }
+
+  // --- the team keys panel (supervisors holding the active team key) --------------------
+
+  async function loadHolders() {
+    const [, listed] = await Promise.all([teamKeys(), api("GET", "/admin/support/agents")]);
+    state.holders = listed.items;
+    renderHolders();
+  }
+
+  function pollHolders() {
+    clearTimeout(state.holdersTimer);
+    if ($("team-panel").hidden) return;
+    loadHolders().catch((err) => { $("team-notice").textContent = err.message; });
+    state.holdersTimer = setTimeout(pollHolders, HOLDERS_POLL_MS);
+  }
+
+  function toggleTeamPanel(open) {
+    $("team-panel").hidden = !open;
+    $("team-toggle").setAttribute("aria-expanded", String(open));
+    if (open) pollHolders();
+    else clearTimeout(state.holdersTimer);
+  }
+
+  function renderHolders() {
+    const active = state.activeTeamKey;
+    const held = active && state.team.get(active.key_id);
+    const drawn = JSON.stringify([active, !!held, state.holders, state.confirming]);
+    if (drawn === state.holdersShown) return;
+    state.holdersShown = drawn;
+    $("team-key-id").textContent = active ? active.key_id : "none";
+    $("team-fingerprint").textContent = active ? fingerprint(unb64(active.public_key)) : "–";
+    $("team-notice").textContent = active && !held ? "This console does not hold the active team key " +
+      active.key_id + ": another supervisor must grant it to this console before it can grant it to others." : "";
+    const rows = [];
+    for (const person of state.holders) {
+      const devices = person.devices.length ? person.devices : [null];
+      devices.forEach((device, index) => {
+        const tr = el("tr");
+        if (index === 0) {
+          const who = el("td", "person", person.display_name || person.user_id);
+          if (person.user_id === USER_ID) who.appendChild(el("span", "sub", "you"));
+          else if (person.email) who.appendChild(el("span", "sub", person.email));
+          who.rowSpan = devices.length;
+          tr.appendChild(who);
+        }
+        if (!device) {
+          const none = el("td", "quiet", "No console key yet: they open the support console to make one.");
+          none.colSpan = 4;
+          tr.appendChild(none);
+          rows.push(tr);
+          return;
+        }
+        tr.dataset.keyId = device.key_id;
+        const name = el("td");
+        const code = el("code", "", device.device_id);
+        code.title = device.key_id;
+        name.appendChild(code);
+        if (device.key_id === state.deviceKeyId) name.appendChild(el("span", "sub", "this console"));
+        tr.appendChild(name);
+        const print = el("td", "fingerprint");
+        print.appendChild(el("code", "", fingerprint(unb64(device.public_key))));
+        tr.appendChild(print);
+        const granted = active && device.team_key_ids.includes(active.key_id);
+        const badge = el("td");
+        badge.appendChild(el("span", "badge " + (granted ? "granted" : "missing"), granted ? "granted" : "no grant"));
+        tr.appendChild(badge);
+        tr.appendChild(grantCell(person, device, granted || !held));
+        rows.push(tr);
+      });
+    }
+    $("holders").replaceChildren(...rows);
+    $("holders-empty").hidden = rows.length > 0;
+  }
+
+  // "Grant", then a confirmation that names the fingerprint to compare once more.
+  function grantCell(person, device, nothingToDo) {
+    const td = el("td");
+    if (nothingToDo) return td;
+    if (state.confirming !== device.key_id) {
+      const grant = el("button", "grant", "Grant");
+      grant.type = "button";
+      grant.setAttribute("aria-label", "Grant the team key to " + device.device_id);
+      grant.addEventListener("click", () => { state.confirming = device.key_id; renderHolders(); });
+      td.appendChild(grant);
+      return td;
+    }
+    const confirm = el("span", "grant-confirm");
+    const question = el("span", "question", "Their console shows ");
+    question.append(el("code", "", fingerprint(unb64(device.public_key))), "?");
+    confirm.appendChild(question);
+    const yes = el("button", "confirm-grant", "Yes, grant");
+    yes.type = "button";
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      let failed = "";
+      try {
+        const active = state.activeTeamKey;
+        await sealTeamKey(active.key_id, state.team.get(active.key_id).privateKey, person.user_id, device.device_id,
+                          unb64(device.public_key));
+      } catch (err) {
+        failed = "Not granted: " + err.message;
+      }
+      state.confirming = "";
+      await loadHolders().catch((err) => { failed = failed || err.message; });
+      renderHolders();
+      if (failed) $("team-notice").textContent = failed;
+    });
+    const no = el("button", "cancel-grant", "Cancel");
+    no.type = "button";
+    no.addEventListener("click", () => { state.confirming = ""; renderHolders(); });
+    confirm.append(yes, no);
+    td.appendChild(confirm);
+    return td;
   }
 
   // --- conversations ------------------------------------------------------------------
@@ -632,6 +826,8 @@
         notice(err.code === "not_an_agent" ? "That person is not a support agent." : err.message);
       }
     });
+    $("team-toggle").addEventListener("click", () => toggleTeamPanel($("team-panel").hidden));
+    $("team-refresh").addEventListener("click", () => pollHolders());
     $("forget-key").addEventListener("click", () => {
       forgetDevice().catch((err) => notice(err.message));
     });
@@ -673,6 +869,14 @@
     $("presence").hidden = false;
     $("forget-key").hidden = false;
     wireControls();
+    if (SUPERVISOR) {
+      await teamKeys();
+      // Only a console holding the active team key can seal it to others.
+      if (state.activeTeamKey && state.team.has(state.activeTeamKey.key_id)) {
+        $("team-toggle").hidden = false;
+        if (state.created) toggleTeamPanel(true);
+      }
+    }
     connect();
   }
 
