@@ -402,6 +402,7 @@ def main(args: argparse.Namespace) -> None:
                       NAMELESS_RATE_LIMIT_USER="10000000", NAMELESS_SUPPORT_MESSAGES_PER_MINUTE="10000000")
         app, app_log = start_script(str(ROOT / "run.py"), [], tmp, "app", env)
         rows: dict[str, dict[str, Any]] = {}
+        database: EmbeddedMongo | None = None
         try:
             wait_until_answers(app, port, "/readyz", "app", app_log, timeout=120)
             base = f"http://127.0.0.1:{port}"
@@ -410,7 +411,10 @@ def main(args: argparse.Namespace) -> None:
             data = asyncio.run(setup(base, env, tmp, args.conversations, args.agents))
             asyncio.run(hand_out(base, data))
             owner = next(data_dir.glob("**/owner.json"))
-            data.update(base=base, mongo_url=EmbeddedMongo(owner.parent).start(), db="nameless")
+            # a user of the app's database, never its owner: released before the app stops, so
+            # the app stops the database process with itself
+            database = EmbeddedMongo(owner.parent, supervise=False)
+            data.update(base=base, mongo_url=database.start(), db="nameless")
             setup_file = tmp / "setup.json"
             setup_file.write_text(json.dumps(data))
             db_pid = json.loads(owner.read_text()).get("child_pid")
@@ -430,6 +434,8 @@ def main(args: argparse.Namespace) -> None:
                 rows[label] = figures
             load_after = load_average()
         finally:
+            if database is not None:
+                database.stop()
             stop(app, name="app", log=app_log)
     print(f"{args.conversations} conversations, {args.duration:.0f} s each, {args.generators} viewer generators; "
           f"load average before {load_before}, after {load_after}")
