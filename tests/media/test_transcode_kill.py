@@ -40,7 +40,7 @@ async def test_a_transcode_killed_mid_ffmpeg_is_retried_and_leaves_nothing_behin
     data_dir = tmp_path / "data"
     db_name = f"test_{uuid.uuid4().hex[:12]}"
     env = {"MONGO_URL": mongo_url, "NAMELESS_MONGO_DB": db_name, "NAMELESS_SECRET_KEY": "kill-test-" + "k" * 32,
-           "NAMELESS_JOB_LEASE": "2", "NAMELESS_LOG_LEVEL": "WARNING"}
+           "NAMELESS_JOB_LEASE": "6", "NAMELESS_LOG_LEVEL": "WARNING"}
     first = launch(data_dir, **env)
     email = f"root-{uuid.uuid4().hex[:8]}@example.com"
     created = await asyncio.to_thread(run_py, "createsuperuser", "--email", email, "--data-dir", str(data_dir),
@@ -62,7 +62,12 @@ async def test_a_transcode_killed_mid_ffmpeg_is_retried_and_leaves_nothing_behin
         job_id, asset_id = done.json()["job_id"], done.json()["asset_id"]
 
         staging = data_dir / "staging" / f"{asset_id}-v1"
-        ffmpeg = await eventually(lambda: ffmpeg_writing_into(staging), "ffmpeg writing segments", timeout=60)
+        try:
+            ffmpeg = await eventually(lambda: ffmpeg_writing_into(staging), "ffmpeg writing segments", timeout=60)
+        except AssertionError as exc:
+            staged = sorted(p.name for p in (data_dir / "staging").glob("*")) if (data_dir / "staging").exists() else []
+            raise AssertionError(f"{exc}; job: {db.jobs.find_one({'_id': job_id})}; staging: {staged}; "
+                                 f"server log: {first.stderr()[-2000:]}") from None
         group = first.proc.pid
         os.killpg(group, signal.SIGSTOP)  # freeze the server and ffmpeg where they are
         assert all(os.getpgid(pid) == group for pid in ffmpeg)
