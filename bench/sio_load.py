@@ -31,7 +31,8 @@ one answer per line on its stdout:
         -> {"events": [[arrival_time, name, data], ...], "live": n}  (handed over and forgotten)
     {"cmd": "status", "group": G}
         -> {"live": n, "closed": m, "pings": p, "events": e, "close_reasons": {why: count},
-            "first_close": time}  (closed: sockets the server closed, or the network)
+            "first_close": time, "received": {k: sockets}}  (closed: sockets the server closed,
+           or the network; received: how many live sockets got k events since they connected)
     {"cmd": "close", "group": G}  -> {"closed": n}
     {"cmd": "exit"}
 
@@ -87,6 +88,7 @@ class SioSocket(asyncio.Protocol):
         self.fragments: list[bytes] = []
         self.fragment_compressed = False
         self.events: list[tuple[float, bytes]] = []
+        self.received = 0  # events since the connect, never reset (take hands `events` over)
         self.close_reason = ""
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(_retrieve)  # a late failure after a timeout is not an error to log
@@ -203,6 +205,7 @@ class SioSocket(asyncio.Protocol):
             self.group.pings += 1
         elif packet.startswith(b"42"):  # an event on "/"
             self.events.append((now, packet))
+            self.received += 1
             self.group.arrived(self)
         elif packet.startswith(b"40"):
             if not self.ready.done():
@@ -368,7 +371,8 @@ async def _generator_main() -> None:
         elif kind == "status":
             answer({"live": len(group.sockets), "closed": group.closed, "pings": group.pings,
                     "events": group.events, "close_reasons": dict(group.close_reasons),
-                    "first_close": group.first_close})
+                    "first_close": group.first_close,
+                    "received": Counter(sock.received for sock in group.sockets)})
         elif kind == "close":
             n = len(group.sockets)
             for sock in list(group.sockets):
@@ -460,6 +464,10 @@ async def status_all(gens: list[Generator], group: str) -> dict[str, Any]:
         reasons.update(a["close_reasons"])
     out["close_reasons"] = dict(reasons)
     out["first_close"] = min((a["first_close"] for a in answers if a["first_close"]), default=0.0)
+    received: Counter[int] = Counter()
+    for a in answers:
+        received.update({int(k): n for k, n in a["received"].items()})
+    out["received"] = dict(received)
     return out
 
 
