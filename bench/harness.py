@@ -68,6 +68,28 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def open_files_limit(pid: int) -> tuple[int, int]:
+    """(soft, hard) limit on open files of a live process, from /proc/PID/limits; (-1, -1)
+    when it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return -1, -1
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    return -1, -1
+
+
+def log_lines(log: Path, needle: str) -> list[str]:
+    """The lines of a process's log that contain `needle` (the log may be gone: none)."""
+    try:
+        return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
+    except OSError:
+        return []
+
+
 @contextlib.contextmanager
 def scratch_dir(prefix: str = "nameless-bench-") -> Iterator[Path]:
     """A temporary directory for data dirs and logs, removed afterwards."""

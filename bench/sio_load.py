@@ -1,6 +1,8 @@
 """Shared by the Socket.IO benchmarks: a minimal raw-websocket Socket.IO client, the load
-generator process built on it, its driver side, and the bare python-socketio baseline
-server. Processes, ports and /proc readings come from bench/harness.py.
+generator process built on it, its driver side, the bare python-socketio baseline
+server, and the prologue of the connection benchmarks (their common options, sign-ups
+through the API, both servers started and answering, `--bare-server`). Processes, ports
+and /proc readings come from bench/harness.py.
 
     .venv/bin/python bench/sio_load.py --generate     (started by the benchmarks, not by hand)
 
@@ -29,7 +31,8 @@ one answer per line on its stdout:
         -> {"events": [[arrival_time, name, data], ...], "live": n}  (handed over and forgotten)
     {"cmd": "status", "group": G}
         -> {"live": n, "closed": m, "pings": p, "events": e, "close_reasons": {why: count},
-            "first_close": time}  (closed: sockets the server closed, or the network)
+            "first_close": time, "received": {k: sockets}}  (closed: sockets the server closed,
+           or the network; received: how many live sockets got k events since they connected)
     {"cmd": "close", "group": G}  -> {"closed": n}
     {"cmd": "exit"}
 
@@ -39,19 +42,22 @@ compare with a `time.time()` taken in another process of the same machine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from harness import raise_nofile, run_tornado
+from harness import raise_nofile, run_tornado, start_app, start_script, stop, wait_until_answers
 
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 PER_GENERATOR = 2500  # sockets per generator process (each costs a few KB and no task)
@@ -82,6 +88,7 @@ class SioSocket(asyncio.Protocol):
         self.fragments: list[bytes] = []
         self.fragment_compressed = False
         self.events: list[tuple[float, bytes]] = []
+        self.received = 0  # events since the connect, never reset (take hands `events` over)
         self.close_reason = ""
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(_retrieve)  # a late failure after a timeout is not an error to log
@@ -198,6 +205,7 @@ class SioSocket(asyncio.Protocol):
             self.group.pings += 1
         elif packet.startswith(b"42"):  # an event on "/"
             self.events.append((now, packet))
+            self.received += 1
             self.group.arrived(self)
         elif packet.startswith(b"40"):
             if not self.ready.done():
@@ -363,7 +371,8 @@ async def _generator_main() -> None:
         elif kind == "status":
             answer({"live": len(group.sockets), "closed": group.closed, "pings": group.pings,
                     "events": group.events, "close_reasons": dict(group.close_reasons),
-                    "first_close": group.first_close})
+                    "first_close": group.first_close,
+                    "received": Counter(sock.received for sock in group.sockets)})
         elif kind == "close":
             n = len(group.sockets)
             for sock in list(group.sockets):
@@ -455,12 +464,90 @@ async def status_all(gens: list[Generator], group: str) -> dict[str, Any]:
         reasons.update(a["close_reasons"])
     out["close_reasons"] = dict(reasons)
     out["first_close"] = min((a["first_close"] for a in answers if a["first_close"]), default=0.0)
+    received: Counter[int] = Counter()
+    for a in answers:
+        received.update({int(k): n for k, n in a["received"].items()})
+    out["received"] = dict(received)
     return out
 
 
 async def close_all(gens: list[Generator], group: str) -> int:
     answers = await asyncio.gather(*(g.ask(120, cmd="close", group=group) for g in gens))
     return sum(a["closed"] for a in answers)
+
+
+# --- the connection benchmarks' prologue ----------------------------------------------------------
+
+SIGN_UP_SETTINGS = {"NAMELESS_RATE_LIMIT_AUTH": str(10**9), "NAMELESS_RATE_LIMIT_IP": str(10**9)}  # all from one IP
+
+
+def add_common_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of socket_connections.py and socket_connect.py alike."""
+    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight over all generators")
+    p.add_argument("--signup-concurrency", type=int, default=8, help="sign-up requests in flight (default 8)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return p
+
+
+def run_bench(args: argparse.Namespace, run: Callable[[argparse.Namespace], Awaitable[dict]]) -> dict | None:
+    """A connection benchmark's process: with `--bare-server PORT` it is the bare server
+    (None once stopped); else the open-files limit is raised and `run` measures."""
+    if args.bare_server is not None:
+        serve_bare_socketio(args.bare_server)
+        return None
+    raise_nofile()
+    return asyncio.run(run(args))
+
+
+def _answering(proc: subprocess.Popen, log: Path, port: int, path: str, name: str) -> tuple[subprocess.Popen, Path]:
+    try:
+        wait_until_answers(proc, port, path, name, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, log
+
+
+def start_app_ready(port: int, tmp: Path, *, data_dir: Path | None = None, **settings: str
+                    ) -> tuple[subprocess.Popen, Path]:
+    """`run.py` on `port` with the sign-up rate limits raised, once it answers /readyz."""
+    return _answering(*start_app(port, tmp, data_dir=data_dir, **SIGN_UP_SETTINGS, **settings), port, "/readyz",
+                      "run.py")
+
+
+def start_bare_ready(script: str, port: int, tmp: Path) -> tuple[subprocess.Popen, Path]:
+    """`script --bare-server PORT` (run_bench serves serve_bare_socketio), once it answers."""
+    return _answering(*start_script(script, ["--bare-server", str(port)], tmp, "bare"), port, "/healthz",
+                      "bare socketio")
+
+
+async def sign_up(port: int, users: int, concurrency: int) -> tuple[list[str], dict]:
+    """Sign up `users` accounts through the API; returns their access tokens."""
+    import httpx  # the driver's only: generator processes never load it
+
+    tokens: list[str] = []
+    failures: dict[str, int] = {}
+    sem = asyncio.Semaphore(concurrency)
+    run = secrets.token_hex(4)
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
+        async def one(i: int) -> None:
+            async with sem:
+                try:
+                    resp = await api.post("/api/v1/auth/signup", json={
+                        "email": f"bench-{run}-{i}@example.com", "display_name": f"Bench {i}",
+                        "password": f"bench {secrets.token_urlsafe(12)} sockets"})
+                    if resp.status_code == 201:
+                        tokens.append(resp.json()["access_token"])
+                        return
+                    key = f"HTTP {resp.status_code}"
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                failures[key] = failures.get(key, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(users)))
+    return tokens, {"users": len(tokens), "failures": failures, "seconds": time.monotonic() - started}
 
 
 # --- the bare baseline server -------------------------------------------------------------------

@@ -24,27 +24,24 @@ Rate limits on sign-up are raised so that the sign-ups (all from 127.0.0.1) are 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import uuid
 
-from harness import (
-    CpuMeter,
-    free_port,
-    load_average,
-    raise_nofile,
-    ratio_line,
-    scratch_dir,
-    start_app,
-    start_script,
-    stop,
-    wait_idle,
-    wait_until_answers,
+from harness import CpuMeter, free_port, load_average, ratio_line, scratch_dir, stop, wait_idle
+from sio_load import (
+    PER_USER,
+    add_common_options,
+    close_all,
+    connect_all,
+    generators_for,
+    run_bench,
+    sign_up,
+    start_app_ready,
+    start_bare_ready,
+    start_generators,
 )
-from sio_load import PER_USER, close_all, connect_all, generators_for, serve_bare_socketio, start_generators
-from socket_connections import sign_up
 
 
 async def connect_round(name: str, proc, port: int, gens, tokens: list[str], concurrency: int) -> dict:
@@ -76,21 +73,16 @@ async def storm(name: str, start, gens, tokens: list[str], concurrency: int) -> 
 
 async def run(args: argparse.Namespace) -> dict:
     results: dict = {"load_average_start": load_average()}
-    settings = {"REDIS_URL": args.redis_url, "NAMELESS_MONGO_DB": f"bench_{uuid.uuid4().hex[:10]}",
-                "NAMELESS_RATE_LIMIT_AUTH": str(10**9), "NAMELESS_RATE_LIMIT_IP": str(10**9)}
+    settings = {"REDIS_URL": args.redis_url, "NAMELESS_MONGO_DB": f"bench_{uuid.uuid4().hex[:10]}"}
     with scratch_dir() as tmp:
         app_port, bare_port = free_port(), free_port()
         data = tmp / "app-data"
 
         def start_the_app():
-            proc, log = start_app(app_port, tmp, data_dir=data, **settings)
-            wait_until_answers(proc, app_port, "/readyz", "run.py", log)
-            return proc, log, app_port
+            return *start_app_ready(app_port, tmp, data_dir=data, **settings), app_port
 
         def start_bare():
-            proc, log = start_script(__file__, ["--bare-server", str(bare_port)], tmp, "bare")
-            wait_until_answers(proc, bare_port, "/healthz", "bare socketio", log)
-            return proc, log, bare_port
+            return *start_bare_ready(__file__, bare_port, tmp), bare_port
 
         count = max(args.clients, args.storm)
         gens = await start_generators(generators_for(count))
@@ -125,21 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=2000, help="sockets per connect round (default 2000)")
     p.add_argument("--storm", type=int, default=5000, help="sockets in the reconnect storm (default 5000; 0: none)")
-    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight in the connect rounds")
-    p.add_argument("--signup-concurrency", type=int, default=8)
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    return p
+    return add_common_options(p)
 
 
 def main() -> int:
     args = _parser().parse_args()
-    if args.bare_server is not None:
-        serve_bare_socketio(args.bare_server)
+    results = run_bench(args, run)
+    if results is None:
         return 0
-    raise_nofile()
-    results = asyncio.run(run(args))
     if args.json:
         print(json.dumps({"clients": args.clients, "storm_size": args.storm, **results}))
         return 0

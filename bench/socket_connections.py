@@ -26,64 +26,35 @@ import asyncio
 import gc
 import json
 import os
-import secrets
 import sys
 import time
 
-import httpx
 from harness import (
     CpuMeter,
     cpu_seconds,
     free_port,
     load_average,
-    raise_nofile,
+    log_lines,
+    open_files_limit,
     ratio_line,
     rss_kb,
     scratch_dir,
-    start_app,
-    start_script,
     stop,
     wait_idle,
-    wait_until_answers,
 )
 from sio_load import (
     PER_USER,
+    add_common_options,
     close_all,
     connect_all,
     generators_for,
-    serve_bare_socketio,
+    run_bench,
+    sign_up,
+    start_app_ready,
+    start_bare_ready,
     start_generators,
     status_all,
 )
-
-# --- sign-ups ------------------------------------------------------------------------------
-
-
-async def sign_up(port: int, users: int, concurrency: int) -> tuple[list[str], dict]:
-    """Sign up `users` accounts through the API; returns their access tokens."""
-    tokens: list[str] = []
-    failures: dict[str, int] = {}
-    sem = asyncio.Semaphore(concurrency)
-    run = secrets.token_hex(4)
-    started = time.monotonic()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
-        async def one(i: int) -> None:
-            async with sem:
-                try:
-                    resp = await api.post("/api/v1/auth/signup", json={
-                        "email": f"bench-{run}-{i}@example.com", "display_name": f"Bench {i}",
-                        "password": f"bench {secrets.token_urlsafe(12)} sockets"})
-                    if resp.status_code == 201:
-                        tokens.append(resp.json()["access_token"])
-                        return
-                    key = f"HTTP {resp.status_code}"
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                failures[key] = failures.get(key, 0) + 1
-
-        await asyncio.gather(*(one(i) for i in range(users)))
-    return tokens, {"users": len(tokens), "failures": failures, "seconds": time.monotonic() - started}
-
 
 # --- one measurement ----------------------------------------------------------------------------
 
@@ -126,13 +97,13 @@ async def run(args: argparse.Namespace) -> dict:
     results: dict = {"load_average_start": load_average()}
     with scratch_dir() as tmp:
         app_port, bare_port = free_port(), free_port()
-        app, app_log = start_app(app_port, tmp, NAMELESS_RATE_LIMIT_AUTH=str(10**9),
-                                 NAMELESS_RATE_LIMIT_IP=str(10**9))
-        bare, bare_log = start_script(__file__, ["--bare-server", str(bare_port)], tmp, "bare")
+        app = bare = None
         gens = []
         try:
-            wait_until_answers(app, app_port, "/readyz", "run.py", app_log)
-            wait_until_answers(bare, bare_port, "/healthz", "bare socketio", bare_log)
+            app, app_log = start_app_ready(app_port, tmp)
+            bare, _ = start_bare_ready(__file__, bare_port, tmp)
+            results["open_files"] = {"app": open_files_limit(app.pid), "bare": open_files_limit(bare.pid),
+                                     "app_log": log_lines(app_log, "open files limit")}
             tokens, signup = await sign_up(app_port, users, args.signup_concurrency)
             results["signup"] = signup
             print(f"signed up {signup['users']} users in {signup['seconds']:.1f} s"
@@ -149,8 +120,8 @@ async def run(args: argparse.Namespace) -> dict:
         finally:
             for g in gens:
                 await g.stop()
-            stop(app, timeout=60, name="run.py", log=app_log, warn_after=15)
-            stop(bare, timeout=60, name="bare server", log=bare_log, warn_after=15)
+            stop(app, timeout=60, name="run.py", log=tmp / "app.log", warn_after=15)
+            stop(bare, timeout=60, name="bare server", log=tmp / "bare.log", warn_after=15)
     results["generators"] = len(gens)
     results["load_average_end"] = load_average()
     return results
@@ -165,22 +136,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=30.0,
                    help="seconds to hold them all before the last RSS reading (default 30: one ping interval)")
     p.add_argument("--settle", type=float, default=2.0, help="seconds of quiet before the first RSS reading")
-    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight over all generators")
-    p.add_argument("--signup-concurrency", type=int, default=8, help="sign-up requests in flight (default 8)")
     p.add_argument("--deflate", action="store_true",
                    help="offer permessage-deflate in the upgrade, as browsers do")
-    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    p.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    return p
+    return add_common_options(p)
 
 
 def main() -> int:
     args = _parser().parse_args()
-    if args.bare_server is not None:
-        serve_bare_socketio(args.bare_server)
+    results = run_bench(args, run)
+    if results is None:
         return 0
-    raise_nofile()
-    results = asyncio.run(run(args))
     app_r, bare_r = results["app"], results["bare"]
     ratio = app_r["kb_per_conn"] / bare_r["kb_per_conn"]
     if args.json:
@@ -191,6 +156,10 @@ def main() -> int:
               f" {results['generators']} generator processes, deflate {'offered' if args.deflate else 'off'},"
               f" {os.cpu_count()} CPUs, load average {results['load_average_start']} at start,"
               f" {results['load_average_end']} at end")
+        limits = results["open_files"]
+        print(f"open files (soft/hard) of the servers: app {limits['app'][0]}/{limits['app'][1]}, bare"
+              f" {limits['bare'][0]}/{limits['bare'][1]}; run.py logged:"
+              f" {' | '.join(limits['app_log']) or 'nothing about it'}")
         print(f"{'':14}{'connected':>10}{'failed':>8}{'live':>7}{'conn/s':>8}{'RSS before':>12}"
               f"{'RSS after':>11}{'KB/conn':>9}{'srv CPU s':>10}{'gen CPU s':>10}{'hold CPU':>9}{'close CPU s':>12}")
         for name, r in (("bare socketio", bare_r), ("nameless app", app_r)):

@@ -3,6 +3,7 @@ Socket.IO client (1,000 and 10,000), through the app against a bare python-socke
 on Tornado triggered the same way, same run, same load generator.
 
     .venv/bin/python bench/socket_fanout.py [--sizes 1000,2000] [--rounds 5] [--deflate]
+    .venv/bin/python bench/socket_fanout.py --sizes 10000 --soak 600 [--soak-bare 180]
 
 What is measured, and why this way: the trigger is the one an operator uses for the
 product's widest fan-out, a staff announcement to everybody: the driver (an admin) sends
@@ -46,6 +47,14 @@ it prints p50, p99 and max over every delivery of every round, how long the POST
 be answered, and the CPU the server and the generators used while delivering, per
 recipient, and the CPU each server spent closing every socket at once.
 
+`--soak SECONDS` holds the last `--sizes` room on the app that long instead, one
+announcement every `--interval` s (5; the next one at once when a round ran over, counted
+as late), the server's VmRSS every `--sample` s (10); then the same on the bare server for
+`--soak-bare` s (default as long; 0: not at all). Each client counts every event it got
+since it connected; a client with fewer than the announcements sent lost the difference,
+a dropped socket all of them. It prints RSS first/last/max and growth, deliveries and
+losses, and p50/p99 per minute of the soak (every round's in the JSON).
+
 `--split` measures the cross-process case instead: three app processes on one Redis and
 one database (A, B, C), the last `--sizes` room first whole on A, then half on A and half
 on B, each announcement sent to A; it prints p50/p99 of both layouts, the ratio split/one,
@@ -59,6 +68,7 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -75,6 +85,7 @@ from harness import (
     percentile,
     raise_nofile,
     ratio_line,
+    rss_kb,
     scratch_dir,
     start_script,
     stop,
@@ -319,6 +330,158 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# --- soak: one room held for minutes, an announcement every few seconds ------------------------
+
+
+async def sample_rss(pid: int, every: float, samples: list[tuple[float, int]], started: float) -> None:
+    """Append (seconds since `started`, VmRSS KB) every `every` s until cancelled."""
+    while True:
+        samples.append((time.monotonic() - started, rss_kb(pid, default=-1)))
+        await asyncio.sleep(every)
+
+
+async def soak_one(name: str, proc: Any, port: int, gens: list, seconds: float, args: argparse.Namespace
+                   ) -> dict[str, Any]:
+    """Hold the room on one server for `seconds`: an announcement every `--interval` s (the
+    next one at once when a round ran over), the server's RSS every `--sample` s, then
+    every client's count of deliveries against the announcements sent."""
+    size = args.sizes[-1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as api:
+        admin = await admin_headers(api)
+        resp = await api.post(f"/bench/tokens?users={-(-size // PER_USER)}")
+        resp.raise_for_status()
+        tokens = [t for t in resp.json()["tokens"] for _ in range(PER_USER)][:size]
+        connected = await connect_all(gens, name, port, tokens, concurrency=args.concurrency, deflate=args.deflate)
+        await wait_idle(proc.pid, timeout=30)
+        drained = await drain(gens, name)
+        before = await status_all(gens, name)
+        out: dict[str, Any] = {"connected": connected["ok"], "connect_s": connected["seconds"],
+                               "joined": await room_size(api), "drained": drained,
+                               "received_before": before["received"]}
+        print(f"soak {name}: {connected['ok']}/{size} connected in {connected['seconds']:.1f} s,"
+              f" {out['joined']} in the room; {seconds:g} s, an announcement every {args.interval:g} s",
+              file=sys.stderr)
+        samples: list[tuple[float, int]] = []
+        rounds: list[dict[str, Any]] = []
+        started, wall_started = time.monotonic(), time.time()
+        sampler = asyncio.create_task(sample_rss(proc.pid, args.sample, samples, started))
+        try:
+            seq = 0
+            while seq * args.interval < seconds:  # bounded by --soak
+                due = started + seq * args.interval
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                seq += 1
+                late = time.monotonic() - due
+                live = (await status_all(gens, name))["live"]
+                r = await one_round(name, proc, api, admin, gens, seq, live, args.timeout)
+                lat = r["latencies"]
+                rounds.append({"at_s": r["t0"] - wall_started, "late_s": late,
+                               "expected": r["expected"], "delivered": len(lat), "complete": r["complete"],
+                               "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
+                               "post_ms": r["emit_s"] * 1000, "server_cpu_s": r["server_cpu_s"]})
+        finally:
+            sampler.cancel()
+        samples.append((time.monotonic() - started, rss_kb(proc.pid, default=-1)))
+        after = await status_all(gens, name)
+    return {**out, **soak_summary(rounds, samples, before, after)}
+
+
+def soak_summary(rounds: list[dict[str, Any]], samples: list[tuple[float, int]], before: dict[str, Any],
+                 after: dict[str, Any]) -> dict[str, Any]:
+    """Deliveries per client (each live client should have received one more event per
+    announcement than it had before the first), and RSS first/last/max and growth."""
+    sent = len(rounds)
+    start_count = max(before["received"], key=lambda k: before["received"][k], default=0)
+    short = {k: n for k, n in after["received"].items() if k < start_count + sent}
+    lost = sum((start_count + sent - k) * n for k, n in short.items())
+    lost += (before["live"] - after["live"]) * sent  # a dropped socket: count its whole share
+    rss = [kb for _, kb in samples if kb >= 0]
+    return {
+        "announcements": sent, "rounds": rounds, "rss_samples": samples,
+        "expected": sum(r["expected"] for r in rounds), "delivered": sum(r["delivered"] for r in rounds),
+        "clients_short": sum(short.values()), "lost": lost,
+        "extra": sum((k - start_count - sent) * n for k, n in after["received"].items() if k > start_count + sent),
+        "dropped": after["closed"] - before["closed"], "close_reasons": after["close_reasons"],
+        "late_rounds": sum(1 for r in rounds if r["late_s"] > 0.5),
+        "max_late_s": max((r["late_s"] for r in rounds), default=0.0),
+        "rss_first_kb": rss[0] if rss else -1, "rss_last_kb": rss[-1] if rss else -1,
+        "rss_max_kb": max(rss, default=-1),
+        "rss_growth": rss[-1] / rss[0] - 1 if rss else NAN,
+    }
+
+
+def rss_growth_until(samples: list[tuple[float, int]], seconds: float) -> float:
+    """RSS growth from the first sample to the last one taken within `seconds`."""
+    within = [kb for at, kb in samples if at <= seconds + 1 and kb >= 0]
+    return within[-1] / within[0] - 1 if within else NAN
+
+
+async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
+    """The app, then the bare server (for `--soak-bare` s; 0: not at all), each alone with
+    the room of the last `--sizes`."""
+    size = args.sizes[-1]
+    out: dict[str, Any] = {"size": size, "seconds": args.soak, "interval": args.interval,
+                           "load_average_start": load_average()}
+    with scratch_dir() as tmp:
+        app_port, bare_port = free_port(), free_port()
+        app, app_log = start_script(__file__, ["--serve-app"], tmp, "app",
+                                    app_env(app_port, tmp / "app", PYTHONPATH=str(ROOT)))
+        bare, bare_log = start_script(__file__, ["--serve-bare", str(bare_port)], tmp, "bare")
+        gens = await start_generators(generators_for(size))
+        try:
+            wait_until_answers(app, app_port, "/readyz", "app bench server", app_log)
+            wait_until_answers(bare, bare_port, "/healthz", "bare socketio", bare_log)
+            out["generators"] = len(gens)
+            out["app"] = await soak_one("app", app, app_port, gens, args.soak, args)
+            out["load_average_app_end"] = load_average()
+            await close_all(gens, "app")
+            stop(app, timeout=60, name="run.py", log=app_log, warn_after=15)
+            if args.soak_bare > 0:
+                out["bare"] = await soak_one("bare", bare, bare_port, gens, args.soak_bare, args)
+                out["app"]["rss_growth_same_span"] = rss_growth_until(out["app"]["rss_samples"], args.soak_bare)
+        finally:
+            for g in gens:
+                await g.stop()
+            stop(app, timeout=60, name="run.py", log=app_log, warn_after=15)
+            stop(bare, timeout=60, name="bare server", log=bare_log, warn_after=15)
+    out["load_average_end"] = load_average()
+    return out
+
+
+def print_soak(res: dict[str, Any]) -> None:
+    print(f"Soak: {res['size']} sockets held, an announcement to everybody every {res['interval']:g} s,"
+          f" {res['generators']} generator processes, {os.cpu_count()} CPUs, load average"
+          f" {res['load_average_start']} at start, {res['load_average_end']} at end")
+    for name in ("app", "bare"):
+        if name not in res:
+            continue
+        r = res[name]
+        minutes: dict[int, list[dict[str, Any]]] = {}
+        for one in r["rounds"]:
+            minutes.setdefault(int(one["at_s"] // 60), []).append(one)
+        rss_at = dict(r["rss_samples"])
+        print(f"{'nameless app' if name == 'app' else 'bare socketio'}: {r['announcements']} announcements,"
+              f" {r['delivered']}/{r['expected']} delivered, lost {r['lost']} ({r['clients_short']} clients short),"
+              f" dropped sockets {r['dropped']}, rounds started late {r['late_rounds']} (max {r['max_late_s']:.1f} s)")
+        print(f"  RSS first {r['rss_first_kb'] / 1024:.1f} MB, last {r['rss_last_kb'] / 1024:.1f} MB,"
+              f" max {r['rss_max_kb'] / 1024:.1f} MB: growth {r['rss_growth']:+.1%}"
+              + (f" ({r['rss_growth_same_span']:+.1%} over the bare soak's span)"
+                 if "rss_growth_same_span" in r else ""))
+        print(f"  {'minute':>6}{'rounds':>8}{'delivered':>14}{'p50 ms':>9}{'p99 ms':>9}{'worst p99':>11}"
+              f"{'POST ms':>9}{'RSS MB':>9}")
+        for minute, group in sorted(minutes.items()):
+            p50s = sorted(x["p50_ms"] for x in group)
+            p99s = sorted(x["p99_ms"] for x in group)
+            rss = [kb for at, kb in rss_at.items() if minute * 60 <= at < (minute + 1) * 60 and kb >= 0]
+            print(f"  {minute:>6}{len(group):>8}{sum(x['delivered'] for x in group):>7}/"
+                  f"{sum(x['expected'] for x in group):<6}{statistics.median(p50s):>9.1f}"
+                  f"{statistics.median(p99s):>9.1f}{p99s[-1]:>11.1f}"
+                  f"{statistics.median(x['post_ms'] for x in group):>9.1f}"
+                  f"{(rss[-1] / 1024 if rss else NAN):>9.1f}")
+    print("(per minute of the soak: median of the rounds' p50 and p99, the worst round's p99, the last RSS"
+          " sample of the minute; latency from just before the admin's POST to the client reading `announcement`)")
+
+
 # --- one room split over two processes (Redis) ---------------------------------------------
 
 
@@ -440,6 +603,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="store_true",
                    help="instead: the app alone on Redis, the last size's room whole on one process, then split"
                         " over two, a third process without members")
+    p.add_argument("--soak", type=float, metavar="SECONDS", default=0.0,
+                   help="instead: hold the last size's room this long on the app, an announcement every"
+                        " --interval s, RSS every --sample s (the target: --sizes 10000 --soak 600)")
+    p.add_argument("--soak-bare", type=float, metavar="SECONDS",
+                   help="then the same on the bare server for this long (default: as --soak; 0: skip it)")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between announcements in --soak")
+    p.add_argument("--sample", type=float, default=10.0, help="seconds between RSS readings in --soak")
     p.add_argument("--serve-app", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return p
@@ -454,6 +624,14 @@ def main() -> int:
         serve_bare(args.serve_bare)
         return 0
     raise_nofile()
+    if args.soak > 0:
+        if args.soak_bare is None:
+            args.soak_bare = args.soak
+        res = asyncio.run(run_soak(args))
+        if args.json:
+            print(json.dumps(res))
+        print_soak(res)
+        return 0 if all(res[n]["lost"] == 0 and res[n]["dropped"] == 0 for n in ("app", "bare") if n in res) else 1
     if args.split:
         res = asyncio.run(run_split(args))
         if args.json:
