@@ -487,17 +487,19 @@ def print_soak(res: dict[str, Any]) -> None:
 
 async def split_round(api: httpx.AsyncClient, admin: dict[str, str], gens: list, groups: list[str], seq: int,
                       timeout: float, pids: list[int]) -> dict[str, Any]:
-    meter = CpuMeter(*pids)
-    t0, _, announcement = await announce(api, admin, seq)
+    meter = CpuMeter(*pids, *(g.proc.pid for g in gens))
+    t0, answered, announcement = await announce(api, admin, seq)
     for group in groups:
         await asyncio.gather(*(g.ask(timeout + 30, cmd="wait", group=group, per_client=1, timeout=timeout)
                                for g in gens))
-    cpu = sum(meter.used())
-    arrivals = []
+    cpu, gen_cpu = meter.used()[:len(pids)], meter.used()[len(pids):]
+    sides = {}
     for group in groups:
-        arrivals += arrivals_of(await asyncio.gather(*(g.ask(120, cmd="take", group=group) for g in gens)),
-                                t0, announcement)
-    return {"latencies": sorted(arrivals), "server_cpu_s": cpu}
+        sides[group[-1]] = sorted(arrivals_of(await asyncio.gather(*(g.ask(120, cmd="take", group=group)
+                                                                      for g in gens)), t0, announcement))
+    return {"latencies": sorted(x for lat in sides.values() for x in lat), "sides": sides,
+            "server_cpu_s": sum(cpu), "side_cpu_s": dict(zip(sides, cpu, strict=True)),
+            "generator_cpu_s": sum(gen_cpu), "post_s": answered}
 
 
 async def run_split(args: argparse.Namespace) -> dict[str, Any]:
@@ -551,9 +553,13 @@ async def run_split(args: argparse.Namespace) -> dict[str, Any]:
                             rounds.append(result)
                         await asyncio.sleep(args.pause)
                     lat = sorted(x for r in rounds for x in r["latencies"])
+                    out[layout]["sides"] = {side: side_summary(rounds, side) for side in parts}
                     out[layout] |= {"delivered": len(lat), "expected": size * len(rounds),
                                    "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
                                    "server_cpu_s_per_round": sum(r["server_cpu_s"] for r in rounds) / len(rounds),
+                                   "generator_cpu_s_per_round":
+                                       sum(r["generator_cpu_s"] for r in rounds) / len(rounds),
+                                   "post_ms": percentile(sorted(r["post_s"] for r in rounds), 50) * 1000,
                                    "c_room_messages": (await apis["c"].get("/bench/stats")).json()["room_messages"]
                                    - before_c}
                     for group in groups:
@@ -575,6 +581,17 @@ async def run_split(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def side_summary(rounds: list[dict[str, Any]], side: str) -> dict[str, float]:
+    """One process's members: when the first and last of them read the announcement
+    (median over rounds), p50/p99 over every round, and that process's CPU per round."""
+    lats = [r["sides"][side] for r in rounds if r["sides"][side]]
+    every = sorted(x for lat in lats for x in lat)
+    return {"first_ms": percentile(sorted(lat[0] for lat in lats), 50) * 1000,
+            "last_ms": percentile(sorted(lat[-1] for lat in lats), 50) * 1000,
+            "p50_ms": percentile(every, 50) * 1000, "p99_ms": percentile(every, 99) * 1000,
+            "cpu_s_per_round": sum(r["side_cpu_s"][side] for r in rounds) / len(rounds)}
+
+
 def print_split(res: dict[str, Any]) -> None:
     print(f"One room of {res['size']} over Redis, announcements sent to A: whole on A, then split over A and B;"
           f" C holds no member (load average {res['load_average_start']}-{res['load_average_end']})")
@@ -582,7 +599,11 @@ def print_split(res: dict[str, Any]) -> None:
         r = res[layout]
         print(f"  {layout:12} {r['delivered']:>6}/{r['expected']:<6} p50 {r['p50_ms']:7.1f} ms"
               f"  p99 {r['p99_ms']:7.1f} ms  server CPU/round {r['server_cpu_s_per_round']:.2f} s"
+              f"  generators CPU/round {r['generator_cpu_s_per_round']:.2f} s  POST {r['post_ms']:.1f} ms"
               f"  messages reaching C: {r['c_room_messages']}  in the room: {r['room']}")
+        for side, v in r["sides"].items():
+            print(f"    on {side.upper()}: first {v['first_ms']:6.1f} ms  p50 {v['p50_ms']:6.1f} ms"
+                  f"  p99 {v['p99_ms']:6.1f} ms  last {v['last_ms']:6.1f} ms  CPU/round {v['cpu_s_per_round']:.2f} s")
     print(f"  {ratio_line('split/one', {'p99': res['split A+B']['p99_ms'] / res['one process']['p99_ms']})}")
 
 

@@ -6,8 +6,9 @@ reads, decodes and looks up, members or not. Here each room has a channel of its
 local socket joins the room and dropped when the last one leaves, so an emit reaches
 exactly the processes with members. The message carries the Socket.IO packet already
 encoded: a receiving process parses it once and writes the same frame to all its
-members (realtime.rooms). A user's room (`user:<id>`) is a room like any other, so
-per-user emits travel the same way.
+members (realtime.rooms). The emitting process publishes before it writes to its own
+members, so every process with members writes its share at the same time. A user's room
+(`user:<id>`) is a room like any other, so per-user emits travel the same way.
 
 The library's own channel still carries what is not a plain room emit: emits with an ack
 callback, to a list of rooms, to a whole namespace, or to a socket id held by another
@@ -32,6 +33,8 @@ import socketio
 from realtime.rooms import RoomIndex
 
 _SID = re.compile(r"[A-Za-z0-9_-]{20}")  # engineio's generate_id: 15 bytes, url-safe base64
+
+PUBLISH_HEAD_START = 0.05  # seconds a room emit waits for its publish before writing to local members
 
 PubSubHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -107,15 +110,20 @@ class RedisRooms(socketio.AsyncRedisManager, RoomIndex):
         pkt = self.server.packet_class(socketio.packet.EVENT, namespace=namespace, data=[event, *args])
         packets = self.encode(pkt)
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
-        if namespace in self.rooms:
-            self.deliver(packets, namespace, room, skip)
         parts = [p.data for p, _ in packets]
-        await self.room_pubsub.publish(self.room_channel(namespace, room), {
+        publishing = asyncio.ensure_future(self.room_pubsub.publish(self.room_channel(namespace, room), {
             "host": self.host_id, "namespace": namespace, "room": room,
             "skip": [s for s in skip if s is not None],
             "parts": [base64.b64encode(p).decode() if isinstance(p, bytes) else p for p in parts],
             "binary": [i for i, p in enumerate(parts) if isinstance(p, bytes)],
-        })
+        }))
+        # The other processes start writing while this one does: the local pass waits for
+        # the publish, but never longer than PUBLISH_HEAD_START, so a slow Redis cannot
+        # hold back local members.
+        await asyncio.wait((publishing,), timeout=PUBLISH_HEAD_START)
+        if namespace in self.rooms:
+            self.deliver(packets, namespace, room, skip)
+        await publishing
 
     async def _on_room_message(self, message: dict[str, Any]) -> None:
         if message.get("host") == self.host_id:

@@ -2,10 +2,11 @@
 
 An admin sends one to everybody or to the accounts on one plan. It is stored first, then
 emitted live: to everybody through one room every viewer socket joins, to a plan's
-accounts by each process for the viewers it holds (one query per process). It stays
-until it expires, so an app that connects later is sent the active ones once on connect
-and can list them (`GET /announcements`). Each process keeps the active list in memory
-for a few seconds and drops it when any process announces a new one.
+accounts by each process for the viewers it holds (one query per process). The audit
+record is written after the emit, which every viewer waits for, and before the answer.
+An announcement stays until it expires, so an app that connects later is sent the active
+ones once on connect and can list them (`GET /announcements`). Each process keeps the
+active list in memory for a few seconds and drops it when any process announces a new one.
 """
 
 from __future__ import annotations
@@ -87,13 +88,17 @@ class AnnouncementService:
             raise errors.Unprocessable("No such plan.", code="plan_not_found")
         doc = await self._repo.insert({"title": body.title, "body": body.body, "audience": body.audience,
                                        "created_ms": to_ms(at), "expires_ms": expires_ms, "by": actor.user_id})
-        await self._audit.record(actor, "announcement.send", target_type="announcement", target_id=doc["_id"],
-                                 ip=ip, details={"audience": body.audience, "title": body.title})
         self._cached = None
-        await self._pubsub.publish(ANNOUNCEMENTS_CHANNEL, {"id": doc["_id"], "audience": body.audience,
-                                                           "event": announcement_event(doc)})
-        if body.audience == "all":
-            await self._live.emit("announcement", announcement_event(doc), room=ANNOUNCEMENTS_ROOM)
+        try:
+            await self._pubsub.publish(ANNOUNCEMENTS_CHANNEL, {"id": doc["_id"], "audience": body.audience,
+                                                               "event": announcement_event(doc)})
+            if body.audience == "all":
+                await self._live.emit("announcement", announcement_event(doc), room=ANNOUNCEMENTS_ROOM)
+        finally:
+            # a failed emit is recorded too
+            await self._audit.record(actor, "announcement.send", target_type="announcement",
+                                     target_id=doc["_id"], ip=ip,
+                                     details={"audience": body.audience, "title": body.title})
         return {**announcement_view(doc), "audience": body.audience}
 
     async def _active(self) -> list[dict[str, Any]]:

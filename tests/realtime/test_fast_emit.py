@@ -8,6 +8,8 @@ import asyncio
 import base64
 import json
 import os
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from realtime.gateway import user_room
 from realtime.transport import WRITE_BUFFER_LIMIT, DirectSocket
 from server.notifications.announcements import ANNOUNCEMENTS_ROOM
 from tests.helpers import NamespaceClient, eventually, signup
+from tests.platform.test_dependency_outages import RedisServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -182,3 +185,42 @@ async def test_a_room_emit_reaches_only_the_processes_that_hold_members(start_se
     finally:
         for client, _, _ in clients:
             await client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own (never the shared one): the test stops it."""
+    own = RedisServer()
+    own.start()
+    yield own
+    own.stop()
+
+
+async def test_local_members_are_written_while_the_publish_waits_on_redis(own_redis, start_server) -> None:
+    # The emit publishes before it writes locally, so the other processes start at once;
+    # but a Redis that does not answer must not hold back this process's own members.
+    shared = {"REDIS_URL": own_redis.url, "NAMELESS_MONGO_DB": f"test_{os.urandom(6).hex()}",
+              "NAMELESS_DEPENDENCY_TIMEOUT_MS": "60000"}  # the stopped Redis is waited for, not given up on
+    a, b = await start_server(**shared), await start_server(**shared)
+    viewer = await signup(a.client)
+    on_a, on_b = NamespaceClient("/"), NamespaceClient("/")
+    try:
+        for client, served in ((on_a, a), (on_b, b)):
+            await client.sio.connect(served.url, auth={"token": viewer["access_token"]}, namespaces=["/"],
+                                     transports=["websocket"], wait_timeout=5)
+        assert own_redis.proc is not None
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            emitting = asyncio.ensure_future(
+                a.runtime.services.gateway.emit("held", {"n": 1}, room=ANNOUNCEMENTS_ROOM))
+            assert await on_a.wait("held") == {"n": 1}
+            assert not emitting.done()  # still waiting for Redis to take the publish
+            assert on_b.of("held") == []
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+        await emitting
+        assert await on_b.wait("held") == {"n": 1}
+        assert len(on_a.of("held")) == 1
+    finally:
+        await on_a.close()
+        await on_b.close()
