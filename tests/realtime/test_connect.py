@@ -117,3 +117,16 @@ async def test_the_socket_cap_counts_every_process(pair, devices) -> None:
             break
         assert asyncio.get_running_loop().time() < deadline, late.refused
         await asyncio.sleep(0.05)
+
+
+async def test_the_socket_cap_holds_when_one_user_connects_many_at_once(pair, devices) -> None:
+    """Claims made together reach Redis in one batch; each still counts the ones before it."""
+    a, b = pair
+    user = await signup(a.client)
+    token = {"token": user["access_token"]}
+    crowd = [devices() for _ in range(16)]
+    connected = await asyncio.gather(*(device.connect((a if i % 2 else b).url, token)
+                                       for i, device in enumerate(crowd)))
+    assert sum(connected) == 10
+    assert {device.refusal() for device, ok in zip(crowd, connected, strict=True) if not ok} == {
+        "too_many_connections"}
