@@ -16,7 +16,8 @@ within the sign-in cache lifetime costs.
 
 Reconnect storm: `--storm` sockets connected, the server restarted (SIGTERM, start
 again), then all of them connecting at once (as apps do when their socket drops): the
-seconds until all are back, and how many failed, for the app and for bare.
+seconds until all are back, and how many failed, for the app and for bare; and how long
+the SIGTERM of the server holding them took to end it.
 
 Rate limits on sign-up are raised so that the sign-ups (all from 127.0.0.1) are not 429.
 """
@@ -57,10 +58,11 @@ async def connect_round(name: str, proc, port: int, gens, tokens: list[str], con
 async def storm(name: str, start, gens, tokens: list[str], concurrency: int) -> dict:
     """Connect `tokens`, restart the server, reconnect them all at once."""
     proc, log, port = start()
+    held = 0
     try:
-        await connect_all(gens, name, port, tokens, concurrency=concurrency)
+        held = (await connect_all(gens, name, port, tokens, concurrency=concurrency))["ok"]
     finally:
-        stop(proc, timeout=60, name=name, log=log, warn_after=15)
+        stopped_in = stop(proc, timeout=60, name=name, log=log, warn_after=15)
     await close_all(gens, name)
     proc, log, port = start()
     try:
@@ -68,7 +70,8 @@ async def storm(name: str, start, gens, tokens: list[str], concurrency: int) -> 
         await close_all(gens, name)
     finally:
         stop(proc, timeout=60, name=name, log=log, warn_after=15)
-    return {"ok": done["ok"], "failed": done["failed"], "errors": done["errors"], "seconds": done["seconds"]}
+    return {"ok": done["ok"], "failed": done["failed"], "errors": done["errors"], "seconds": done["seconds"],
+            "held_at_stop": held, "stop_s": stopped_in}
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -144,7 +147,8 @@ def main() -> int:
         for name in ("bare", "app"):
             s = results["storm"][name]
             print(f"reconnect storm of {args.storm} after a restart, {name}: {s['ok']} back, {s['failed']} failed,"
-                  f" {s['seconds']:.1f} s{' ' + json.dumps(s['errors']) if s['errors'] else ''}")
+                  f" {s['seconds']:.1f} s{' ' + json.dumps(s['errors']) if s['errors'] else ''};"
+                  f" its SIGTERM holding {s['held_at_stop']} sockets took {s['stop_s']:.1f} s")
     return 0
 
 

@@ -74,6 +74,18 @@ class _Server(socketio.AsyncServer):
             handler.eio_sid = eio_sid  # the websocket that opened the session, if it was one
         asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._expire_unjoined, eio_sid)
 
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        """After the namespace's CONNECT packet, the socket's first sends (what it missed)
+        run in the same handler task: nothing sent before that packet reaches the client,
+        and a task per socket would cost every connect for the few that get anything."""
+        await super()._handle_connect(eio_sid, namespace, data)
+        namespace = namespace or "/"
+        handler = self.namespace_handlers.get(namespace)
+        if isinstance(handler, AuthedNamespace):
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is not None and self.manager.is_connected(sid, namespace):
+                await handler.connected(sid)
+
     def _expire_unjoined(self, eio_sid: str) -> None:
         if eio_sid not in self.eio.sockets or self.joined(eio_sid):
             return
@@ -327,6 +339,10 @@ class AuthedNamespace(socketio.AsyncNamespace):
 
     async def joined(self, sid: str, principal: Principal) -> None:
         """Namespaces join their rooms here."""
+
+    async def connected(self, sid: str) -> None:
+        """Called once the client has been told it is connected: what a new socket is sent
+        first goes here."""
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         principal = self.gateway.connections.principal(self.namespace, sid)

@@ -11,7 +11,6 @@ are sent once when a device connects.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,6 @@ from server.notifications.inbox import NotificationService, ReadBody
 log = logging.getLogger("nameless.realtime")
 
 REPLAYED_KEPT_S = 30.0
-CONNECTED_WAIT_S = 5.0
 
 
 class UserChannel(AuthedNamespace):
@@ -41,7 +39,7 @@ class UserChannel(AuthedNamespace):
         self._offsets: dict[str, str] = {}
         self._held: dict[str, list[dict[str, Any]]] = {}  # sid -> live notifications waiting behind a catch-up
         self._replayed: dict[str, tuple[float, set[str]]] = {}  # sid -> (until, ids sent from the inbox)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._joining: dict[str, tuple[str, str | None]] = {}  # sid -> (user, offset) until `connected`
         self._unsubscribe: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
@@ -52,8 +50,6 @@ class UserChannel(AuthedNamespace):
         for unsubscribe in self._unsubscribe:
             await unsubscribe()
         self._unsubscribe = []
-        for task in list(self._tasks):
-            task.cancel()
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         offset = valid_id(auth.get("last_notification_id")) if isinstance(auth, dict) else None
@@ -64,36 +60,29 @@ class UserChannel(AuthedNamespace):
         finally:
             if self.gateway.connections.principal(self.namespace, sid) is None:
                 self._offsets.pop(sid, None)
+                self._joining.pop(sid, None)
+                self._held.pop(sid, None)
 
     async def joined(self, sid: str, principal: Principal) -> None:
         await self.gateway.sio.enter_room(sid, user_room(principal.user_id), namespace=self.namespace)
         await self.gateway.sio.enter_room(sid, ANNOUNCEMENTS_ROOM, namespace=self.namespace)
         self._held[sid] = []
-        task = asyncio.ensure_future(self._catch_up(sid, principal.user_id, self._offsets.pop(sid, None)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._joining[sid] = (principal.user_id, self._offsets.pop(sid, None))
+
+    async def connected(self, sid: str) -> None:
+        joining = self._joining.pop(sid, None)
+        if joining is not None:
+            await self._catch_up(sid, *joining)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._held.pop(sid, None)
         self._replayed.pop(sid, None)
         self._offsets.pop(sid, None)
+        self._joining.pop(sid, None)
         await super().on_disconnect(sid, reason)
-
-    async def _connected(self, sid: str) -> bool:
-        """Whether the client has been told it is connected (what is sent before is lost)."""
-        manager = self.gateway.sio.manager
-        deadline, spins = time.monotonic() + CONNECTED_WAIT_S, 0
-        while not manager.is_connected(sid, self.namespace):
-            if sid not in self._held or time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0 if spins < 20 else 0.01)  # usually the next loop turn
-            spins += 1
-        return True
 
     async def _catch_up(self, sid: str, user_id: str, offset: str | None) -> None:
         try:
-            if not await self._connected(sid):
-                return
             sent: set[str] = set()
             if offset is not None:
                 for item in await self.notifications.missed(user_id, offset):

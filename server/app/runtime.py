@@ -24,6 +24,11 @@ from storage.embedded_mongo import EmbeddedMongo, private_dir
 
 log = logging.getLogger("nameless")
 
+# Connections the kernel completes while the process is busy: after a restart every app
+# reconnects at once, and a SYN that finds the queue full waits 1, 3, 7, 15, 31 s to be
+# retried. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
 
 class Runtime:
     def __init__(self, settings: Settings, *, mongo_url: str | None = None) -> None:
@@ -65,7 +70,7 @@ class Runtime:
             idle_connection_timeout=75,
             body_timeout=120,
         )
-        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
+        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=LISTEN_BACKLOG)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
         log.info("serving", extra={"host": self.settings.host, "port": self.port,

@@ -94,8 +94,11 @@ class RedisSocketSlots:
         self._alive = redis.register_script(_ALIVE)
         self._process = ""
         self._refresher: asyncio.Task[None] | None = None
-        # Releases are written in one pipeline per loop turn: closing 10,000 sockets
-        # costs a few round trips, not 10,000.
+        # Claims and releases are each written in one pipeline per round trip: 10,000
+        # sockets connecting or closing at once cost a few round trips, not 10,000, and
+        # the connection pool is not made to open one connection per socket in flight.
+        self._claims: list[tuple[str, str, int, asyncio.Future[bool]]] = []
+        self._claiming: asyncio.Task[None] | None = None
         self._releases: list[tuple[str, str]] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -135,8 +138,42 @@ class RedisSocketSlots:
         return f"{self._process}|{socket_id}"
 
     async def claim(self, user_id: str, socket_id: str, limit: int) -> bool:
-        return bool(await self._claim(keys=[self._user(user_id), self._processes],
-                                      args=[self._slot(socket_id), limit, USER_KEY_MS]))
+        """Claims made while one batch is on its way go together in the next; Redis runs
+        them one after another, so two claims of one user in a batch count each other."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims.append((user_id, socket_id, limit, answer))
+        if self._claiming is None:
+            self._claiming = asyncio.ensure_future(self._claim_batches())
+        return await answer
+
+    async def _claim_batches(self) -> None:
+        try:
+            while self._claims:
+                batch, self._claims = self._claims, []
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for user_id, socket_id, limit, _ in batch:
+                            await self._claim(keys=[self._user(user_id), self._processes],
+                                              args=[self._slot(socket_id), limit, USER_KEY_MS], client=pipe)
+                        results = await pipe.execute(raise_on_error=False)
+                except asyncio.CancelledError:
+                    for *_, answer in batch + self._claims:
+                        answer.cancel()
+                    self._claims = []
+                    raise
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (user_id, socket_id, _, answer), result in zip(batch, results, strict=True):
+                    if answer.done():  # its connect was abandoned: give back what it got
+                        if result == 1:
+                            self.release(user_id, socket_id)
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(bool(result))
+        finally:
+            self._claiming = None
 
     def release(self, user_id: str, socket_id: str) -> None:
         self._releases.append((user_id, self._slot(socket_id)))

@@ -5,6 +5,7 @@ socket cap holds across processes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from typing import Any
 
@@ -117,3 +118,32 @@ async def test_the_socket_cap_counts_every_process(pair, devices) -> None:
             break
         assert asyncio.get_running_loop().time() < deadline, late.refused
         await asyncio.sleep(0.05)
+
+
+async def test_the_socket_cap_holds_when_one_user_connects_many_at_once(pair, devices) -> None:
+    """Claims made together reach Redis in one batch; each still counts the ones before it."""
+    a, b = pair
+    user = await signup(a.client)
+    token = {"token": user["access_token"]}
+    crowd = [devices() for _ in range(16)]
+    connected = await asyncio.gather(*(device.connect((a if i % 2 else b).url, token)
+                                       for i, device in enumerate(crowd)))
+    assert sum(connected) == 10
+    assert {device.refusal() for device, ok in zip(crowd, connected, strict=True) if not ok} == {
+        "too_many_connections"}
+
+
+async def test_a_burst_of_connections_waits_in_the_listen_queue_while_the_process_is_busy(server) -> None:
+    """After a restart every client reconnects at once: the kernel completes them while the
+    process is busy (a SYN that finds the queue full is retried only 1, 3, 7, 15 s later)."""
+    port = server.runtime.port
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(600):  # the loop is blocked meanwhile: nothing is accepted
+            opened.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+    except TimeoutError:
+        pass
+    finally:
+        for sock in opened:
+            sock.close()
+    assert len(opened) == 600

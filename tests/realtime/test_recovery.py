@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import NamespaceClient, signup
+from tests.helpers import NamespaceClient, eventually, signup
 
 pytestmark = pytest.mark.asyncio
 
@@ -75,3 +75,29 @@ async def test_without_an_offset_or_with_a_foreign_one_nothing_is_replayed(serve
     finally:
         for client in (plain, foreign, replayed):
             await client.close()
+
+
+async def test_sockets_connecting_together_each_get_their_own_catch_up_and_leave_nothing_behind(server) -> None:
+    """The catch-up runs in each socket's connect handler, after its CONNECT packet."""
+    user = await signup(server.client)
+    notify = server.runtime.services.notifications.notify
+    seen = await notify(user["user"]["id"], "account", "seen", "b")
+    missed = [(await notify(user["user"]["id"], "account", f"m{i}", "b"))["id"] for i in range(3)]
+    auths = [{"token": user["access_token"], **({"last_notification_id": seen["id"]} if i % 2 else {})}
+             for i in range(10)]
+    clients = await asyncio.gather(*(device(server, auth) for auth in auths))
+    channel = server.runtime.services.gateway.sio.namespace_handlers["/"]
+    try:
+        for i, client in enumerate(clients):
+            if i % 2:
+                await client.wait("notification", lambda d: d["id"] == missed[-1])
+        fresh = (await notify(user["user"]["id"], "account", "fresh", "b"))["id"]
+        for client in clients:
+            await client.wait("notification", lambda d: d["id"] == fresh)
+        for i, client in enumerate(clients):
+            assert [d["id"] for d in client.of("notification")] == (missed if i % 2 else []) + [fresh]
+    finally:
+        for client in clients:
+            await client.close()
+    await eventually(lambda: not (channel._held or channel._joining or channel._offsets or channel._replayed),
+                     "no per-socket state left")
