@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -131,6 +131,11 @@ def endpoint(
     return mark
 
 
+def declares_body(headers: Mapping[str, str]) -> bool:
+    """Whether a request announces a body (a length above zero, or chunks)."""
+    return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
+
+
 # The headers every response carries whatever its route, validated once here rather than
 # per response by `set_header` (what `stamp_request` writes is already checked).
 _SECURITY_HEADERS = (
@@ -213,10 +218,6 @@ class BaseHandler(tornado.web.RequestHandler):
         """A route's own checks, after the caller is known; raise an ApiError to refuse.
         Not called for a request already refused on its declared size."""
 
-    def _has_body(self) -> bool:
-        headers = self.request.headers
-        return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
-
     def reject(self, err: errors.ApiError) -> None:
         """Refuse the request from `prepare` without dropping a keep-alive connection.
 
@@ -225,7 +226,7 @@ class BaseHandler(tornado.web.RequestHandler):
         refusal is answered from the method slot instead; with a body, refuse at once. The
         first refusal stands: a later check in a subclass's `prepare` cannot replace it.
         """
-        if self._has_body():
+        if declares_body(self.request.headers):
             raise err
         slot = (self.request.method or "get").lower()
         if getattr(getattr(self, slot, None), "refusal", None) is not None:
