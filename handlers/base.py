@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -131,23 +131,38 @@ def endpoint(
     return mark
 
 
+def declares_body(headers: Mapping[str, str]) -> bool:
+    """Whether a request announces a body (a length above zero, or chunks)."""
+    return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
+
+
+# The headers every response carries whatever its route, validated once here rather than
+# per response by `set_header` (what `stamp_request` writes is already checked).
+_SECURITY_HEADERS = (
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    ("Cache-Control", "no-store"),
+)
+_HSTS = "max-age=63072000; includeSubDomains"
+
+
 def stamp_request(handler: tornado.web.RequestHandler, csp: str) -> str:
     """The request id and the security headers every response carries, pages and static
     files included; returns the request id."""
-    supplied = handler.request.headers.get("X-Request-ID", "")
-    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    supplied = handler.request.headers.get("X-Request-ID")
+    request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
     request_id_var.set(request_id)
-    handler.set_header("X-Request-ID", request_id)
-    handler.set_header("Content-Security-Policy", csp)
-    handler.set_header("X-Frame-Options", "DENY")
-    handler.set_header("X-Content-Type-Options", "nosniff")
-    handler.set_header("Referrer-Policy", "no-referrer")
-    handler.set_header("Cross-Origin-Opener-Policy", "same-origin")
-    handler.set_header("Cross-Origin-Resource-Policy", "same-origin")
-    handler.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-    handler.set_header("Cache-Control", "no-store")
+    headers = handler._headers  # filled directly: every value below is a checked constant or the checked id
+    headers["X-Request-ID"] = request_id
+    headers["Content-Security-Policy"] = csp
+    for name, value in _SECURITY_HEADERS:
+        headers[name] = value
     if handler.request.protocol == "https":
-        handler.set_header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        headers["Strict-Transport-Security"] = _HSTS
     return request_id
 
 
@@ -176,7 +191,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if origin and origin.rstrip("/") in self.platform.settings.cors_origins:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After")
-        self.add_header("Vary", "Origin")
+        self._headers["Vary"] = "Origin"  # the headers were just reset (`clear`): none is there yet
 
     async def prepare(self) -> None:
         self.platform.metrics.http_in_flight.inc()
@@ -203,10 +218,6 @@ class BaseHandler(tornado.web.RequestHandler):
         """A route's own checks, after the caller is known; raise an ApiError to refuse.
         Not called for a request already refused on its declared size."""
 
-    def _has_body(self) -> bool:
-        headers = self.request.headers
-        return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
-
     def reject(self, err: errors.ApiError) -> None:
         """Refuse the request from `prepare` without dropping a keep-alive connection.
 
@@ -215,7 +226,7 @@ class BaseHandler(tornado.web.RequestHandler):
         refusal is answered from the method slot instead; with a body, refuse at once. The
         first refusal stands: a later check in a subclass's `prepare` cannot replace it.
         """
-        if self._has_body():
+        if declares_body(self.request.headers):
             raise err
         slot = (self.request.method or "get").lower()
         if getattr(getattr(self, slot, None), "refusal", None) is not None:
@@ -310,21 +321,21 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_finish(self) -> None:
         self._release_in_flight()
-        route = type(self).__name__
-        self.platform.metrics.observe_request(
-            route, self.request.method or "-", self.get_status(), self.request.request_time()
-        )
-        log.info(
-            "request",
-            extra={
-                "method": self.request.method,
-                "path": redact(self.request.path),  # media and push tokens never reach the logs
-                "route": route,
-                "status": self.get_status(),
-                "ms": round(self.request.request_time() * 1000, 2),
-                "ip": self.client_ip,
-            },
-        )
+        request, route, status = self.request, type(self).__name__, self.get_status()
+        seconds = request.request_time()
+        self.platform.metrics.observe_request(route, request.method or "-", status, seconds)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": redact(request.path),  # media and push tokens never reach the logs
+                    "route": route,
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                    "ip": self.client_ip,
+                },
+            )
 
     def on_connection_close(self) -> None:
         self._release_in_flight()

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado import httputil
+from tornado.concurrent import Future
 
 from handlers import routing
-from handlers.base import StaticHandler
+from handlers.base import StaticHandler, declares_body
 from handlers.platform import openapi
 from handlers.routing import NotFoundHandler
 from server.app.wiring import Product
@@ -35,6 +37,23 @@ class Compress(tornado.web.GZipContentEncoding):
         if str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
             self.MIN_LENGTH = 0
         return super().transform_first_chunk(status_code, headers, chunk, finishing)
+
+
+class EdgeApplication(tornado.web.Application):
+    """Tornado's application, with a request that has no body served as one: a handler
+    that streams bodies (every API handler, for its size limits) otherwise waits for the
+    connection to confirm the empty body, two more turns of the event loop per request."""
+
+    def get_handler_delegate(self, request: httputil.HTTPServerRequest, target_class: type[tornado.web.RequestHandler],
+                             target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
+                             path_kwargs: dict[str, bytes] | None = None) -> Any:
+        delegate = super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+        if delegate.stream_request_body and not declares_body(request.headers):
+            delegate.stream_request_body = False  # the handler runs once the (empty) request is read
+            received: Future[None] = Future()
+            received.set_result(None)
+            request._body_future = received  # what a streaming handler awaits before its method
+        return delegate
 
 
 def make_app(platform: Platform, product: Product, *,
@@ -66,4 +85,4 @@ def make_app(platform: Platform, product: Product, *,
         "static_handler_class": StaticHandler,
     }
     settings.update(extra_settings or {})
-    return tornado.web.Application(rules, **settings)
+    return EdgeApplication(rules, **settings)

@@ -26,6 +26,8 @@ class ResolveClient(httputil.HTTPServerConnectionDelegate):
         self.ip_header = settings.client_ip_header
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        if self.hops <= 0:  # no trusted proxy: the peer is the client, as the connection already says
+            return self.app.start_request(server_conn, request_conn)
         return _Resolved(self, self.app.start_request(server_conn, request_conn), request_conn)
 
     def on_close(self, server_conn: object) -> None:

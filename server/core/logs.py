@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -25,6 +25,9 @@ _SECRETS = (
     (re.compile(r"(?i)\b((?:session|sid)\s+)[A-Za-z0-9_-]{12,}"), r"\1<redacted>"),
     (re.compile(r"\b2\|1:\d+\|[^\s'\"]+"), "<redacted>"),
 )
+# Text in which none of the patterns above can match: most lines (every access log line
+# of a plain path) are cleared by this one search instead of seven substitutions.
+_MAY_HOLD_SECRET = re.compile(r"(?i)/media/|/devices/|/webhooks/mailchimp/|/part|sid|token|session|2\|1:")
 
 
 # Engine.IO and Socket.IO name sessions by bare id in many message shapes: in their
@@ -35,8 +38,9 @@ _SESSION_LOGGERS = ("engineio", "socketio")
 
 def redact(text: str, *, session_ids: bool = False) -> str:
     """`text` with the credentials above masked: what every log line is written through."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    if _MAY_HOLD_SECRET.search(text):
+        for pattern, replacement in _SECRETS:
+            text = pattern.sub(replacement, text)
     if session_ids:
         text = _SESSION_ID.sub("<redacted>", text)
     return text
@@ -64,17 +68,46 @@ class _RedactFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", stream=sys.stderr) -> None:
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(_RequestIdFilter())
-    handler.addFilter(_RedactFilter())
-    handler.setFormatter(
-        JsonFormatter(
+class JsonLines(JsonFormatter):
+    """python-json-logger's line, built directly for the common record (a text message,
+    no traceback): the access log writes one per request, and the library's general path
+    (renames looked up field by field, an encoder built per line) costs several times
+    more. Anything else takes the library's path."""
+
+    def __init__(self) -> None:
+        super().__init__(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
             timestamp=False,
         )
-    )
+        self._encode = JsonEncoder(ensure_ascii=True).encode
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info or not isinstance(record.msg, str):
+            return super().format(record)
+        fields = record.__dict__
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = {"ts": record.asctime, "level": record.levelname, "logger": record.name,
+                "message": record.message, "request_id": fields.get("request_id")}
+        skip, rename = self._skip_fields, self.rename_fields
+        for key, value in fields.items():
+            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+                line[rename.get(key, key)] = value
+        return self._encode(line)
+
+
+def configure_logging(level: str = "INFO", stream=sys.stderr) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_RequestIdFilter())
+    handler.addFilter(_RedactFilter())
+    handler.setFormatter(JsonLines())
+    # No line shows the caller's file and line, thread or process: the logging module's
+    # documented switches stop it from looking them up for every record.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -98,6 +98,29 @@ async def test_metrics_are_internal(start_server) -> None:
     assert_error(wrong, 403, "metrics_forbidden")
 
 
+async def test_metrics_count_each_request_by_route_method_and_status(server) -> None:
+    for _ in range(3):
+        await server.client.get("/healthz")
+    await server.client.get("/api/v1/no/such/thing")
+    await server.client.delete("/healthz")
+    assert (await server.client.get("/metrics")).status_code == 200
+    assert (await server.client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})).status_code == 403
+    text = (await server.client.get("/metrics")).text
+    for series in (
+        'nameless_http_requests_total{method="GET",route="HealthzHandler",status="200"} 3.0',
+        'nameless_http_requests_total{method="GET",route="NotFoundHandler",status="404"} 1.0',
+        'nameless_http_requests_total{method="DELETE",route="HealthzHandler",status="405"} 1.0',
+        'nameless_http_requests_total{method="GET",route="MetricsHandler",status="200"} 1.0',
+        'nameless_http_requests_total{method="GET",route="MetricsHandler",status="403"} 1.0',
+        'nameless_http_request_duration_seconds_count{method="GET",route="HealthzHandler"} 3.0',
+        'nameless_http_request_duration_seconds_count{method="DELETE",route="HealthzHandler"} 1.0',
+        'nameless_http_request_duration_seconds_bucket{le="+Inf",method="GET",route="NotFoundHandler"} 1.0',
+        "nameless_http_requests_in_flight 1.0",  # the scrape itself
+    ):
+        assert series in text, series
+    assert "nameless_rate_limited_total" in text
+
+
 async def test_rate_limit_per_ip(any_server_limited) -> None:
     client = any_server_limited.client
     for _ in range(5):

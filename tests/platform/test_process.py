@@ -393,3 +393,30 @@ def test_logs_never_hold_url_credentials(launch) -> None:
     cookie_parts = forged_cookie.split("|")
     for secret in (media_token, push_token, invite_code, sid, cookie_parts[4], cookie_parts[-1]):
         assert secret not in log, [line for line in log.splitlines() if secret in line]  # ...without credentials
+
+
+def test_each_request_writes_one_json_access_line(launch) -> None:
+    """The access log line, field by field, as an operator's log pipeline reads it."""
+    server = launch(NAMELESS_LOG_LEVEL="INFO")
+    server.wait_ready()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ok = client.get("/healthz", headers={"X-Request-ID": "access-line-0001"})
+        missing = client.get("/api/v1/no/such/thing")
+        ok_again = client.get("/healthz")
+    assert server.terminate() == 0
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    access_lines = [line for line in lines if line.get("message") == "request"]
+    access = {line["request_id"]: line for line in access_lines}
+    fields = ["ts", "level", "logger", "message", "request_id", "method", "path", "route", "status", "ms", "ip"]
+    expected = [(ok, "/healthz", "HealthzHandler", 200), (missing, "/api/v1/no/such/thing", "NotFoundHandler", 404),
+                (ok_again, "/healthz", "HealthzHandler", 200)]
+    for resp, path, route, status in expected:
+        line = access[resp.headers["x-request-id"]]
+        assert list(line) == fields, line
+        assert (line["level"], line["logger"], line["method"], line["path"], line["route"], line["status"],
+                line["ip"]) == ("INFO", "nameless.http", "GET", path, route, status, "127.0.0.1")
+        assert isinstance(line["ms"], float) and line["ms"] >= 0
+        assert time.strptime(line["ts"][:19], "%Y-%m-%d %H:%M:%S")
+    assert ok.headers["x-request-id"] == "access-line-0001"
+    ids = [resp.headers["x-request-id"] for resp in (ok, missing, ok_again)]
+    assert [sum(line["request_id"] == rid for line in access_lines) for rid in ids] == [1, 1, 1]
