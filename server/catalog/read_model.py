@@ -28,6 +28,7 @@ import logging
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 CHANGES_CHANNEL = "catalog.changes"  # {"ids": [...], "origin": "<model token>"}
 OVERLAP_MS = 10_000  # the poll re-reads this much before its watermark: writers' clocks and late commits
 CHUNK = 2000
+FILTERED_ORDERS = 256  # filter combinations whose sorted titles are kept until the next change
 
 
 @dataclass(slots=True)
@@ -131,6 +133,7 @@ class _Index:
         self.word_ids: dict[str, str | set[str]] = {}
         self._words: list[str] | None = None
         self._orders: dict[str, list[Entry]] = {}
+        self._filtered: OrderedDict[tuple[tuple[str, ...], str], list[Entry]] = OrderedDict()
 
     def put(self, entry: Entry) -> None:
         self.drop(entry.id)
@@ -147,6 +150,7 @@ class _Index:
             else:
                 ids.add(entry.id)
         self._orders.clear()
+        self._filtered.clear()
 
     def drop(self, title_id: str) -> None:
         old = self.titles.pop(title_id, None)
@@ -164,6 +168,7 @@ class _Index:
                 del self.word_ids[word]
                 self._words = None
         self._orders.clear()
+        self._filtered.clear()
 
     def with_prefix(self, key: str) -> set[str]:
         if self._words is None:
@@ -185,6 +190,22 @@ class _Index:
         entries = self._orders.get(field)
         if entries is None:
             entries = self._orders[field] = sorted(self.titles.values(), key=lambda e: (e.value(field), e.id))
+        return entries
+
+    def filtered(self, facets: tuple[str, ...], field: str) -> list[Entry]:
+        """The titles with every one of `facets`, in `order(field)`: computed once per
+        combination until the next change, so a filtered page is a bisect and a short walk."""
+        key = (facets, field)
+        entries = self._filtered.get(key)
+        if entries is not None:
+            self._filtered.move_to_end(key)
+            return entries
+        sets = sorted((self.postings.get(f, set()) for f in facets), key=len)
+        wanted = set(sets[0]).intersection(*sets[1:])
+        entries = [e for e in self.order(field) if e.id in wanted] if wanted else []
+        while len(self._filtered) >= FILTERED_ORDERS:
+            self._filtered.popitem(last=False)
+        self._filtered[key] = entries
         return entries
 
 
@@ -367,18 +388,22 @@ class CatalogReadModel:
         wanted: set[str] | None = None
         facets = [f for f in (kind and f"type:{kind}", genre and f"genre:{genre}",
                               category and f"category:{category}", language and f"language:{language}") if f]
-        sets = [index.postings.get(f, set()) for f in facets] + [index.with_prefix(k) for k in keys or ()]
-        if sets:
+        if keys:
+            sets = [index.postings.get(f, set()) for f in facets] + [index.with_prefix(k) for k in keys]
             sets.sort(key=len)
-            wanted = set(sets[0])
-            for other in sets[1:]:
-                wanted &= other
-        order = index.order(field)
-        if wanted is not None and len(wanted) * 8 < len(order):
-            entries = sorted((index.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
-            wanted = None
+            wanted = set(sets[0]).intersection(*sets[1:])
+            order = index.order(field)
+            # Sorting the matches costs about one step each; walking the whole order until a
+            # page is found costs about (limit + 1) * len(order) / len(wanted) steps.
+            if len(wanted) ** 2 < (limit + 1) * len(order):
+                entries = sorted((index.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
+                wanted = None
+            else:
+                entries = order
+        elif facets:
+            entries = index.filtered(tuple(sorted(facets)), field)
         else:
-            entries = order
+            entries = index.order(field)
         end = len(entries)
         if cursor:
             key, last_id = decode_cursor(cursor)
