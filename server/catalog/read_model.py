@@ -223,6 +223,7 @@ class CatalogReadModel:
         self._watermark_ms = 0
         self._origin = secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[list[str]], None]] = []
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -288,11 +289,23 @@ class CatalogReadModel:
 
     async def poll(self) -> None:
         started_ms = self._clock()
-        for doc in await self._repo.model_changed_since(self._watermark_ms - OVERLAP_MS):
+        docs = await self._repo.model_changed_since(self._watermark_ms - OVERLAP_MS)
+        for doc in docs:
             self._index.put(entry_of(doc))
+        if docs:
+            self._tell([str(d["_id"]) for d in docs])
         self._watermark_ms = started_ms
 
     # --- changes ---------------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[list[str]], None]) -> None:
+        """Call `listener(title_ids)` whenever titles are reloaded (a change here, a message
+        from another process, the poll): what others keep about those titles is stale."""
+        self._listeners.append(listener)
+
+    def _tell(self, ids: list[str]) -> None:
+        for listener in self._listeners:
+            listener(ids)
 
     async def changed(self, ids: Iterable[str]) -> None:
         """A writer changed these titles: reload them here now, and on every other process."""
@@ -313,6 +326,7 @@ class CatalogReadModel:
             await self._reload(ids)
 
     async def _reload(self, ids: list[str]) -> None:
+        self._tell(ids)
         docs = await self._repo.model_by_ids(ids)
         for tid in ids:
             doc = docs.get(tid)

@@ -40,11 +40,12 @@ class _Entry(Generic[V]):
 
 
 class _Read:
-    """One read in flight; `stale` once its key or a tag is forgotten before it ends."""
+    """One read in flight; `stale` once its key or a tag is forgotten before it ends (any
+    forget at all when `names` is None: a read whose tags are known only from its answer)."""
 
     __slots__ = ("names", "stale")
 
-    def __init__(self, names: frozenset[Hashable]) -> None:
+    def __init__(self, names: frozenset[Hashable] | None) -> None:
         self.names = names
         self.stale = False
 
@@ -89,6 +90,34 @@ class LocalCache(Generic[V]):
             self._keep(key, value, tags, self.ttl_s if ttl_s is None else min(ttl_s, self.ttl_s))
         return value
 
+    async def load_many(self, keys: Iterable[Hashable],
+                        read: Callable[[list[Hashable]], Awaitable[dict[Hashable, V]]],
+                        tags: Callable[[V], Iterable[Hashable]] = lambda value: ()) -> dict[Hashable, V]:
+        """The kept values of `keys`, the others read at once by `read(missing)`; what it
+        finds is kept (tagged by `tags(value)`) unless anything was forgotten meanwhile.
+        Keys it does not find are not kept."""
+        found: dict[Hashable, V] = {}
+        missing: list[Hashable] = []
+        for key in keys:
+            value = self.get(key)
+            if value is None:
+                missing.append(key)
+            else:
+                found[key] = value
+        if not missing:
+            return found
+        pending = _Read(None)
+        self._reads.add(pending)
+        try:
+            fresh = await read(missing)
+        finally:
+            self._reads.discard(pending)
+        for key, value in fresh.items():
+            if not pending.stale:
+                self._keep(key, value, tuple(tags(value)), self.ttl_s)
+            found[key] = value
+        return found
+
     def _keep(self, key: Hashable, value: V, tags: tuple[Hashable, ...], ttl_s: float) -> None:
         if ttl_s <= 0 or self.max_entries <= 0:
             return
@@ -105,7 +134,7 @@ class LocalCache(Generic[V]):
         """Drop the entries whose key or a tag is one of `names`, and spoil reads of them in flight."""
         wanted = set(names)
         for pending in self._reads:
-            if not pending.stale and not wanted.isdisjoint(pending.names):
+            if not pending.stale and (pending.names is None or not wanted.isdisjoint(pending.names)):
                 pending.stale = True
         for name in wanted:
             self._drop(name)

@@ -143,3 +143,26 @@ async def test_progress_written_on_one_process_reaches_the_home_page_of_another(
 
 async def _is(answer, expected) -> bool:
     return await answer == expected
+
+
+async def test_an_episode_edit_on_one_process_reaches_continue_watching_on_another(start_server, redis_url) -> None:
+    """Episodes are kept per process by id; an edit on A drops them on A at once and on B
+    with the catalog's change message."""
+    shared = {"REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}"}
+    a, b = await start_server(**shared), await start_server(**shared)
+    cm = await content_manager(a)
+    user = await viewer_account(a)
+    _, eps = await series(a, cm, seasons=1, episodes=2)
+    await a.runtime.services.history.record_progress(user["viewer"], eps[0]["id"], 100, 1000)
+
+    async def names(served) -> list[str]:
+        return [i["episode"]["name"] for i in await _continue_watching(served, user)]
+
+    original = eps[0].get("name")
+    await eventually(lambda: _is(names(b), [original]), "B shows the episode")
+    assert await names(a) == [original]
+    resp = await a.client.patch(f"{API}/admin/episodes/{eps[0]['id']}", headers=cm["headers"],
+                                json={"name": "Renamed Pilot"})
+    assert resp.status_code == 200, resp.text
+    assert await names(a) == ["Renamed Pilot"]
+    await eventually(lambda: _is(names(b), ["Renamed Pilot"]), "B shows the new name")

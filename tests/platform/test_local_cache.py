@@ -58,3 +58,33 @@ async def test_an_entry_lives_at_most_its_own_lifetime() -> None:
     assert (cache.get("short"), cache.get("long")) == (None, "L")
     now[0] = 11
     assert cache.get("long") is None
+
+
+async def test_a_batch_read_keeps_what_it_found_unless_anything_was_forgotten_meanwhile() -> None:
+    cache: LocalCache[dict] = LocalCache(60, 10)
+    asked: list[list] = []
+
+    async def read(keys: list) -> dict:
+        asked.append(keys)
+        return {k: {"id": k, "title": "t1"} for k in keys if k != "gone"}
+
+    found = await cache.load_many(["e1", "e2", "gone"], read, lambda doc: (doc["title"],))
+    assert set(found) == {"e1", "e2"} and asked == [["e1", "e2", "gone"]]
+    assert set(await cache.load_many(["e1", "e2", "gone"], read)) == {"e1", "e2"}
+    assert asked[-1] == ["gone"]  # only the miss is read again
+    cache.forget("t1")  # by the tag of both
+    assert cache.get("e1") is None and cache.get("e2") is None
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(keys: list) -> dict:
+        started.set()
+        await release.wait()
+        return {k: {"id": k, "title": "t9"} for k in keys}
+
+    reading = asyncio.create_task(cache.load_many(["e3"], slow, lambda doc: (doc["title"],)))
+    await started.wait()
+    cache.forget("t9")  # its tags are known only from the answer: any forget spoils it
+    release.set()
+    assert set(await reading) == {"e3"}
+    assert cache.get("e3") is None
