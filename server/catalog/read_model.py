@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 CHANGES_CHANNEL = "catalog.changes"  # {"ids": [...], "origin": "<model token>"}
 OVERLAP_MS = 10_000  # the poll re-reads this much before its watermark: writers' clocks and late commits
 CHUNK = 2000
-FILTERED_ORDERS = 256  # filter combinations whose sorted titles are kept until the next change
+FILTERED_ORDERS = 256  # filter and search combinations whose sorted titles are kept until the next change
+FILTERED_SHARE = 4  # ... holding at most this many times the catalog's titles between them
 
 
 @dataclass(slots=True)
@@ -134,6 +135,7 @@ class _Index:
         self._words: list[str] | None = None
         self._orders: dict[str, list[Entry]] = {}
         self._filtered: OrderedDict[tuple[tuple[str, ...], str], list[Entry]] = OrderedDict()
+        self._filtered_size = 0
 
     def put(self, entry: Entry) -> None:
         self.drop(entry.id)
@@ -151,6 +153,7 @@ class _Index:
                 ids.add(entry.id)
         self._orders.clear()
         self._filtered.clear()
+        self._filtered_size = 0
 
     def drop(self, title_id: str) -> None:
         old = self.titles.pop(title_id, None)
@@ -169,6 +172,7 @@ class _Index:
                 self._words = None
         self._orders.clear()
         self._filtered.clear()
+        self._filtered_size = 0
 
     def with_prefix(self, key: str) -> set[str]:
         if self._words is None:
@@ -192,20 +196,28 @@ class _Index:
             entries = self._orders[field] = sorted(self.titles.values(), key=lambda e: (e.value(field), e.id))
         return entries
 
-    def filtered(self, facets: tuple[str, ...], field: str) -> list[Entry]:
-        """The titles with every one of `facets`, in `order(field)`: computed once per
-        combination until the next change, so a filtered page is a bisect and a short walk."""
-        key = (facets, field)
+    def filtered(self, facets: tuple[str, ...], keys: tuple[str, ...], field: str) -> list[Entry]:
+        """The titles with every one of `facets` and a word starting with each of `keys`, in
+        `order(field)`: computed once per combination until the next change (at most
+        FILTERED_ORDERS combinations, least recently used dropped first), so a repeated
+        filter or search is a bisect and a short walk."""
+        key = (facets + tuple(f"q:{k}" for k in keys), field)
         entries = self._filtered.get(key)
         if entries is not None:
             self._filtered.move_to_end(key)
             return entries
-        sets = sorted((self.postings.get(f, set()) for f in facets), key=len)
+        sets = sorted([self.postings.get(f, set()) for f in facets] + [self.with_prefix(k) for k in keys], key=len)
         wanted = set(sets[0]).intersection(*sets[1:])
-        entries = [e for e in self.order(field) if e.id in wanted] if wanted else []
-        while len(self._filtered) >= FILTERED_ORDERS:
-            self._filtered.popitem(last=False)
+        order = self.order(field)
+        if len(wanted) * 8 < len(order):  # few matches: sorting them beats a pass over everything
+            entries = sorted((self.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
+        else:
+            entries = [e for e in order if e.id in wanted]
+        while self._filtered and (len(self._filtered) >= FILTERED_ORDERS or
+                                  self._filtered_size + len(entries) > FILTERED_SHARE * len(self.titles)):
+            self._filtered_size -= len(self._filtered.popitem(last=False)[1])
         self._filtered[key] = entries
+        self._filtered_size += len(entries)
         return entries
 
 
@@ -402,20 +414,8 @@ class CatalogReadModel:
         wanted: set[str] | None = None
         facets = [f for f in (kind and f"type:{kind}", genre and f"genre:{genre}",
                               category and f"category:{category}", language and f"language:{language}") if f]
-        if keys:
-            sets = [index.postings.get(f, set()) for f in facets] + [index.with_prefix(k) for k in keys]
-            sets.sort(key=len)
-            wanted = set(sets[0]).intersection(*sets[1:])
-            order = index.order(field)
-            # Sorting the matches costs about one step each; walking the whole order until a
-            # page is found costs about (limit + 1) * len(order) / len(wanted) steps.
-            if len(wanted) ** 2 < (limit + 1) * len(order):
-                entries = sorted((index.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
-                wanted = None
-            else:
-                entries = order
-        elif facets:
-            entries = index.filtered(tuple(sorted(facets)), field)
+        if facets or keys:
+            entries = index.filtered(tuple(sorted(facets)), tuple(sorted(set(keys or ()))), field)
         else:
             entries = index.order(field)
         end = len(entries)

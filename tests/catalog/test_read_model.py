@@ -200,8 +200,8 @@ async def test_the_writing_process_forgets_the_profiles_before_answering(server)
 
 
 async def test_a_filtered_browse_follows_an_edit_of_the_filtered_field(server) -> None:
-    """Each filter combination's sorted titles are kept until the next change: an edit that
-    moves a title into or out of the filter is in the very next page."""
+    """Each filter or search combination's sorted titles are kept until the next change: an
+    edit that moves a title into or out of it is in the very next page."""
     cm = await content_manager(server)
     await category(server, cm, "rm-thriller")
     viewer = await viewer_account(server)
@@ -216,3 +216,9 @@ async def test_a_filtered_browse_follows_an_edit_of_the_filtered_field(server) -
     resp = await server.client.patch(f"{API}/admin/titles/{first['id']}", headers=cm["headers"], json={"genres": []})
     assert resp.status_code == 200, resp.text
     assert await _api_ids(server, viewer["headers"], params) == [other["id"]]
+    # A search is kept the same way.
+    assert await _api_ids(server, viewer["headers"], {"q": "zephyr"}) == []
+    resp = await server.client.patch(f"{API}/admin/titles/{other['id']}", headers=cm["headers"],
+                                     json={"title": "Zephyr Other"})
+    assert resp.status_code == 200, resp.text
+    assert await _api_ids(server, viewer["headers"], {"q": "zephyr"}) == [other["id"]]
