@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     )
     session_cache_seconds: float = _env(
         "NAMELESS_SESSION_CACHE_SECONDS", default=10.0, ge=0, le=60,
-        description="how long a process reuses a socket connect's session check (0: never); "
+        description="how long a process reuses the sign-in check of an access token, for requests and "
+                    "socket connects (0: never); "
                     "revocations, suspensions and role changes drop it at once",
     )
     jwt_keys: SecretStr | None = _env(

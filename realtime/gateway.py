@@ -234,7 +234,7 @@ class Gateway:
         ip = client_ip(environ)
         token = auth.get("token") if isinstance(auth, dict) else None
         if isinstance(token, str) and token:
-            return await self.sessions.authenticate_cached(token, ip)
+            return await self.sessions.authenticate(token, ip)
         session_id = self._cookie_session(environ)
         if session_id:
             return await self.sessions.authenticate_session(session_id, ip)

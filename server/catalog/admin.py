@@ -322,6 +322,7 @@ class ContentAdminService:
             won = await self._episodes.publish_if_due(ep["_id"], ep["publish_at_ms"], now_ms)
             if won is None:
                 continue
+            await self._changed([ep["title_id"]])
             await self._audit.record(None, "episode.publish_scheduled", target_type="episode", target_id=ep["_id"],
                                      ip="job", details={"title_id": ep["title_id"]})
             series = await self._titles.get(ep["title_id"])
@@ -438,6 +439,7 @@ class ContentAdminService:
             raise errors.Conflict("This episode number exists already in the season.", code="episode_exists") from None
         if doc is None:
             raise errors.NotFound("No such episode.", code="episode_not_found")
+        await self._changed([doc["title_id"]])  # what others keep of its episodes goes
         await self._audit.record(actor, "episode.update", target_type="episode", target_id=episode_id, ip=ip,
                                  details={"title_id": doc["title_id"], "fields": sorted(changes)})
         return admin_episode_view(doc)
@@ -446,6 +448,7 @@ class ContentAdminService:
         gone = await self._episodes.delete(episode_id)
         if gone is None:
             raise errors.NotFound("No such episode.", code="episode_not_found")
+        await self._changed([gone["title_id"]])
         await self._audit.record(actor, "episode.delete", target_type="episode", target_id=episode_id, ip=ip,
                                  details={"title_id": gone["title_id"], "season": gone["season_number"],
                                           "number": gone["number"]})

@@ -22,10 +22,14 @@ from server.catalog.viewers import Viewer
 from server.core import errors
 from server.core.clock import iso, now, to_ms
 from server.core.json_text import Encoded
+from server.core.local_cache import LocalCache
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
 from storage.catalog.seasons import SeasonRepository
 from storage.catalog.titles import FOREVER_MS, TitleRepository
+
+EPISODES_TTL_S = 30.0  # a lost change message is bounded by this
+EPISODES_CACHED = 50_000
 
 
 def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +77,10 @@ class CatalogService:
         self._episodes = episodes
         self._categories = categories
         self._clock = clock or (lambda: to_ms(now()))
+        # Episodes by id (continue watching, history pages), dropped with their title's
+        # every change: the read model tells of each reload, here, by message or by poll.
+        self._episode_docs: LocalCache[dict[str, Any]] = LocalCache(EPISODES_TTL_S, EPISODES_CACHED)
+        model.on_change(lambda ids: self._episode_docs.forget(*ids))
 
     def now_ms(self) -> int:
         return self._clock()
@@ -185,7 +193,10 @@ class CatalogService:
         return await self._episodes.next_after(title_id, int(after["order_key"]))
 
     async def episodes_by_ids(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return await self._episodes.by_ids(ids)
+        """Kept per process and tagged by their title; every episode writer reports its
+        title as changed (`ContentAdminService`), which drops them on every process."""
+        return await self._episode_docs.load_many(  # type: ignore[return-value]
+            ids, self._episodes.by_ids, lambda doc: (doc["title_id"],))
 
 
 def category_view(doc: dict[str, Any]) -> dict[str, Any]:

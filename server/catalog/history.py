@@ -4,6 +4,12 @@ Progress is written through one method, `record_progress`, which playback heartb
 (and nothing else writes history): the position and duration of one movie or episode, when
 it was last watched, whether it is completed (at 90 percent), and, per title, what the
 profile should continue with: the same content, or the next episode once one is completed.
+
+A profile's per-title rows (what the home page and the recommendations read) are kept per
+process for ACTIVITY_TTL_S and dropped by every write of that profile's progress: on the
+writing process before the write is answered, on every other process when the
+`history.changed` message arrives. The viewer who just watched therefore sees their own
+progress at once; a lost message is bounded by the lifetime.
 """
 
 from __future__ import annotations
@@ -15,11 +21,16 @@ from typing import Any
 from server.catalog.browse import CatalogService
 from server.catalog.viewers import Viewer
 from server.core.clock import from_ms, iso, now, to_ms
+from server.core.local_cache import LocalCache
 from storage.catalog.history import ACTIVE_STATES, HistoryRepository
 from storage.catalog.titles import TitleRepository
 from storage.catalog.watchlist import WatchlistRepository
+from storage.state.pubsub import PubSub
 
 COMPLETED_AT = 0.9  # share of the duration after which a movie or an episode counts as watched
+HISTORY_CHANNEL = "history.changed"  # {"profile_id"}
+ACTIVITY_TTL_S = 30.0
+ACTIVITY_CACHED = 20_000  # profiles whose rows a process keeps (least recently used go first)
 
 
 def is_completed(position: float, duration: float) -> bool:
@@ -32,14 +43,28 @@ def _episode_ref(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"id": str(doc["_id"]), "season": doc["season_number"], "number": doc["number"], "name": doc.get("name")}
 
 
+def _changed_profile(message: dict[str, Any]) -> list[str]:
+    profile_id = message.get("profile_id")
+    return [profile_id] if isinstance(profile_id, str) else []
+
+
 class HistoryService:
     def __init__(self, history: HistoryRepository, watchlist: WatchlistRepository, titles: TitleRepository,
-                 catalog: CatalogService, clock: Callable[[], dt.datetime] = now) -> None:
+                 catalog: CatalogService, pubsub: PubSub, clock: Callable[[], dt.datetime] = now,
+                 activity_ttl_s: float = ACTIVITY_TTL_S) -> None:
+        self._pubsub = pubsub
+        self._activity: LocalCache[list[dict[str, Any]]] = LocalCache(activity_ttl_s, ACTIVITY_CACHED)
         self._history = history
         self._watchlist = watchlist
         self._titles = titles
         self._catalog = catalog
         self._clock = clock
+
+    async def start(self) -> None:
+        await self._activity.listen(self._pubsub, HISTORY_CHANNEL, _changed_profile)
+
+    async def stop(self) -> None:
+        await self._activity.stop()
 
     # --- the one writer --------------------------------------------------------------
 
@@ -87,6 +112,8 @@ class HistoryService:
             {**owner, **place, "state": state, "next_episode_id": str(next_episode["_id"]) if next_episode else None},
             created={"created_at": from_ms(at_ms), "first_watched_ms": at_ms},
         )
+        self._activity.forget(viewer.profile_id)
+        await self._pubsub.publish(HISTORY_CHANNEL, {"profile_id": viewer.profile_id})
         if first:
             await self._titles.record_view(title_id, from_ms(at_ms).strftime("%Y-%m-%d"))
         return {"content_id": content_id, "title_id": title_id, "position": position, "duration": duration,
@@ -123,8 +150,9 @@ class HistoryService:
 
     async def activity(self, viewer: Viewer) -> list[dict[str, Any]]:
         """The profile's per-title progress rows, newest first, read once for a whole page
-        (pass them to `continue_watching`, `started_titles` and `finished_titles`)."""
-        return await self._history.title_rows(viewer.profile_id)
+        (pass them to `continue_watching`, `started_titles` and `finished_titles`); from this
+        process's cache, which the profile's own progress writes drop."""
+        return await self._activity.load(viewer.profile_id, lambda: self._history.title_rows(viewer.profile_id))
 
     async def continue_watching(self, viewer: Viewer, limit: int = 20,
                                 activity: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:

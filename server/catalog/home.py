@@ -21,6 +21,7 @@ from server.catalog.history import HistoryService
 from server.catalog.recommendations import RecommendationService
 from server.catalog.viewers import Viewer
 from server.core.clock import iso
+from server.core.json_text import Encoded, encode
 from server.core.shared_cache import SharedCache
 
 ROW_SIZE = 20
@@ -61,8 +62,8 @@ class HomeService:
         return {"profile_id": viewer.profile_id, "rows": rows}
 
     async def _compute_shared(self, viewer: Viewer) -> dict[str, Any]:
-        """Trending, new releases and the genre rows, and the announced titles with their
-        release times."""
+        """Trending, new releases and the genre rows (as JSON text), and the announced titles
+        with their release times."""
         genres = (await self._catalog.genres())[:MAX_GENRE_ROWS]
         trending, new, soon, *by_genre = await asyncio.gather(
             self._catalog.top(viewer, "trending", ROW_SIZE),
@@ -80,4 +81,5 @@ class HomeService:
             if cards:
                 rows.append(_row(f"genre:{genre['slug']}", genre["name"], [{"title": c} for c in cards],
                                  genre=genre["slug"]))
-        return {"rows": rows, "soon": soon}
+        # Each shared row is spliced into every reply as the same text: encoded once here.
+        return {"rows": [Encoded(encode(row)) for row in rows], "soon": soon}

@@ -28,6 +28,7 @@ import logging
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 CHANGES_CHANNEL = "catalog.changes"  # {"ids": [...], "origin": "<model token>"}
 OVERLAP_MS = 10_000  # the poll re-reads this much before its watermark: writers' clocks and late commits
 CHUNK = 2000
+FILTERED_ORDERS = 256  # filter and search combinations whose sorted titles are kept until the next change
+FILTERED_SHARE = 4  # ... holding at most this many times the catalog's titles between them
 
 
 @dataclass(slots=True)
@@ -131,6 +134,8 @@ class _Index:
         self.word_ids: dict[str, str | set[str]] = {}
         self._words: list[str] | None = None
         self._orders: dict[str, list[Entry]] = {}
+        self._filtered: OrderedDict[tuple[tuple[str, ...], str], list[Entry]] = OrderedDict()
+        self._filtered_size = 0
 
     def put(self, entry: Entry) -> None:
         self.drop(entry.id)
@@ -147,6 +152,8 @@ class _Index:
             else:
                 ids.add(entry.id)
         self._orders.clear()
+        self._filtered.clear()
+        self._filtered_size = 0
 
     def drop(self, title_id: str) -> None:
         old = self.titles.pop(title_id, None)
@@ -164,6 +171,8 @@ class _Index:
                 del self.word_ids[word]
                 self._words = None
         self._orders.clear()
+        self._filtered.clear()
+        self._filtered_size = 0
 
     def with_prefix(self, key: str) -> set[str]:
         if self._words is None:
@@ -187,6 +196,30 @@ class _Index:
             entries = self._orders[field] = sorted(self.titles.values(), key=lambda e: (e.value(field), e.id))
         return entries
 
+    def filtered(self, facets: tuple[str, ...], keys: tuple[str, ...], field: str) -> list[Entry]:
+        """The titles with every one of `facets` and a word starting with each of `keys`, in
+        `order(field)`: computed once per combination until the next change (at most
+        FILTERED_ORDERS combinations, least recently used dropped first), so a repeated
+        filter or search is a bisect and a short walk."""
+        key = (facets + tuple(f"q:{k}" for k in keys), field)
+        entries = self._filtered.get(key)
+        if entries is not None:
+            self._filtered.move_to_end(key)
+            return entries
+        sets = sorted([self.postings.get(f, set()) for f in facets] + [self.with_prefix(k) for k in keys], key=len)
+        wanted = set(sets[0]).intersection(*sets[1:])
+        order = self.order(field)
+        if len(wanted) * 8 < len(order):  # few matches: sorting them beats a pass over everything
+            entries = sorted((self.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
+        else:
+            entries = [e for e in order if e.id in wanted]
+        while self._filtered and (len(self._filtered) >= FILTERED_ORDERS or
+                                  self._filtered_size + len(entries) > FILTERED_SHARE * len(self.titles)):
+            self._filtered_size -= len(self._filtered.popitem(last=False)[1])
+        self._filtered[key] = entries
+        self._filtered_size += len(entries)
+        return entries
+
 
 class CatalogReadModel:
     def __init__(self, titles: TitleRepository, pubsub: PubSub, *, poll_s: float = 2.0, rebuild_s: float = 900.0,
@@ -202,6 +235,7 @@ class CatalogReadModel:
         self._watermark_ms = 0
         self._origin = secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[list[str]], None]] = []
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -267,11 +301,23 @@ class CatalogReadModel:
 
     async def poll(self) -> None:
         started_ms = self._clock()
-        for doc in await self._repo.model_changed_since(self._watermark_ms - OVERLAP_MS):
+        docs = await self._repo.model_changed_since(self._watermark_ms - OVERLAP_MS)
+        for doc in docs:
             self._index.put(entry_of(doc))
+        if docs:
+            self._tell([str(d["_id"]) for d in docs])
         self._watermark_ms = started_ms
 
     # --- changes ---------------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[list[str]], None]) -> None:
+        """Call `listener(title_ids)` whenever titles are reloaded (a change here, a message
+        from another process, the poll): what others keep about those titles is stale."""
+        self._listeners.append(listener)
+
+    def _tell(self, ids: list[str]) -> None:
+        for listener in self._listeners:
+            listener(ids)
 
     async def changed(self, ids: Iterable[str]) -> None:
         """A writer changed these titles: reload them here now, and on every other process."""
@@ -292,6 +338,7 @@ class CatalogReadModel:
             await self._reload(ids)
 
     async def _reload(self, ids: list[str]) -> None:
+        self._tell(ids)
         docs = await self._repo.model_by_ids(ids)
         for tid in ids:
             doc = docs.get(tid)
@@ -367,18 +414,10 @@ class CatalogReadModel:
         wanted: set[str] | None = None
         facets = [f for f in (kind and f"type:{kind}", genre and f"genre:{genre}",
                               category and f"category:{category}", language and f"language:{language}") if f]
-        sets = [index.postings.get(f, set()) for f in facets] + [index.with_prefix(k) for k in keys or ()]
-        if sets:
-            sets.sort(key=len)
-            wanted = set(sets[0])
-            for other in sets[1:]:
-                wanted &= other
-        order = index.order(field)
-        if wanted is not None and len(wanted) * 8 < len(order):
-            entries = sorted((index.titles[i] for i in wanted), key=lambda e: (e.value(field), e.id))
-            wanted = None
+        if facets or keys:
+            entries = index.filtered(tuple(sorted(facets)), tuple(sorted(set(keys or ()))), field)
         else:
-            entries = order
+            entries = index.order(field)
         end = len(entries)
         if cursor:
             key, last_id = decode_cursor(cursor)

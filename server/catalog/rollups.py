@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
@@ -46,6 +47,7 @@ class RollupSources:
     reviews: ReviewRepository
     categories: CategoryRepository
     store: RecommendationRepository
+    computed: Callable[[], Awaitable[None]] | None = None  # told when a run has stored new lists
 
 
 async def load_activity(sources: RollupSources) -> list[Activity]:
@@ -97,6 +99,8 @@ async def recommend(sources: RollupSources, *, now_ms: int | None = None,
                  for s in model.suggest(activity, limit)]
         await sources.store.save(activity.profile_id, activity.user_id, items, now_ms)
     await sources.store.drop_older_than(now_ms)
+    if sources.computed is not None:
+        await sources.computed()
     log.info("recommendations computed", extra={"profiles": len(activities), "titles": len(titles),
                                                 "seconds": round(time.monotonic() - started, 2)})
     return len(activities)

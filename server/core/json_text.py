@@ -54,4 +54,10 @@ def encode(value: Any) -> str:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
     if not parts:
         return text
-    return re.sub(rf'"\\u0000{mark}:(\d+)\\u0000"', lambda m: parts[int(m.group(1))], text)
+    # One compiled pattern for every call (a pattern naming this call's mark would be compiled
+    # per reply); a placeholder counts only with this call's mark, so text that merely looks
+    # like one stays as it is.
+    return _PLACEHOLDER.sub(lambda m: parts[int(m.group(2))] if m.group(1) == mark else m.group(0), text)
+
+
+_PLACEHOLDER = re.compile(r'"\\u0000([0-9a-f]{12}):(\d+)\\u0000"')

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from server.core import errors
 from server.core.clock import iso
+from server.core.local_cache import LocalCache
 from storage.identity.profiles import ProfileRepository
 from storage.state.pubsub import PubSub
 
@@ -23,6 +24,11 @@ MAX_PROFILES = 5
 PROFILES_CHANNEL = "profiles.changed"  # {"user_id"}
 CACHE_TTL_S = 10.0
 MAX_CACHED = 50_000
+
+
+def _changed_user(message: dict[str, Any]) -> list[str]:
+    user_id = message.get("user_id")
+    return [user_id] if isinstance(user_id, str) else []
 
 
 def profile_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -41,45 +47,20 @@ class ProfileService:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._repo = repo
         self._pubsub = pubsub
-        self._ttl = ttl_s
-        self._clock = clock
-        self._cached: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._generation: dict[str, int] = {}
-        self._unsubscribe: Callable[[], Awaitable[None]] | None = None
+        self._cache: LocalCache[list[dict[str, Any]]] = LocalCache(ttl_s, MAX_CACHED, clock)
 
     async def start(self) -> None:
-        self._unsubscribe = await self._pubsub.subscribe(PROFILES_CHANNEL, self._on_changed)
+        await self._cache.listen(self._pubsub, PROFILES_CHANNEL, _changed_user)
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            await self._unsubscribe()
-            self._unsubscribe = None
+        await self._cache.stop()
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         """The account's profile documents, oldest first, from this process's cache."""
-        entry = self._cached.get(user_id)
-        if entry is not None and entry[0] > self._clock():
-            return entry[1]
-        generation = self._generation.get(user_id, 0)
-        docs = await self._repo.for_user(user_id)
-        if self._generation.get(user_id, 0) == generation:  # no change announced while we read
-            if len(self._cached) >= MAX_CACHED:
-                self._cached.clear()
-                self._generation.clear()
-            self._cached[user_id] = (self._clock() + self._ttl, docs)
-        return docs
-
-    def _forget(self, user_id: str) -> None:
-        self._cached.pop(user_id, None)
-        self._generation[user_id] = self._generation.get(user_id, 0) + 1
-
-    async def _on_changed(self, message: dict[str, Any]) -> None:
-        user_id = message.get("user_id")
-        if isinstance(user_id, str):
-            self._forget(user_id)
+        return await self._cache.load(user_id, lambda: self._repo.for_user(user_id))
 
     async def _changed(self, user_id: str) -> None:
-        self._forget(user_id)
+        self._cache.forget(user_id)
         await self._pubsub.publish(PROFILES_CHANNEL, {"user_id": user_id})
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:

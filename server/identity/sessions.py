@@ -11,8 +11,8 @@ from typing import Any
 
 from server.core import errors
 from server.core.clock import iso, to_ms
+from server.core.local_cache import LocalCache
 from server.core.permissions import Principal
-from server.identity.signin_cache import SignInCache
 from server.identity.tokens import AccessClaims, AccessTokens, InvalidToken, hash_secret, new_secret
 from storage.identity.sessions import SessionRepository
 from storage.identity.users import UserRepository
@@ -26,6 +26,7 @@ REVOCATIONS_CHANNEL = "sessions.revoked"
 ACCESS_CHANNEL = "users.access_changed"
 # The staff pages' cookie: the signed id of a session of this kind (pages and sockets read it).
 SESSION_COOKIE = "nameless_session"
+SIGNED_IN_CACHED = 100_000  # access tokens whose check a process keeps (least recently used go first)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,27 @@ def session_view(doc: dict[str, Any], current: str) -> dict[str, Any]:
     }
 
 
+class _SignedIn:
+    """A kept sign-in check: who, and when the session was last marked used."""
+
+    __slots__ = ("last_used_ms", "principal")
+
+    def __init__(self, principal: Principal, last_used_ms: int) -> None:
+        self.principal = principal
+        self.last_used_ms = last_used_ms
+
+
+def _signed_in_names(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """The cache tags a revocation or access message names: its user, its sessions."""
+    names: list[tuple[str, str]] = []
+    if isinstance(message.get("user_id"), str):
+        names.append(("user", message["user_id"]))
+    session_ids = message.get("session_ids")
+    if isinstance(session_ids, list):
+        names.extend(("session", s) for s in session_ids if isinstance(s, str))
+    return names
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -76,9 +98,9 @@ class SessionService:
         tokens: AccessTokens,
         pubsub: PubSub,
         clock: Callable[[], dt.datetime] = utcnow,
-        cache: SignInCache | None = None,
+        cache_ttl_s: float = 0.0,
     ) -> None:
-        self._cache = cache if cache is not None else SignInCache(0)
+        self._cache: LocalCache[_SignedIn] = LocalCache(cache_ttl_s, SIGNED_IN_CACHED)
         self._sessions = sessions
         self._users = users
         self._tokens = tokens
@@ -136,32 +158,38 @@ class SessionService:
 
     async def start_cache(self) -> None:
         """Drop cached checks whenever any process announces a change of access."""
-        await self._cache.start(self._pubsub, REVOCATIONS_CHANNEL, ACCESS_CHANNEL)
+        await self._cache.listen(self._pubsub, REVOCATIONS_CHANNEL, _signed_in_names)
+        await self._cache.listen(self._pubsub, ACCESS_CHANNEL, _signed_in_names)
 
     async def stop_cache(self) -> None:
         await self._cache.stop()
 
     async def authenticate(self, access_token: str, ip: str) -> Principal:
-        """The one check behind every authenticated request and socket connection."""
-        claims = self._claims(access_token)
-        return (await self._check(claims.session_id, ip, expected_user=claims.user_id))[0]
+        """The one check behind every authenticated request and socket connection.
 
-    async def authenticate_cached(self, access_token: str, ip: str) -> Principal:
-        """The same check for a socket connect, answered from this process's sign-in cache
-        when the token was checked here within the cache lifetime (server.identity.signin_cache)."""
-        entry = self._cache.get(access_token)
-        if entry is not None:
-            now = self._clock()
-            if to_ms(now) - entry.last_used_ms > TOUCH_EVERY_MS:
-                entry.last_used_ms = to_ms(now)
-                await self._sessions.touch(entry.principal.session_id, ip, now)
-            return entry.principal
-        epoch = self._cache.epoch
-        claims = self._claims(access_token)
+        Answered from this process's sign-in cache when the token was checked here within
+        the cache lifetime (no JWT parse, no read); an entry never outlives its token, and a
+        revocation, suspension or role change drops it at once on every process (pub/sub;
+        the changing process first). The session's last use is written at most once per
+        TOUCH_EVERY_MS either way."""
+        found = self._cache.get(access_token)
+        if found is None:
+            claims = self._claims(access_token)
+            expires_in = (claims.expires_at - self._clock()).total_seconds()
+            found = await self._cache.load(
+                access_token, lambda: self._signed_in(claims, ip),
+                tags=(("user", claims.user_id), ("session", claims.session_id)), ttl_s=expires_in,
+            )
+            return found.principal
+        now = self._clock()
+        if to_ms(now) - found.last_used_ms > TOUCH_EVERY_MS:
+            found.last_used_ms = to_ms(now)  # before the write: concurrent requests touch once
+            await self._sessions.touch(found.principal.session_id, ip, now)
+        return found.principal
+
+    async def _signed_in(self, claims: AccessClaims, ip: str) -> _SignedIn:
         principal, last_used_ms = await self._check(claims.session_id, ip, expected_user=claims.user_id)
-        self._cache.put(access_token, principal, last_used_ms, epoch,
-                        (claims.expires_at - self._clock()).total_seconds())
-        return principal
+        return _SignedIn(principal, last_used_ms)
 
     def _claims(self, access_token: str) -> AccessClaims:
         try:
@@ -225,12 +253,12 @@ class SessionService:
     async def access_changed(self, user_id: str) -> None:
         """A user's roles or status changed: checks cached anywhere are dropped, and every
         process re-checks the user's open sockets."""
-        self._cache.forget(user_id=user_id)
+        self._cache.forget(*_signed_in_names({"user_id": user_id}))
         await self._pubsub.publish(ACCESS_CHANNEL, {"user_id": user_id})
 
     async def _announce(self, user_id: str, session_ids: list[str], reason: str) -> None:
         """Other parts (the socket gateway) disconnect these sessions on every process."""
-        self._cache.forget(user_id=user_id, session_ids=session_ids)
+        self._cache.forget(*_signed_in_names({"user_id": user_id, "session_ids": session_ids}))
         await self._pubsub.publish(
             REVOCATIONS_CHANNEL, {"user_id": user_id, "session_ids": session_ids, "reason": reason}
         )

@@ -3,10 +3,12 @@ playback will call it), the watchlist, and that both are private to their owner.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.catalog.helpers import API, add_profile, content_manager, published_title, series, viewer_account
-from tests.helpers import assert_error
+from tests.helpers import assert_error, eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -119,3 +121,48 @@ async def test_watchlist_adds_once_hides_archived_titles_and_removes(server) -> 
     assert (await server.client.get(f"{API}/me/watchlist", headers=user["headers"])).json()["items"] == []
     assert_error(await server.client.put(f"{API}/me/watchlist/{'f' * 24}", headers=user["headers"]), 404,
                  "title_not_found")
+
+
+async def test_progress_written_on_one_process_reaches_the_home_page_of_another(start_server, redis_url) -> None:
+    """Each process keeps a profile's progress rows; a write on A drops them on B too."""
+    shared = {"REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}"}
+    a, b = await start_server(**shared), await start_server(**shared)
+    cm = await content_manager(a)
+    user = await viewer_account(a)
+    movie = await published_title(a, cm, runtime_s=6000)
+    history = a.runtime.services.history
+
+    async def positions_on_b() -> list[float]:
+        return [i["position"] for i in await _continue_watching(b, user)]
+
+    await history.record_progress(user["viewer"], movie["id"], 1200, 6000)
+    await eventually(lambda: _is(positions_on_b(), [1200.0]), "B shows the first position")
+    await history.record_progress(user["viewer"], movie["id"], 3000, 6000)
+    await eventually(lambda: _is(positions_on_b(), [3000.0]), "B shows the new position")
+
+
+async def _is(answer, expected) -> bool:
+    return await answer == expected
+
+
+async def test_an_episode_edit_on_one_process_reaches_continue_watching_on_another(start_server, redis_url) -> None:
+    """Episodes are kept per process by id; an edit on A drops them on A at once and on B
+    with the catalog's change message."""
+    shared = {"REDIS_URL": redis_url, "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}"}
+    a, b = await start_server(**shared), await start_server(**shared)
+    cm = await content_manager(a)
+    user = await viewer_account(a)
+    _, eps = await series(a, cm, seasons=1, episodes=2)
+    await a.runtime.services.history.record_progress(user["viewer"], eps[0]["id"], 100, 1000)
+
+    async def names(served) -> list[str]:
+        return [i["episode"]["name"] for i in await _continue_watching(served, user)]
+
+    original = eps[0].get("name")
+    await eventually(lambda: _is(names(b), [original]), "B shows the episode")
+    assert await names(a) == [original]
+    resp = await a.client.patch(f"{API}/admin/episodes/{eps[0]['id']}", headers=cm["headers"],
+                                json={"name": "Renamed Pilot"})
+    assert resp.status_code == 200, resp.text
+    assert await names(a) == ["Renamed Pilot"]
+    await eventually(lambda: _is(names(b), ["Renamed Pilot"]), "B shows the new name")

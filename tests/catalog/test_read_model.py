@@ -197,3 +197,28 @@ async def test_the_writing_process_forgets_the_profiles_before_answering(server)
     assert not (await profiles.of_user(user_id))[0].get("kids")
     await profiles.update(user_id, viewer["profile_id"], {"kids": True})
     assert bool((await profiles.of_user(user_id))[0].get("kids"))
+
+
+async def test_a_filtered_browse_follows_an_edit_of_the_filtered_field(server) -> None:
+    """Each filter or search combination's sorted titles are kept until the next change: an
+    edit that moves a title into or out of it is in the very next page."""
+    cm = await content_manager(server)
+    await category(server, cm, "rm-thriller")
+    viewer = await viewer_account(server)
+    first = await published_title(server, cm, title="First", genres=["rm-thriller"])
+    other = await published_title(server, cm, title="Other")
+    params = {"genre": "rm-thriller", "type": "movie", "sort": "new"}
+    assert await _api_ids(server, viewer["headers"], params) == [first["id"]]
+    resp = await server.client.patch(f"{API}/admin/titles/{other['id']}", headers=cm["headers"],
+                                     json={"genres": ["rm-thriller"]})
+    assert resp.status_code == 200, resp.text
+    assert set(await _api_ids(server, viewer["headers"], params)) == {first["id"], other["id"]}
+    resp = await server.client.patch(f"{API}/admin/titles/{first['id']}", headers=cm["headers"], json={"genres": []})
+    assert resp.status_code == 200, resp.text
+    assert await _api_ids(server, viewer["headers"], params) == [other["id"]]
+    # A search is kept the same way.
+    assert await _api_ids(server, viewer["headers"], {"q": "zephyr"}) == []
+    resp = await server.client.patch(f"{API}/admin/titles/{other['id']}", headers=cm["headers"],
+                                     json={"title": "Zephyr Other"})
+    assert resp.status_code == 200, resp.text
+    assert await _api_ids(server, viewer["headers"], {"q": "zephyr"}) == [other["id"]]

@@ -51,9 +51,11 @@ async def test_the_job_suggests_co_watched_titles_with_reasons_and_skips_finishe
     fan = await viewer_account(server)
     await services.history.record_progress(fan["viewer"], d["id"], 5900, 6000)
     newcomer = await viewer_account(server)
+    before = await _recommended(server, target)  # no stored list yet (kept by this process)
+    assert {i["reason"] for i in before} == {"Popular on Nameless"}
 
     assert await rollups.recommend(services.rollup_sources) == 11
-    items = await _recommended(server, target)
+    items = await _recommended(server, target)  # the run dropped the kept list
     ids = [i["title"]["id"] for i in items]
     assert ids[0] == b["id"] and items[0]["reason"] == "Because you watched Anchor"
     assert a["id"] not in ids  # finished

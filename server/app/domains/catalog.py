@@ -42,15 +42,16 @@ def wire(ctx: Wiring) -> Contribution:
     ctx.platform.local_checks["catalog"] = model.state
     catalog = CatalogService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository), category_repo,
                              model)
-    history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog)
+    history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog, ctx.platform.pubsub)
     shared_rows = SharedCache()
-    recommendation_service = RecommendationService(recommendation_repo, catalog, history_service, shared_rows)
+    recommendation_service = RecommendationService(recommendation_repo, catalog, history_service, shared_rows,
+                                                   ctx.platform.pubsub)
     home = HomeService(catalog, history_service, recommendation_service, shared_rows)
     review_service = ReviewService(review_repo, title_repo, catalog, audit)
     content_admin = ContentAdminService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository),
                                         category_repo, audit, releases.emit, catalog.changed)
     sources = RollupSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
-                            recommendation_repo)
+                            recommendation_repo, recommendation_service.computed)
     return Contribution(
         services={"viewers": viewers, "catalog": catalog, "history": history_service, "reviews": review_service,
                   "recommendations": recommendation_service, "home": home, "content_admin": content_admin,
@@ -62,7 +63,7 @@ def wire(ctx: Wiring) -> Contribution:
             *recommendations.routes(viewers, recommendation_service),
             *admin.routes(content_admin),
         ]},
-        start=[model.start],
-        stop=[model.stop],
+        start=[model.start, history_service.start, recommendation_service.start],
+        stop=[model.stop, history_service.stop, recommendation_service.stop],
         jobs=[publish.PublishScheduler(content_admin, releases.emit), *rollups.schedules(sources)],
     )

@@ -14,7 +14,6 @@ from server.identity.passwords import PasswordHashing
 from server.identity.phone import FirebasePhoneVerifier, PhoneService
 from server.identity.profiles import ProfileService
 from server.identity.sessions import SessionService
-from server.identity.signin_cache import SignInCache
 from server.identity.social import ProviderConfig, ProviderVerifier, SocialService
 from server.identity.throttle import LoginThrottle
 from server.identity.tokens import AccessTokens, derive_key
@@ -31,7 +30,7 @@ def wire(ctx: Wiring) -> Contribution:
     keys, active = settings.jwt_keyring(platform.secret_key)
     tokens = AccessTokens(keys, active, dt.timedelta(seconds=settings.access_token_ttl))
     sessions = SessionService(ctx.repo(SessionRepository), users, tokens, platform.pubsub,
-                              cache=SignInCache(settings.session_cache_seconds))
+                              cache_ttl_s=settings.session_cache_seconds)
     totp = TotpService(users, platform.ephemeral, derive_key(platform.secret_key, "totp-secrets"))
     accounts = AccountService(
         users, ctx.repo(ProfileRepository), identities, ctx.repo(OneTimeTokenRepository), sessions,
