@@ -10,6 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
 
+# methods counted under their own name; any other is counted as "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -68,6 +72,8 @@ class Metrics:
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in HTTP_METHODS:  # any token is a method to Tornado; keep the label set bounded
+            method = "other"
         key = (route, method, status)
         series = self._request_series.get(key)
         if series is None:

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import socket
 import sys
 import time
 import urllib.parse
@@ -32,6 +31,8 @@ import httpx
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
+from tests.helpers import free_port
 
 SECRET_KEY = "sk_test_nameless"
 WEBHOOK_SECRET = "whsec_test_" + "n" * 32
@@ -48,12 +49,6 @@ from localstripe.server import app
 resources.Store.dump_to_disk = lambda self: None
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:

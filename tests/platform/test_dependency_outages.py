@@ -9,8 +9,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,19 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from config import load_settings
 from server.app.runtime import Runtime
 from storage.embedded_mongo import EmbeddedMongo
-from tests.helpers import assert_error, eventually, make_staff, signup
+from tests.helpers import RedisServer, assert_error, eventually, make_staff, signup
 from tests.realtime.test_gateway import Client
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def settings(tmp_path: Path, **env: str):
@@ -39,42 +30,6 @@ def settings(tmp_path: Path, **env: str):
         "NAMELESS_MONGO_DB": f"test_{uuid.uuid4().hex[:12]}", "NAMELESS_SECRET_KEY": "test-secret-key-" + "x" * 32,
         "NAMELESS_LOG_LEVEL": "WARNING", **env,
     })
-
-
-class RedisServer:
-    """A redis-server of this test's own, which it may stop and start again on one port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-        self.proc = None
 
 
 @pytest.fixture

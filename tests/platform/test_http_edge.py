@@ -121,6 +121,16 @@ async def test_metrics_count_each_request_by_route_method_and_status(server) -> 
     assert "nameless_rate_limited_total" in text
 
 
+async def test_metrics_count_unknown_methods_under_one_label(server) -> None:
+    """Tornado takes any token as a method (and answers 405); counting each under its own
+    name would let a client grow the metrics without bound."""
+    for method in ("BREW", "PROPFIND", "X-" + "a" * 40):
+        assert (await server.client.request(method, "/healthz")).status_code == 405
+    text = (await server.client.get("/metrics")).text
+    assert 'nameless_http_requests_total{method="other",route="HealthzHandler",status="405"} 3.0' in text
+    assert "BREW" not in text and "PROPFIND" not in text
+
+
 async def test_rate_limit_per_ip(any_server_limited) -> None:
     client = any_server_limited.client
     for _ in range(5):

@@ -20,8 +20,7 @@ from socketio import packet as sio_packet
 from realtime.gateway import user_room
 from realtime.transport import WRITE_BUFFER_LIMIT, DirectSocket
 from server.notifications.announcements import ANNOUNCEMENTS_ROOM
-from tests.helpers import NamespaceClient, eventually, signup
-from tests.platform.test_dependency_outages import RedisServer
+from tests.helpers import NamespaceClient, RedisServer, eventually, signup
 
 pytestmark = pytest.mark.asyncio
 
