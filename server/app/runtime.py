@@ -14,6 +14,7 @@ import tornado.netutil
 import tornado.web
 
 from config import Settings
+from server.app import wiring
 from server.app.domains import wire_product
 from server.app.factory import make_app
 from server.app.forwarded import ResolveClient
@@ -90,10 +91,16 @@ class Runtime:
             if self.product is not None:
                 await self.product.stop()
             log.info("background work stopped")
-            await self.server.close_all_connections()
+            try:  # a request stuck on a dependency that never answers must not keep the process
+                await asyncio.wait_for(self.server.close_all_connections(), wiring.STOP_STEP_S)
+            except TimeoutError:
+                log.warning("connections still serving after %.0f s; abandoned", wiring.STOP_STEP_S)
             self.server = None
         if self.platform is not None:
-            await self.platform.close()
+            try:
+                await asyncio.wait_for(self.platform.close(), wiring.STOP_STEP_S)
+            except TimeoutError:
+                log.warning("dependency clients not closed after %.0f s; abandoned", wiring.STOP_STEP_S)
             self.platform = None
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
