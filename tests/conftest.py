@@ -3,9 +3,13 @@ MONGO_URL) and a real Redis; each test gets its own database."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import os
 import shutil
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +28,33 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts" / "screenshots"
+
+
+# A test still running after this long has its pending asyncio tasks printed with their
+# stacks (a hang with an idle event loop shows nothing in a thread dump). It is not stopped.
+TASK_DUMP_AFTER_S = 240.0
+
+
+def _dump_pending_tasks(config: pytest.Config, name: str) -> None:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n--- {name} still running after {TASK_DUMP_AFTER_S:.0f} s: pending asyncio tasks ---",
+              file=sys.stderr, flush=True)
+        for obj in gc.get_objects():
+            if isinstance(obj, asyncio.Task) and not obj.done():
+                print(repr(obj)[:300], file=sys.stderr)
+                with contextlib.suppress(Exception):
+                    obj.print_stack(limit=25, file=sys.stderr)
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def _report_hangs(request: pytest.FixtureRequest):
+    timer = threading.Timer(TASK_DUMP_AFTER_S, _dump_pending_tasks, args=(request.config, request.node.nodeid))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 @pytest.fixture(scope="session")
