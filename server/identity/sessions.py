@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.core import errors
+from server.core.batching import BatchedReads
 from server.core.clock import iso, to_ms
 from server.core.local_cache import LocalCache
 from server.core.permissions import Principal
@@ -103,6 +104,9 @@ class SessionService:
         self._cache: LocalCache[_SignedIn] = LocalCache(cache_ttl_s, SIGNED_IN_CACHED)
         self._sessions = sessions
         self._users = users
+        # the sign-in check's two reads, batched across callers (a reconnect storm, a burst)
+        self._session_reads: BatchedReads[str] = BatchedReads(sessions.get_many)
+        self._user_reads: BatchedReads[str] = BatchedReads(users.get_many)
         self._tokens = tokens
         self._pubsub = pubsub
         self._clock = clock
@@ -203,12 +207,12 @@ class SessionService:
 
     async def _check(self, session_id: str, ip: str, *, expected_user: str | None) -> tuple[Principal, int]:
         """The principal, and when the session was last marked used."""
-        session = await self._sessions.get(session_id)
+        session = await self._session_reads.get(session_id)
         if session is None or session["revoked_ms"] is not None or (
             expected_user is not None and session["user_id"] != expected_user
         ):
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
-        user = await self._users.get(session["user_id"])
+        user = await self._user_reads.get(session["user_id"])
         if user is None:
             raise errors.Unauthorized("This session has ended.", code="session_revoked")
         if user.get("status") != "active":

@@ -33,6 +33,9 @@ class SessionRepository:
     async def get(self, session_id: str) -> dict[str, Any] | None:
         return await self._sessions.find_one({"_id": session_id})
 
+    async def get_many(self, session_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {doc["_id"]: doc async for doc in self._sessions.find({"_id": {"$in": session_ids}})}
+
     async def list_active(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id, "revoked_ms": None}).sort("last_used_ms", DESCENDING)
         return [doc async for doc in cursor.limit(200)]

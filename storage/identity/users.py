@@ -44,6 +44,12 @@ class UserRepository:
         key = valid_id(user_id)
         return None if key is None else await self._users.find_one({"_id": key})
 
+    async def get_many(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        keys = [key for key in map(valid_id, user_ids) if key is not None]
+        if not keys:
+            return {}
+        return {doc["_id"]: doc async for doc in self._users.find({"_id": {"$in": keys}})}
+
     async def emails(self, user_ids: list[str]) -> dict[str, str]:
         """Addresses of active accounts, for a batch of notifications."""
         if not user_ids:

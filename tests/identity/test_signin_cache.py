@@ -105,3 +105,23 @@ async def test_a_cached_token_is_refused_once_it_expires(start_server) -> None:
     resp = await eventually(lambda: refused(served, "/api/v1/me", bearer(short)), "the expired token is refused")
     assert_error(resp, 401, "invalid_token")
     assert (await served.client.get("/api/v1/me", headers=user["headers"])).status_code == 200
+
+
+async def test_cold_checks_made_together_each_answer_for_their_own_token(pair) -> None:
+    """B has never seen these tokens: their session and account reads arrive together and
+    are read in batches, and each request still gets its own account, a revoked session
+    among them its 401."""
+    import asyncio
+
+    a, b = pair
+    users = [await signup(a.client) for _ in range(12)]
+    revoked = users[5]
+    sid = jwt.decode(revoked["access_token"], options={"verify_signature": False})["sid"]
+    assert (await a.client.delete(f"/api/v1/me/sessions/{sid}", headers=revoked["headers"])).status_code == 204
+    answers = await asyncio.gather(*(b.client.get("/api/v1/me", headers=u["headers"]) for u in users))
+    for user, resp in zip(users, answers, strict=True):
+        if user is revoked:
+            assert_error(resp, 401, "session_revoked")
+        else:
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["email"] == user["email"]
