@@ -24,17 +24,21 @@ async def store(request, redis_url):
     await redis.aclose()
 
 
-async def test_replace_is_a_compare_and_set(store) -> None:
-    assert await store.create("p1", {"n": 1}, 60_000)
-    assert not await store.create("p1", {"n": 99}, 60_000)
+async def commit(store, party_id: str, version: int, doc: dict, **extra) -> bool:
+    return await store.commit(party_id, version, doc, 60_000, **{"due_ms": 9_000, "message": None, **extra})
+
+
+async def test_commit_is_a_compare_and_set_and_version_0_creates(store) -> None:
+    assert await commit(store, "p1", 0, {"n": 1})
+    assert not await commit(store, "p1", 0, {"n": 99})  # it exists: no second creation
     doc, version = await store.load("p1")
     assert doc == {"n": 1}
-    assert await store.replace("p1", version, {"n": 2}, 60_000)
-    assert not await store.replace("p1", version, {"n": 3}, 60_000)  # a writer that read the old version
+    assert await commit(store, "p1", version, {"n": 2})
+    assert not await commit(store, "p1", version, {"n": 3})  # a writer that read the old version
     assert await store.load("p1") == ({"n": 2}, version + 1)
     await store.delete("p1")
     assert await store.load("p1") is None
-    assert not await store.replace("p1", version + 1, {"n": 4}, 60_000)
+    assert not await commit(store, "p1", version + 1, {"n": 4})
 
 
 async def test_due_parties_are_leased_to_one_claimer(store) -> None:
