@@ -22,13 +22,14 @@ import random
 import secrets
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.catalog.browse import CatalogService
 from server.core import errors
 from server.core.ids import new_id
 from server.core.permissions import Principal
+from server.core.turns import Turns
 from server.identity.accounts import AccountService
 from server.media.access import PLAYBACK_CHANNEL
 from server.media.playback import PlaybackService
@@ -87,7 +88,7 @@ class PartyService:
         self._sweeper: asyncio.Task[None] | None = None
         self._alive: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
-        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # party id -> its lock, its users
+        self._turns = Turns()
         self._drops: dict[str, dict[str, str]] = {}  # party id -> {user id: socket} not yet recorded
         self._dropping: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
@@ -349,26 +350,12 @@ class PartyService:
 
     # --- the one way a party changes -------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _in_turn(self, party_id: str) -> AsyncIterator[None]:
-        """This process's changes to one party queue here, so they do not spin on the
-        shared lock against each other (one process's ten members dropping at once)."""
-        lock, users = self._turns.setdefault(party_id, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._turns[party_id]
-
     async def _change(self, party_id: str, apply: Callable[[rules.Party, int], Events], *,
                       record: tuple[rules.Party, int] | None = None) -> rules.Party:
         """Apply and commit; a round lost to another process is applied again to the newer
         record (`apply` must not keep anything from a round it did not win). `record`, when
         the caller has just read the party, saves the first read."""
-        async with self._in_turn(party_id):
+        async with self._turns.of(party_id):  # this process's changes to the party queue here
             for _ in range(CHANGE_ATTEMPTS):
                 if record is None:
                     record = await self._store.load(party_id)

@@ -10,7 +10,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from server.core.ids import new_id
 
-INDEXES = {"playback_sessions": [IndexModel([("user_id", ASCENDING), ("ended", ASCENDING)], name="user_open")]}
+# nx-27017 uses single-field indexes only (docs/catalog.md): without `user`, counting an
+# account's streams at every start scans every session ever started.
+INDEXES = {"playback_sessions": [IndexModel([("user_id", ASCENDING), ("ended", ASCENDING)], name="user_open"),
+                                 IndexModel([("user_id", ASCENDING)], name="user")]}
 
 
 class PlaybackRepository:

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from storage.party.store import MemoryPartyStore, RedisPartyStore
+from tests.helpers import eventually
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -58,3 +59,31 @@ async def test_indexes_and_presence_expire(store) -> None:
     assert await store.index("invite", "h1") is None
     await store.mark_alive("proc-1", 60_000)
     assert await store.alive("proc-1") and not await store.alive("proc-2")
+
+
+async def test_a_process_whose_presence_ran_out_is_reaped_once_and_its_parties_come_due(store) -> None:
+    far = 10**13  # the parties' own deadlines: never, within this test
+    await store.mark_alive("short", 300)
+    assert await store.mark_alive("long", 60_000) is False  # new: it was not present before
+    assert await store.mark_alive("long", 60_000) is True
+    assert await commit(store, "x", 0, {"n": 1}, due_ms=far, procs=["short"])
+    assert await commit(store, "y", 0, {"n": 1}, due_ms=far, procs=["long"])
+    assert await store.claim_due(10**12, 500, 10) == []
+    await eventually(lambda: _not(store.alive("short")), "the short presence running out")
+    assert await store.reap() == ["short"]
+    assert await store.reap() == []  # reaped once, by one caller
+    assert await store.claim_due(1, 500, 10) == ["x"]  # its party is due at once
+    await store.withdraw("long")  # a process that stops
+    assert not await store.alive("long")
+    assert await store.claim_due(1, 500, 10) == ["y"]
+
+
+async def test_a_commit_naming_a_process_no_longer_present_makes_the_party_due(store) -> None:
+    await store.mark_alive("here", 60_000)
+    assert await commit(store, "x", 0, {"n": 1}, due_ms=10**13, procs=["here"])
+    assert await commit(store, "z", 0, {"n": 1}, due_ms=10**13, procs=["here", "reaped-already"])
+    assert await store.claim_due(1, 500, 10) == ["z"]
+
+
+async def _not(answer) -> bool:
+    return not await answer
