@@ -158,15 +158,15 @@ class PartyChannel(AuthedNamespace):
     @event("party.join", JoinBody)
     async def on_party_join(self, sid: str, principal: Principal, payload: JoinBody) -> Ack:
         current = self._party_of.get(sid)
-        target = payload.party_id or (await self.parties.invite(payload.invite_code or ""))["party_id"]
+        target = payload.party_id or await self.parties.party_for_invite(payload.invite_code or "")
         if current is not None and current != target:
             raise errors.Conflict("Leave your party first.", code="already_in_party")
         # In the room before the state is read: a change made meanwhile reaches this socket
         # as an event (the client keeps the newest seq), never falls between reply and room.
         await self.gateway.sio.enter_room(sid, party_room(target), namespace=self.namespace)
         try:
-            reply = await self.parties.join(principal, sid, invite_code=payload.invite_code,
-                                            party_id=payload.party_id, profile_id=payload.profile_id)
+            reply = await self.parties.join(principal, sid, target, by_invite=payload.invite_code is not None,
+                                            profile_id=payload.profile_id)
         except BaseException:
             if current is None:
                 await self.gateway.sio.leave_room(sid, party_room(target), namespace=self.namespace)

@@ -311,6 +311,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             await self.engine.handle_request(self)
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado leaves Nagle on: a second small frame written before the client acked the
+        # first (an event then the ack of the control that caused it) waits out the
+        # client's delayed ACK, about 40 ms. Every frame here is a complete message.
+        self.set_nodelay(True)
         self.engine.ping_wheel.spawn(self.engine.handle_request(self))
 
     async def post(self, *args: Any, **kwargs: Any) -> None:

@@ -26,6 +26,7 @@ from server.catalog.history import HistoryService
 from server.catalog.viewers import Viewer, ViewerResolver
 from server.core import errors
 from server.core.clock import iso, now, to_ms
+from server.core.turns import Turns
 from server.media.access import SLOT_TTL_MS, MediaAccess
 from server.media.signing import BadToken, MediaGrant, MediaSigner
 from server.media.transcode import Rendition, master_playlist
@@ -78,6 +79,7 @@ class PlaybackService:
         self._signer = signer
         self._ephemeral = ephemeral
         self._access = access
+        self._starting = Turns()
 
     async def start(self, user_id: str, auth_session_id: str, content_id: str,
                     profile_id: str | None) -> dict[str, Any]:
@@ -126,7 +128,13 @@ class PlaybackService:
 
     async def _claim_slot(self, user_id: str, streams: int, doc: dict[str, Any]) -> dict[str, Any]:
         """Count and create under a short per-account lock, so two devices starting at
-        once cannot both take the last slot."""
+        once cannot both take the last slot. Starts of one account on this process queue
+        in process first (a viewer joining several watch parties at once), so only starts
+        on other processes ever wait on the shared lock."""
+        async with self._starting.of(user_id):
+            return await self._claim_slot_locked(user_id, streams, doc)
+
+    async def _claim_slot_locked(self, user_id: str, streams: int, doc: dict[str, Any]) -> dict[str, Any]:
         lock = f"playback-start:{user_id}"
         for _ in range(50):
             if await self._ephemeral.set(lock, "1", 5, only_new=True):

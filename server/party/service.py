@@ -1,11 +1,13 @@
 """Watch parties: seats, the authoritative playback state, host rules, buffering waits,
 chat and reactions, over any number of processes.
 
-Every change runs `load → apply a rule (server.party.state) → compare-and-set → publish`
-under a short per-party lock, so changes are applied one at a time and their events leave
-in the order they were applied. Events go out on one pub/sub channel that every process
-(this one included) relays to its own sockets: one path, one order, for every member
-wherever their socket is.
+Every change runs `load → apply a rule (server.party.state) → commit`, where the commit is
+one atomic step in the store: a compare-and-set on the record's version, the party's next
+deadline, and the publication of its events. A change that lost the race to another is
+applied again to the newer record. So changes are applied one at a time and their events
+leave in the order they were applied, without a lock to wait on. Events go out on one
+pub/sub channel that every process (this one included) relays to its own sockets: one
+path, one order, for every member wherever their socket is.
 """
 
 from __future__ import annotations
@@ -16,22 +18,23 @@ import copy
 import functools
 import hashlib
 import logging
+import random
 import secrets
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.catalog.browse import CatalogService
 from server.core import errors
 from server.core.ids import new_id
 from server.core.permissions import Principal
+from server.core.turns import Turns
 from server.identity.accounts import AccountService
 from server.media.access import PLAYBACK_CHANNEL
 from server.media.playback import PlaybackService
 from server.party import state as rules
 from storage.party.store import PartyStore
-from storage.state.ephemeral import EphemeralStore
 from storage.state.pubsub import PubSub
 from storage.state.ratelimit import RateLimiter
 
@@ -40,10 +43,11 @@ log = logging.getLogger("nameless.party")
 EVENTS_CHANNEL = "party.events"  # {"party_id", "events": [[name, data], ...]}
 INVITE_TTL_MS = 24 * 3600 * 1000
 RECORD_TTL_MS = rules.IDLE_END_MS + 24 * 3600 * 1000  # a safety net: the sweeper ends parties first
-LOCK_TTL_S = 5.0
+CHANGE_ATTEMPTS = 200  # compare-and-set rounds lost to other processes before a change gives up
+CHANGE_BACKOFF_S = 0.002  # the longest random pause after a lost round
 SWEEP_INTERVAL_S = 0.25
 ALIVE_TTL_MS = 15_000  # a process silent this long is taken for dead, and its seats for dropped
-ALIVE_REFRESH_S = 2.0
+ALIVE_REFRESH_S = 2.0  # also how often this process looks for others whose presence ran out
 DROP_RETRY_S = (0.05, 2.0)  # first and longest wait before a failed seat drop is tried again
 STOP_FLUSH_S = 3.0  # how long a stopping process gives its pending seat drops
 CHAT_MAX_CHARS = 500
@@ -71,21 +75,20 @@ def clean_text(text: str) -> str:
 
 class PartyService:
     def __init__(self, store: PartyStore, playback: PlaybackService, catalog: CatalogService,
-                 accounts: AccountService, pubsub: PubSub, locks: EphemeralStore, limiter: RateLimiter,
+                 accounts: AccountService, pubsub: PubSub, limiter: RateLimiter,
                  process_id: str, clock: Callable[[], int] = now_ms) -> None:
         self._store = store
         self._playback = playback
         self._catalog = catalog
         self._accounts = accounts
         self._pubsub = pubsub
-        self._locks = locks
         self._limiter = limiter
         self.process_id = process_id
         self._clock = clock
         self._sweeper: asyncio.Task[None] | None = None
         self._alive: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], Awaitable[None]] | None = None
-        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # party id -> its lock, its users
+        self._turns = Turns()
         self._drops: dict[str, dict[str, str]] = {}  # party id -> {user id: socket} not yet recorded
         self._dropping: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
@@ -93,15 +96,15 @@ class PartyService:
     # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)
+        await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)  # before any seat names this process
         self._unsubscribe = await self._pubsub.subscribe(PLAYBACK_CHANNEL, self._on_playback_ended)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         self._alive = asyncio.ensure_future(self._keep_alive())
 
     async def stop(self) -> None:
-        """Bounded: presence is withdrawn first, so the other processes take this one's seats
-        for dropped at their next presence check instead of after ALIVE_TTL_MS; then the
-        drops already queued get STOP_FLUSH_S to be recorded."""
+        """Bounded: presence is withdrawn first (this process's parties become due at once,
+        so another process takes its seats for dropped at its next sweep instead of after
+        ALIVE_TTL_MS); then the drops already queued get STOP_FLUSH_S to be recorded."""
         self._stopped = True
         for task in (self._sweeper, self._alive):
             if task is not None:
@@ -111,7 +114,7 @@ class PartyService:
         if self._unsubscribe is not None:
             await self._unsubscribe()
         with contextlib.suppress(Exception):
-            await self._store.mark_alive(self.process_id, 1)
+            await self._store.withdraw(self.process_id)
         pending = list(self._dropping.values())
         if pending:
             _, late = await asyncio.wait(pending, timeout=STOP_FLUSH_S)
@@ -134,24 +137,27 @@ class PartyService:
         host = await self._member(principal, socket, started["session_id"])
         party = rules.new_party(party_id, content, host, everyone_controls=everyone_controls,
                                 invite_hash=invite_hash(code), invite_expires_ms=now + INVITE_TTL_MS, now=now)
-        await self._store.create(party_id, party, RECORD_TTL_MS)
+        await self._store.commit(party_id, 0, party, RECORD_TTL_MS, due_ms=rules.next_deadline(party, now),
+                                 message=None, procs=[self.process_id])
         await self._store.put_index("invite", party["invite_hash"], party_id, INVITE_TTL_MS)
         await self._store.put_index("seat", started["session_id"], party_id, RECORD_TTL_MS)
-        await self._store.schedule(party_id, rules.next_deadline(party, now))
         return {**self._view(party), "invite_code": code, "invite_expires_ms": party["invite_expires_ms"],
                 "playback": started}
 
-    async def join(self, principal: Principal, socket: str, *, invite_code: str | None, party_id: str | None,
+    async def party_for_invite(self, code: str) -> str:
+        """The party an invite opens (one read), or 404 when it is not valid."""
+        party_id = await self._store.index("invite", invite_hash(code))
+        if party_id is None:
+            raise errors.NotFound("This invite is not valid (it may have expired).", code="invite_invalid")
+        return party_id
+
+    async def join(self, principal: Principal, socket: str, party_id: str, *, by_invite: bool,
                    profile_id: str | None) -> dict[str, Any]:
-        """A new seat by invite, or a member's own seat back by party id (after a dropped
-        socket, on any process): the reply carries the current state to start in sync."""
-        if invite_code is not None:
-            party_id = await self._store.index("invite", invite_hash(invite_code))
-            if party_id is None:
-                raise errors.NotFound("This invite is not valid (it may have expired).", code="invite_invalid")
-        assert party_id is not None
+        """A new seat by invite (`party_for_invite` gives the party), or a member's own seat
+        back by party id (after a dropped socket, on any process): the reply carries the
+        current state to start in sync."""
         record = await self._store.load(party_id)
-        if record is None or (invite_code is None and principal.user_id not in record[0]["members"]):
+        if record is None or (not by_invite and principal.user_id not in record[0]["members"]):
             raise errors.NotFound("No such party.", code="party_not_found")
         party = record[0]
         seat = party["members"].get(principal.user_id)
@@ -165,7 +171,7 @@ class PartyService:
                                                  party["content"]["content_id"], profile_id)
         member = await self._member(principal, socket, started["session_id"])
         try:
-            party = await self._change(party_id, lambda p, now: self._join_events(p, member, now))
+            party = await self._change(party_id, lambda p, now: self._join_events(p, member, now), record=record)
         except errors.ApiError:
             if seat is None or seat.get("playback_id") != started["session_id"]:
                 await self._playback.stop(principal.user_id, started["session_id"])
@@ -186,7 +192,7 @@ class PartyService:
             seat = rules.leave(party, user_id, now)
             if seat is None:
                 raise errors.NotFound("You are not in this party.", code="not_in_party")
-            removed.append({"user_id": user_id, **seat})
+            removed[:] = [{"user_id": user_id, **seat}]
             return [("party.member", {"user_id": user_id, "display_name": seat["display_name"], "event": "left"})]
 
         party = await self._change(party_id, apply)
@@ -344,53 +350,32 @@ class PartyService:
 
     # --- the one way a party changes -------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _in_turn(self, party_id: str) -> AsyncIterator[None]:
-        """This process's changes to one party queue here, so they do not spin on the
-        shared lock against each other (one process's ten members dropping at once)."""
-        lock, users = self._turns.setdefault(party_id, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._turns[party_id]
-
-    async def _change(self, party_id: str, apply: Callable[[rules.Party, int], Events]) -> rules.Party:
-        """Apply under the party's lock and a compare-and-set; publish what changed."""
-        async with self._in_turn(party_id):
-            return await self._change_locked(party_id, apply)
-
-    async def _change_locked(self, party_id: str, apply: Callable[[rules.Party, int], Events]) -> rules.Party:
-        lock = f"party-lock:{party_id}"
-        token = secrets.token_hex(8)
-        for _ in range(400):
-            if await self._locks.set(lock, token, LOCK_TTL_S, only_new=True):
-                break
-            await asyncio.sleep(0.005)
-        else:
-            raise errors.Conflict("The party is busy; try again.", code="party_busy")
-        try:
-            record = await self._store.load(party_id)
-            if record is None:
-                raise errors.NotFound("No such party.", code="party_not_found")
-            before, version = record
-            party = copy.deepcopy(before)
-            now = self._clock()
-            events = apply(party, now)
-            if party == before:
-                return party
-            events = self._diff(before, party) + events
-            if not await self._store.replace(party_id, version, party, RECORD_TTL_MS):
-                raise errors.Conflict("The party is busy; try again.", code="party_busy")
-            await self._store.schedule(party_id, rules.next_deadline(party, now))
-            await self._publish(party_id, events)
-            return party
-        finally:
-            if await self._locks.get(lock) == token:
-                await self._locks.delete(lock)
+    async def _change(self, party_id: str, apply: Callable[[rules.Party, int], Events], *,
+                      record: tuple[rules.Party, int] | None = None) -> rules.Party:
+        """Apply and commit; a round lost to another process is applied again to the newer
+        record (`apply` must not keep anything from a round it did not win). `record`, when
+        the caller has just read the party, saves the first read."""
+        async with self._turns.of(party_id):  # this process's changes to the party queue here
+            for _ in range(CHANGE_ATTEMPTS):
+                if record is None:
+                    record = await self._store.load(party_id)
+                if record is None:
+                    raise errors.NotFound("No such party.", code="party_not_found")
+                before, version = record
+                party = copy.deepcopy(before)
+                now = self._clock()
+                events = apply(party, now)
+                if party == before:
+                    return party
+                events = self._diff(before, party) + events
+                procs = {m["proc"] for m in party["members"].values() if m["connected"]}
+                if await self._store.commit(party_id, version, party, RECORD_TTL_MS,
+                                            due_ms=rules.next_deadline(party, now),
+                                            message=self._message(party_id, events), procs=sorted(procs)):
+                    return party
+                record = None
+                await asyncio.sleep(random.uniform(0, CHANGE_BACKOFF_S))
+        raise errors.Conflict("The party is busy; try again.", code="party_busy")
 
     @staticmethod
     def _diff(before: rules.Party, after: rules.Party) -> Events:
@@ -401,19 +386,31 @@ class PartyService:
             events.append(("party.state", rules.public_state(after)))
         return events
 
+    @staticmethod
+    def _message(party_id: str, events: Events) -> dict[str, Any] | None:
+        if not events:
+            return None
+        return {"party_id": party_id, "events": [[name, {"party_id": party_id, **data}] for name, data in events]}
+
     async def _publish(self, party_id: str, events: Events) -> None:
-        if events:
-            payload = [[name, {"party_id": party_id, **data}] for name, data in events]
-            await self._pubsub.publish(EVENTS_CHANNEL, {"party_id": party_id, "events": payload})
+        """Events that change no record (chat, reactions, the end) go out directly."""
+        message = self._message(party_id, events)
+        if message is not None:
+            await self._pubsub.publish(EVENTS_CHANNEL, message)
 
     # --- time -------------------------------------------------------------------------
 
     async def _keep_alive(self) -> None:
         """This process's presence, refreshed on its own: a sweep that runs long must never
-        let it lapse, or the other processes would drop seats whose sockets are fine."""
+        let it lapse, or the other processes would drop seats whose sockets are fine. The
+        same beat reaps the processes whose presence ran out (their parties become due)."""
         while True:
             try:
-                await self._store.mark_alive(self.process_id, ALIVE_TTL_MS)
+                if not await self._store.mark_alive(self.process_id, ALIVE_TTL_MS):
+                    log.warning("party presence had lapsed; other processes may have dropped seats held here")
+                reaped = await self._store.reap()
+                if reaped:
+                    log.info("party seats of stopped processes to be dropped", extra={"processes": len(reaped)})
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -444,7 +441,7 @@ class PartyService:
         def apply(party: rules.Party, now: int) -> Events:
             events: Events = []
             before = {uid: m["connected"] for uid, m in party["members"].items()}
-            removed.extend(rules.expire(party, now, alive))
+            removed[:] = rules.expire(party, now, alive)
             for seat in removed:
                 events.append(("party.member", {"user_id": seat["user_id"], "display_name": seat["display_name"],
                                                 "event": "left"}))

@@ -18,7 +18,6 @@ LAGGARD_COOLDOWN_MS = 60_000  # a member left behind cannot stop the party again
 SEAT_GRACE_MS = 60_000  # a dropped socket keeps its seat this long
 HOST_GRACE_MS = 10_000  # a dropped host keeps the controls this long
 IDLE_END_MS = 2 * 3600 * 1000  # a party nobody touches while paused ends after this
-PRESENCE_CHECK_MS = 5_000  # how often a party with connected seats checks their processes
 MIN_RATE, MAX_RATE = 0.5, 2.0
 MAX_POSITION = 48 * 3600.0
 SYSTEM = "party"  # `by` of the changes the server makes itself
@@ -222,8 +221,10 @@ def hand_over(party: Party, user_id: str, to: str) -> None:
     party["host_id"] = to
 
 
-def next_deadline(party: Party, now: int) -> int | None:
-    """When `expire` has something to do next."""
+def next_deadline(party: Party, now: int) -> int:
+    """When `expire` has something to do next. Connected seats add no deadline: a process
+    that goes away is noticed once, by its presence running out, and its parties are then
+    made due (storage/party/store.py), so holding parties costs nothing per party."""
     times = [party["last_active_ms"] + IDLE_END_MS]
     if party["waiting_until_ms"] is not None:
         times.append(party["waiting_until_ms"])
@@ -232,8 +233,6 @@ def next_deadline(party: Party, now: int) -> int | None:
             times.append(member["dropped_ms"] + SEAT_GRACE_MS)
             if uid == party["host_id"]:
                 times.append(member["dropped_ms"] + HOST_GRACE_MS)
-        else:
-            times.append(now + PRESENCE_CHECK_MS)
     return min(times)
 
 

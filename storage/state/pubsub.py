@@ -75,6 +75,11 @@ class RedisPubSub:
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         await self._redis.publish(self._prefix + channel, json.dumps(message))
 
+    def wire_name(self, channel: str) -> str:
+        """The channel as Redis names it: a store script that publishes in the same atomic
+        step as its write (party commits) publishes here, to the same subscribers."""
+        return self._prefix + channel
+
     async def subscribe(self, channel: str, handler: Handler) -> Callable[[], Awaitable[None]]:
         name = self._prefix + channel
         if name not in self._handlers:

@@ -3,6 +3,7 @@ SIGKILLed: members on either process see one state, and the crash loses no party
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 
@@ -90,3 +91,29 @@ async def test_a_process_that_stops_hands_its_seats_over_at_once(start_server, r
     assert not await store.alive(process_a)
     await host.wait("party.member", lambda m: (m["user_id"], m["event"]) == (guest.user_id, "disconnected"),
                     timeout=45)
+
+
+async def test_changes_racing_from_two_processes_are_each_applied_once_in_order(
+        start_server, redis_url, clip, members) -> None:
+    """Two members on two processes fire controls at the same party at once: every one is
+    applied (a commit that lost the race is applied again to the newer record), each to
+    its own state, and every member sees each state once and in order."""
+    a = await start_server(REDIS_URL=redis_url)
+    b = await start_server(REDIS_URL=redis_url, NAMELESS_MONGO_DB=a.runtime.settings.mongo_db)
+    title_id = await party_title(a, clip)
+    host, guest = [members(await viewer(a)) for _ in range(2)]
+    await host.connect(a.url)
+    created = await host.ok("party.create", {"content_id": title_id, "everyone_controls": True})
+    await guest.connect(b.url)
+    await guest.ok("party.join", {"invite_code": created["invite_code"]})
+    first = created["state"]["seq"]
+
+    per_member = 15
+    replies = await asyncio.gather(*(m.ok("party.control", {"action": "seek", "position": float(k * 2 + i)})
+                                     for k in range(per_member) for i, m in enumerate((host, guest))))
+    seqs = sorted(r["state"]["seq"] for r in replies)
+    assert seqs == list(range(first + 1, first + 1 + 2 * per_member))  # none lost, none doubled
+    for m in (host, guest):
+        await m.wait("party.state", lambda s: s["seq"] == seqs[-1])
+        seen = [s["seq"] for s in m.of("party.state")]
+        assert seen == sorted(set(seen)) and set(seqs) <= set(seen)

@@ -67,3 +67,15 @@ def test_seats_of_a_dead_process_drop_then_go() -> None:
     assert [r["user_id"] for r in removed] == ["a"] and list(p["members"]) == ["host"]
     rules.leave(p, "host", 200)
     assert rules.ended(p, 200) == "empty"
+
+
+def test_connected_seats_add_no_deadline_dropped_ones_and_waits_do() -> None:
+    p = party("a", "b", now=1_000)
+    idle_end = p["last_active_ms"] + rules.IDLE_END_MS
+    assert rules.next_deadline(p, 5_000) == idle_end  # nothing to check while every seat is connected
+    rules.control(p, "host", "play", 6_000)
+    rules.buffering(p, "a", 7_000)
+    assert rules.next_deadline(p, 7_000) == 7_000 + rules.BUFFER_WAIT_MS
+    rules.ready(p, "a", 8_000)
+    rules.dropped(p, "b", "p1", "s-b", 9_000)
+    assert rules.next_deadline(p, 9_000) == 9_000 + rules.SEAT_GRACE_MS

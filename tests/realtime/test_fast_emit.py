@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,6 +129,23 @@ async def test_a_slow_consumer_is_closed_and_counted_without_holding_back_the_ot
     finally:
         stalled_w.close()
         await reader.close()
+
+
+async def test_websocket_frames_are_sent_without_nagle(server) -> None:
+    """With Nagle on, a frame written while the client has not yet acked the previous one
+    (a control's ack right after its event) waits out the client's delayed ACK, ~40 ms."""
+    gw = server.runtime.services.gateway
+    user = await signup(server.client)
+    client = NamespaceClient("/")
+    try:
+        await client.sio.connect(server.url, auth={"token": user["access_token"]}, namespaces=["/"],
+                                 transports=["websocket"], wait_timeout=5)
+        sock = gw.sio.eio.sockets[client.sio.eio.sid]
+        await eventually(lambda: sock.handler is not None, "websocket attached")
+        stream_socket = sock.handler.ws_connection.stream.socket
+        assert stream_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        await client.close()
 
 
 async def test_disconnect_leaves_every_room_of_the_socket_and_only_those(server) -> None:
