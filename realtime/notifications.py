@@ -64,10 +64,12 @@ class UserChannel(AuthedNamespace):
                 self._held.pop(sid, None)
 
     async def joined(self, sid: str, principal: Principal) -> None:
-        await self.gateway.sio.enter_room(sid, user_room(principal.user_id), namespace=self.namespace)
-        await self.gateway.sio.enter_room(sid, ANNOUNCEMENTS_ROOM, namespace=self.namespace)
+        # Before any await: from its registration on, a live notification for this socket
+        # must wait behind the catch-up, or the catch-up would send it a second time.
         self._held[sid] = []
         self._joining[sid] = (principal.user_id, self._offsets.pop(sid, None))
+        await self.gateway.sio.enter_room(sid, user_room(principal.user_id), namespace=self.namespace)
+        await self.gateway.sio.enter_room(sid, ANNOUNCEMENTS_ROOM, namespace=self.namespace)
 
     async def connected(self, sid: str) -> None:
         joining = self._joining.pop(sid, None)

@@ -18,7 +18,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.helpers import PASSWORD, bearer, eventually
-from tests.media.helpers import create_movie, upload, wait_job
+from tests.media.helpers import create_movie, make_clip, upload, wait_job
 from tests.platform import test_process
 from tests.platform.test_process import processes_mentioning, run_py
 
@@ -36,7 +36,10 @@ def ffmpeg_writing_into(staging: Path) -> list[int]:
 
 
 async def test_a_transcode_killed_mid_ffmpeg_is_retried_and_leaves_nothing_behind(
-        launch, mongo_url: str, tmp_path: Path, clip: Path) -> None:
+        launch, mongo_url: str, tmp_path: Path) -> None:
+    # 30 s of video, so ffmpeg is still writing when the test looks (the 6 s clip of the other
+    # tests can be transcoded whole, 1.3 s once, between two looks on a quiet machine)
+    clip = await asyncio.to_thread(make_clip, tmp_path, seconds=30)
     data_dir = tmp_path / "data"
     db_name = f"test_{uuid.uuid4().hex[:12]}"
     env = {"MONGO_URL": mongo_url, "NAMELESS_MONGO_DB": db_name, "NAMELESS_SECRET_KEY": "kill-test-" + "k" * 32,
