@@ -91,16 +91,11 @@ class Runtime:
             if self.product is not None:
                 await self.product.stop()
             log.info("background work stopped")
-            try:  # a request stuck on a dependency that never answers must not keep the process
-                await asyncio.wait_for(self.server.close_all_connections(), wiring.STOP_STEP_S)
-            except TimeoutError:
-                log.warning("connections still serving after %.0f s; abandoned", wiring.STOP_STEP_S)
+            # a request stuck on a dependency that never answers must not keep the process
+            await wiring.bounded(self.server.close_all_connections, self.server.close_all_connections)
             self.server = None
         if self.platform is not None:
-            try:
-                await asyncio.wait_for(self.platform.close(), wiring.STOP_STEP_S)
-            except TimeoutError:
-                log.warning("dependency clients not closed after %.0f s; abandoned", wiring.STOP_STEP_S)
+            await wiring.bounded(self.platform.close, self.platform.close)
             self.platform = None
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)

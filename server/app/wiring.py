@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 STOP_STEP_S = 10.0
 
 
-async def _bounded(what: Any, step: Step) -> None:
+async def bounded(what: Any, step: Step) -> None:
     try:
         await asyncio.wait_for(step(), STOP_STEP_S)
     except TimeoutError:
@@ -135,10 +135,10 @@ class Product:
     async def stop(self) -> None:
         for contribution in reversed(self.contributions):
             for job in reversed(contribution.jobs):
-                await _bounded(job, job.stop)
+                await bounded(job, job.stop)
         for contribution in reversed(self.contributions):
             for step in reversed(contribution.stop):
-                await _bounded(step, step)
+                await bounded(step, step)
 
 
 def build(platform: Platform, domains: list[Callable[[Wiring], Contribution]]) -> Product:
