@@ -1,5 +1,6 @@
 """When the catalog's roll-ups run in a serving process: trending every few minutes,
-recommendations every quarter of an hour (`server.catalog.rollups` does the work)."""
+recommendations every quarter of an hour, in a worker process of its own
+(`server.catalog.rollups` does the work)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,6 @@ def schedules(sources: RollupSources, *, trending_interval_s: float = TRENDING_I
               recommendations_interval_s: float = RECOMMENDATIONS_INTERVAL_S) -> list[Periodic]:
     return [
         Periodic("trending", trending_interval_s, lambda: rollups.trending(sources.titles), initial_delay_s=5.0),
-        Periodic("recommendations", recommendations_interval_s, lambda: rollups.recommend(sources),
+        Periodic("recommendations", recommendations_interval_s, lambda: rollups.recommend_apart(sources),
                  initial_delay_s=30.0),
     ]

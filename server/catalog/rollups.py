@@ -7,11 +7,14 @@ Recommendations: read every profile's activity (title progress, watchlist, ratin
 the co-watch model once (`server.catalog.recommender`), and store each active profile's
 ranked suggestions with their reasons. Each profile's list is replaced whole, so two
 processes running it at once only do the work twice. Profiles with no activity keep no
-list; reading falls back to popular titles for them.
+list; reading falls back to popular titles for them. A serving process runs it in a
+process of its own (`recommend_apart`): the fit and the suggestions are minutes of CPU at
+a million history rows, which would otherwise stall every request of the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
 from server.catalog.recommender import Activity, Recommender, TitleFacts
 from server.core.clock import from_ms, now, to_ms
+from server.platform.apart import run_apart
+from storage import mongo
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.history import HistoryRepository
 from storage.catalog.recommendations import RecommendationRepository
@@ -39,6 +44,15 @@ WATCHLIST_WEIGHT = 0.4
 RATING_FACTOR = {5: 1.6, 4: 1.3, 3: 1.0, 2: -0.3, 1: -0.6}  # below 3 the profile disliked it
 
 
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where a worker process connects to the same database."""
+
+    url: str
+    db: str
+    timeout_ms: int = 5000
+
+
 @dataclass
 class RollupSources:
     titles: TitleRepository
@@ -48,6 +62,7 @@ class RollupSources:
     categories: CategoryRepository
     store: RecommendationRepository
     computed: Callable[[], Awaitable[None]] | None = None  # told when a run has stored new lists
+    address: StoreAddress | None = None  # set: `recommend_apart` runs the job in a worker process
 
 
 async def load_activity(sources: RollupSources) -> list[Activity]:
@@ -104,6 +119,37 @@ async def recommend(sources: RollupSources, *, now_ms: int | None = None,
     log.info("recommendations computed", extra={"profiles": len(activities), "titles": len(titles),
                                                 "seconds": round(time.monotonic() - started, 2)})
     return len(activities)
+
+
+async def recommend_apart(sources: RollupSources) -> int:
+    """`recommend` in a worker process with its own connection; this process only waits,
+    then tells its readers (and, through pub/sub, the other processes') that the lists
+    changed."""
+    if sources.address is None:
+        return await recommend(sources)
+    started = time.monotonic()
+    count = await run_apart(recommend_at, sources.address, name="nameless-recommendations")
+    if sources.computed is not None:
+        await sources.computed()
+    log.info("recommendations computed apart", extra={"profiles": count,
+                                                      "seconds": round(time.monotonic() - started, 2)})
+    return count
+
+
+def recommend_at(address: StoreAddress) -> int:
+    """A worker process's entry point (module level, so that it pickles)."""
+    return asyncio.run(_recommend_at(address))
+
+
+async def _recommend_at(address: StoreAddress) -> int:
+    client = mongo.connect(address.url, timeout_ms=address.timeout_ms)
+    try:
+        db = client[address.db]
+        return await recommend(RollupSources(TitleRepository(db), HistoryRepository(db), WatchlistRepository(db),
+                                             ReviewRepository(db), CategoryRepository(db),
+                                             RecommendationRepository(db)))
+    finally:
+        await client.close()
 
 
 def recent_days(now_ms: int, days: int) -> list[str]:

@@ -51,6 +51,7 @@ class Platform:
     # name → a function answering 'up' or why not.
     local_checks: dict[str, Callable[[], str]] = field(default_factory=dict)
     socket_slots: SocketSlots = field(default_factory=MemorySocketSlots)
+    mongo_url: str = field(default="", repr=False)  # may hold credentials; for worker processes
 
     async def check(self) -> dict[str, str]:
         """Each dependency's state: 'up', or why it is down. Used by /readyz."""
@@ -148,6 +149,7 @@ async def build_platform(
         metrics=Metrics(),
         secret_key=resolve_secret_key(settings),
         socket_slots=slots,
+        mongo_url=mongo_url,
     )
     if isinstance(pubsub, RedisPubSub):
         pubsub.on_error = platform.metrics.pubsub_errors.inc

@@ -15,7 +15,7 @@ from server.catalog.read_model import CatalogReadModel
 from server.catalog.recommendations import RecommendationService
 from server.catalog.releases import ReleaseEvents
 from server.catalog.reviews import ReviewService
-from server.catalog.rollups import RollupSources
+from server.catalog.rollups import RollupSources, StoreAddress
 from server.catalog.viewers import ViewerResolver
 from server.core.shared_cache import SharedCache
 from storage.catalog.categories import CategoryRepository
@@ -51,7 +51,8 @@ def wire(ctx: Wiring) -> Contribution:
     content_admin = ContentAdminService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository),
                                         category_repo, audit, releases.emit, catalog.changed)
     sources = RollupSources(title_repo, history_repo, watchlist_repo, review_repo, category_repo,
-                            recommendation_repo, recommendation_service.computed)
+                            recommendation_repo, recommendation_service.computed,
+                            StoreAddress(ctx.platform.mongo_url, settings.mongo_db, settings.dependency_timeout_ms))
     return Contribution(
         services={"viewers": viewers, "catalog": catalog, "history": history_service, "reviews": review_service,
                   "recommendations": recommendation_service, "home": home, "content_admin": content_admin,
