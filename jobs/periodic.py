@@ -2,7 +2,9 @@
 
 A failing run is logged and retried at the next tick; a run never overlaps the previous
 one. Several processes may run the same job: the jobs here are written so that this is
-safe (conditional updates, whole-document replacements).
+safe (conditional updates, whole-document replacements). A costly one takes a `claim`: a
+tick runs only when the claim is granted, so a fleet runs it about once per interval
+instead of once per process.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ log = logging.getLogger("nameless.jobs")
 
 class Periodic:
     def __init__(self, name: str, interval_s: float, run: Callable[[], Awaitable[Any]], *,
-                 initial_delay_s: float = 0.0) -> None:
+                 initial_delay_s: float = 0.0, claim: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.name = name
         self.interval_s = interval_s
         self._run = run
         self._initial_delay_s = initial_delay_s
+        self._claim = claim
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
 
@@ -49,7 +52,8 @@ class Periodic:
             await asyncio.sleep(self._initial_delay_s)
         while True:
             try:
-                await self._run()
+                if self._claim is None or await self._claim():
+                    await self._run()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -99,6 +100,12 @@ class Wiring:
                     self.index_specs.setdefault(collection, []).extend(indexes)
             self._repos[cls] = cls(self.platform.db)  # type: ignore[call-arg]
         return self._repos[cls]
+
+    async def fleet_claim(self, job: str, interval_s: float) -> bool:
+        """Whether this process runs this tick of a fleet-wide job: the first to ask in an
+        interval gets it (a key that lapses a little before the next tick)."""
+        return await self.platform.ephemeral.set(f"jobs:{job}", str(os.getpid()),
+                                                 interval_s * 0.9, only_new=True)
 
     def once(self, name: str, build: Callable[[], T]) -> T:
         """A collaborator two domains need before either is wired, built by whichever asks first."""

@@ -66,5 +66,5 @@ def wire(ctx: Wiring) -> Contribution:
         ]},
         start=[model.start, history_service.start, recommendation_service.start],
         stop=[model.stop, history_service.stop, recommendation_service.stop],
-        jobs=[publish.PublishScheduler(content_admin, releases.emit), *rollups.schedules(sources)],
+        jobs=[publish.PublishScheduler(content_admin, releases.emit), *rollups.schedules(sources, ctx.fleet_claim)],
     )
