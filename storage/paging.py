@@ -3,10 +3,12 @@
 The cursor format, the limits and the page shape are `server.core.paging`'s.
 
 A page after the first is read as two sargable queries, never as one `$or`: first the rest
-of the rows that share the cursor's sort key (`key == k and _id past the cursor`), then the
-rows past that key (`key past k`). nx-27017 evaluates any top-level `$or`/`$and` in Python
-over the whole collection (docs/storage-compat.md), while each of these two is a plain
-indexed filter on it and on MongoDB.
+of the rows that share the cursor's sort key (`key == k`, those past the cursor's `_id` kept
+here), then the rows past that key (`key past k`). nx-27017 evaluates any top-level
+`$or`/`$and`, and any range on `_id`, in Python over the whole collection
+(docs/storage-compat.md), while each of these two is a plain indexed filter on it and on
+MongoDB. The first reads the whole tie on the cursor's key (one row where the key is a
+time in ms), not just the rows past the cursor.
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ async def paginate(
         key, last_id = decode_cursor(cursor)
         op = "$lt" if descending else "$gt"
         same_key = _with(query, sort_key, {"$eq": key})
-        same_key = same_key and _with(same_key, "_id", {op: last_id})
         past_key = _with(query, sort_key, {op: key})
         if same_key is None or past_key is None:  # a caller filtering on the keys itself: rare, not hot
             after = {"$or": [{sort_key: {op: key}}, {sort_key: key, "_id": {op: last_id}}]}
             flt = {"$and": [query, after]} if query else after
             docs = [d async for d in collection.find(flt, projection).sort(order).limit(limit + 1)]
         else:
-            docs = [d async for d in collection.find(same_key, projection).sort(order).limit(limit + 1)]
+            tie = collection.find(same_key, projection).sort(order)
+            docs = [d async for d in tie if _past(d["_id"], last_id, descending)][: limit + 1]
             if len(docs) <= limit:
                 rest = collection.find(past_key, projection).sort(order).limit(limit + 1 - len(docs))
                 docs += [d async for d in rest]
@@ -67,6 +69,14 @@ async def paginate(
         last = docs[-1]
         next_cursor = encode_cursor(_lookup(last, sort_key), last["_id"])
     return PageResult(docs, next_cursor)
+
+
+def _past(_id: Any, last_id: Any, descending: bool) -> bool:
+    """Whether `_id` comes after the cursor's; an id of another type (a cursor made by hand)
+    never does."""
+    if type(_id) is not type(last_id):
+        return False
+    return _id < last_id if descending else _id > last_id
 
 
 def _lookup(doc: dict[str, Any], dotted: str) -> Any:

@@ -12,6 +12,8 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
+from server.core.paging import encode_cursor
+from storage.notifications.inbox import NotificationRepository
 from storage.paging import paginate
 
 
@@ -56,3 +58,55 @@ async def test_pages_cross_ties_without_or(recorded: tuple[Any, Finds]) -> None:
             break
     assert seen == [d["_id"] for d in expected]
     assert finds.filters and all(not any(k in ("$or", "$and", "$nor") for k in f) for f in finds.filters), finds.filters
+
+
+async def test_pages_never_range_over_id(recorded: tuple[Any, Finds]) -> None:
+    """nx-27017 answers any range on `_id` by reading the whole collection into Python, so a
+    cursor page that sent one would cost a full scan of, say, a million history rows."""
+    rows, finds = recorded
+    docs = [{"_id": f"r{n:03d}", "owner": "a", "key": n // 3} for n in range(30)]
+    await rows.insert_many(docs)
+    seen: list[str] = []
+    cursor = None
+    for ascending in (False, True):
+        while True:
+            page = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4, cursor=cursor,
+                                  descending=not ascending)
+            seen += [d["_id"] for d in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert seen == sorted(seen[:30], reverse=True) + sorted(seen[30:])
+    assert sorted(seen[:30]) == sorted(seen[30:]) == [d["_id"] for d in docs]
+    id_ranges = [f for f in finds.filters
+                 if isinstance(f.get("_id"), dict) and set(f["_id"]) & {"$gt", "$gte", "$lt", "$lte"}]
+    assert len(finds.filters) > 2 and not id_ranges, id_ranges
+
+
+async def test_a_cursor_with_an_id_of_another_type_is_not_an_error(recorded: tuple[Any, Finds]) -> None:
+    rows, _ = recorded
+    await rows.insert_many([{"_id": f"r{n}", "owner": "a", "key": 1} for n in range(3)])
+    page = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=2,
+                          cursor=encode_cursor(1, 5))
+    assert page.items == []
+
+
+async def test_missed_notifications_cross_ties_without_a_range_on_id(mongo_url: str) -> None:
+    """The reconnect catch-up (NotificationRepository.after) is the same two-query cursor."""
+    finds = Finds()
+    client: AsyncMongoClient = AsyncMongoClient(mongo_url, event_listeners=[finds])
+    name = f"paging_{uuid.uuid4().hex[:12]}"
+    try:
+        repo = NotificationRepository(client[name])
+        docs = [{"_id": f"n{n:02d}", "user_id": "u" if n % 4 else "v", "created_ms": n // 3} for n in range(24)]
+        await client[name].notifications.insert_many(docs)
+        mine = [d["_id"] for d in docs if d["user_id"] == "u"]
+        for i, seen in enumerate(mine):
+            got = [d["_id"] for d in await repo.after("u", seen, 5)]
+            assert got == mine[i + 1:i + 6]
+        id_ranges = [f for f in finds.filters if isinstance(f.get("_id"), dict)
+                     and set(f["_id"]) & {"$gt", "$gte", "$lt", "$lte"}]
+        assert finds.filters and not id_ranges, id_ranges
+    finally:
+        await client.drop_database(name)
+        await client.close()
