@@ -10,26 +10,11 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
-from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from server.core.paging import encode_cursor
 from storage.notifications.inbox import NotificationRepository
 from storage.paging import paginate
-
-
-class Finds(CommandListener):
-    def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.filters.append(dict(event.command.get("filter", {})))
-
-    def succeeded(self, event: CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: CommandFailedEvent) -> None:
-        pass
+from tests.helpers import Finds, id_ranges
 
 
 @pytest.fixture
@@ -78,9 +63,7 @@ async def test_pages_never_range_over_id(recorded: tuple[Any, Finds]) -> None:
                 break
     assert seen == sorted(seen[:30], reverse=True) + sorted(seen[30:])
     assert sorted(seen[:30]) == sorted(seen[30:]) == [d["_id"] for d in docs]
-    id_ranges = [f for f in finds.filters
-                 if isinstance(f.get("_id"), dict) and set(f["_id"]) & {"$gt", "$gte", "$lt", "$lte"}]
-    assert len(finds.filters) > 2 and not id_ranges, id_ranges
+    assert len(finds.filters) > 2 and not id_ranges(finds), id_ranges(finds)
 
 
 async def test_a_cursor_with_an_id_of_another_type_is_not_an_error(recorded: tuple[Any, Finds]) -> None:
@@ -104,9 +87,7 @@ async def test_missed_notifications_cross_ties_without_a_range_on_id(mongo_url: 
         for i, seen in enumerate(mine):
             got = [d["_id"] for d in await repo.after("u", seen, 5)]
             assert got == mine[i + 1:i + 6]
-        id_ranges = [f for f in finds.filters if isinstance(f.get("_id"), dict)
-                     and set(f["_id"]) & {"$gt", "$gte", "$lt", "$lte"}]
-        assert finds.filters and not id_ranges, id_ranges
+        assert finds.filters and not id_ranges(finds), id_ranges(finds)
     finally:
         await client.drop_database(name)
         await client.close()
