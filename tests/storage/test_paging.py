@@ -91,3 +91,22 @@ async def test_missed_notifications_cross_ties_without_a_range_on_id(mongo_url: 
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def test_a_page_is_one_query_unless_the_cursor_row_moved(recorded: tuple[Any, Finds]) -> None:
+    rows, finds = recorded
+    await rows.insert_many([{"_id": f"r{n:03d}", "owner": "a", "key": n} for n in range(30)])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4, cursor=cursor)
+        seen += [d["_id"] for d in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"r{n:03d}" for n in range(29, -1, -1)]
+    assert len(finds.filters) == 8, finds.filters  # 8 pages, one find each
+    first = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4)
+    await rows.update_one({"_id": "r026"}, {"$set": {"key": 100}})  # the cursor's row is watched again
+    after = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4, cursor=first.next_cursor)
+    assert [d["_id"] for d in after.items] == ["r025", "r024", "r023", "r022"]
