@@ -1,22 +1,29 @@
 """Catalog endpoints under load, on a big embedded store, as ratios to /healthz.
 
-    .venv/bin/python bench/catalog.py [--titles 10000] [--episodes 100000] [--history 1000000]
+    .venv/bin/python bench/catalog.py [--titles 10000] [--episodes 100000] [--history 1000000] [--profiles 5000]
                                       [--duration 10] [--connections 50] [--generator auto|wrk|python] [--json]
+                                      [--rebuild] [--prepare-only] [--startup-only] [--app-env NAME=VALUE]
 
-Starts an nx-27017 server (the embedded default) and bulk-loads it with documents of
-exactly the shape the services write (server.catalog.admin.new_title_document, the
-repositories' history and watchlist shapes): titles with genres, people and search keys,
-series with seasons and episodes, and history rows spread over many profiles, plus one
-signed-up viewer with a history of their own. Then it starts `run.py` on that database
-(shipped defaults except the rate limits, raised because all load comes from one address
-and one user) and drives each endpoint with `wrk` when installed, else the harness's Python
-generator in a process of its own (50 keep-alive connections, the viewer's bearer token):
-GET /healthz, GET /home, GET /titles with filters, GET /titles with a search, page 5 of
-the viewer's history. The app is restarted on the loaded store first, to time start-up
-until /readyz answers (the catalog read model built), and the read model's own size is
-measured in this process with tracemalloc. Prints req/s, p50 and p99 per endpoint and the
-ratio of each to /healthz. With --explain it also prints the query plan nx-27017 reports
-for each viewer query.
+The store is prepared once per size and kept under --cache-dir (~/.cache/nameless-bench/catalog,
+one directory per size; --rebuild makes it again): `run.py` starts once on an empty embedded
+store (it creates its indexes; the viewer signs up), both stop, and the documents are written
+straight into nx-27017's SQLite file in one transaction per batch (StoreWriter), exactly as
+nx-27017 stores them over the wire: titles of the shape the services write
+(server.catalog.admin.new_title_document), series with seasons and episodes, and the history
+and title-progress rows record_progress writes for `--profiles` profiles (the viewer's
+included), `--history` / `--profiles` contents each. Each run copies the prepared store to a
+scratch dir and starts `run.py` on it (shipped defaults except the rate limits, raised because
+all load comes from one address and one user): start-up until /readyz answers (the read model
+built), the app's RSS, a series' details and episode page checked against the store, and the
+read model's own size (tracemalloc, built in this process). After the app's first
+recommendations run it drives each endpoint with `wrk` when installed, else the harness's
+Python generator in a process of its own (50 keep-alive connections, the viewer's bearer
+token): GET /healthz, /me/profiles, /home, /titles with filters, two searches, page 5 of the
+viewer's history; then /healthz and history page 5 on one connection alone; then a mixed
+load (home, browse, both searches on 50 connections) alone, and again with history page 5
+on one more connection at the same time. Prints req/s, p50 and p99 per row and their ratios
+to /healthz's. With --explain it also prints the query plan nx-27017 reports for each
+viewer query.
 """
 
 from __future__ import annotations
