@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         "NAMELESS_CATALOG_REBUILD_S", default=900.0, ge=10, le=86_400,
         description="how often each process rebuilds its catalog read model from the store, seconds",
     )
+    catalog_details_cached: int = _env(
+        "NAMELESS_CATALOG_DETAILS_CACHED", default=5_000, ge=0, le=1_000_000,
+        description="titles' details, seasons and episode pages each process keeps (least recently used dropped "
+                    "first; the read model holds none of them), entries",
+    )
     catalog_start_wait_s: float = _env(
         "NAMELESS_CATALOG_START_WAIT_S", default=5.0, ge=0, le=600,
         description="how long start-up waits for the catalog read model before serving with readiness held, seconds",

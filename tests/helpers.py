@@ -1,6 +1,6 @@
 """Small helpers shared by the tests: the error-shape assertion, account set-up over HTTP,
-a GET of a path exactly as written, waiting on a condition, a free port and a redis-server
-of a test's own."""
+a GET of a path exactly as written, waiting on a condition, a free port, a redis-server
+of a test's own, and the filters a client sends."""
 
 from __future__ import annotations
 
@@ -14,8 +14,33 @@ import uuid
 from typing import Any
 
 import httpx
+from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 PASSWORD = "correct horse battery staple"
+
+
+class Finds(CommandListener):
+    """A pymongo listener keeping the filter of every `find` a client sends."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.filters.append(dict(event.command.get("filter", {})))
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+def id_ranges(finds: Finds) -> list[dict[str, Any]]:
+    """The recorded filters with a range on `_id`, which nx-27017 answers by reading the whole
+    collection into Python."""
+    ranges = {"$gt", "$gte", "$lt", "$lte"}
+    return [f for f in finds.filters if isinstance(f.get("_id"), dict) and set(f["_id"]) & ranges]
 
 
 def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -355,6 +355,7 @@ class ContentAdminService:
             raise errors.Conflict("This season number exists already.", code="season_exists") from None
         await self._audit.record(actor, "season.create", target_type="title", target_id=title_id, ip=ip,
                                  details={"season": doc["number"]})
+        await self._changed([title_id])  # what processes keep of its details goes
         return _season_view(doc, 0)
 
     async def update_season(self, actor: Principal | None, title_id: str, number: int, changes: dict[str, Any],
@@ -366,6 +367,7 @@ class ContentAdminService:
             raise errors.NotFound("No such season.", code="season_not_found")
         await self._audit.record(actor, "season.update", target_type="title", target_id=title_id, ip=ip,
                                  details={"season": number, "fields": sorted(changes)})
+        await self._changed([title_id])
         return _season_view(doc, await self._episodes.count_in_season(title_id, number))
 
     async def delete_season(self, actor: Principal | None, title_id: str, number: int, ip: str = "-") -> None:
@@ -376,6 +378,7 @@ class ContentAdminService:
             raise errors.NotFound("No such season.", code="season_not_found")
         await self._audit.record(actor, "season.delete", target_type="title", target_id=title_id, ip=ip,
                                  details={"season": number})
+        await self._changed([title_id])
 
     # --- episodes -------------------------------------------------------------------
 
@@ -408,6 +411,7 @@ class ContentAdminService:
         await self._audit.record(actor, "episode.create", target_type="episode", target_id=doc["_id"], ip=ip,
                                  details={"title_id": title_id, "season": season, "number": doc["number"],
                                           "status": doc["status"]})
+        await self._changed([title_id])  # its episode lists, kept per process, go
         if not scheduled and series.get("status") == "published":
             await self._releases(self._episode_released(series, doc, at_ms, scheduled=False))
         return admin_episode_view(doc)

@@ -30,6 +30,7 @@ from storage.catalog.titles import FOREVER_MS, TitleRepository
 
 EPISODES_TTL_S = 30.0  # a lost change message is bounded by this
 EPISODES_CACHED = 50_000
+DETAILS_CACHED = 5_000  # titles' details, seasons and episode pages kept per process (settings)
 
 
 def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def title_detail(doc: dict[str, Any], seasons: list[dict[str, Any]] | None) -> d
 class CatalogService:
     def __init__(self, titles: TitleRepository, seasons: SeasonRepository, episodes: EpisodeRepository,
                  categories: CategoryRepository, model: CatalogReadModel,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, details_cached: int = DETAILS_CACHED) -> None:
         self._titles = titles
         self._model = model
         self._seasons = seasons
@@ -80,7 +81,11 @@ class CatalogService:
         # Episodes by id (continue watching, history pages), dropped with their title's
         # every change: the read model tells of each reload, here, by message or by poll.
         self._episode_docs: LocalCache[dict[str, Any]] = LocalCache(EPISODES_TTL_S, EPISODES_CACHED)
-        model.on_change(lambda ids: self._episode_docs.forget(*ids))
+        # The model holds no details or episode lists (its size per title stays that of a
+        # card): they are read by indexed point reads into this LRU of `details_cached`
+        # entries, tagged by title and dropped with the title's every change, as above.
+        self._details: LocalCache[Any] = LocalCache(EPISODES_TTL_S, details_cached)
+        model.on_change(lambda ids: (self._episode_docs.forget(*ids), self._details.forget(*ids)))
 
     def now_ms(self) -> int:
         return self._clock()
@@ -92,9 +97,12 @@ class CatalogService:
         The read model decides (so a scheduled title shows at its publish time on every
         process); the document itself is one point read."""
         now_ms = self.now_ms()
-        doc = await self._titles.get(title_id) if self._model.visible(title_id, now_ms, viewer.max_level) else None
+        doc = None
+        if self._model.visible(title_id, now_ms, viewer.max_level):
+            doc = await self._details.load(("title", title_id), lambda: self._titles.get(title_id), tags=(title_id,))
         if doc is None:
             raise errors.NotFound("No such title.", code="title_not_found")
+        doc = dict(doc)  # the kept one stays as read
         doc.pop("search_keys", None)
         if doc.get("status") == "scheduled":  # due, not yet flipped by the release job
             doc["published_ms"] = doc.get("published_ms") or doc.get("publish_at_ms")
@@ -149,23 +157,34 @@ class CatalogService:
         doc = await self.visible_title(viewer, title_id)
         seasons = None
         if doc.get("type") == "series":
-            counts = await self._episodes.season_counts(str(doc["_id"]), published_only=True)
-            seasons = [
-                {"number": s["number"], "name": s.get("name") or f"Season {s['number']}",
-                 "synopsis": s.get("synopsis", ""), "episode_count": counts.get(s["number"], 0)}
-                for s in await self._seasons.for_title(str(doc["_id"]))
-                if counts.get(s["number"], 0) > 0
-            ]
+            kept = await self._details.load(("seasons", title_id), lambda: self._seasons_of(title_id),
+                                            tags=(title_id,))
+            seasons = [dict(s) for s in kept]
         return title_detail(doc, seasons)
+
+    async def _seasons_of(self, title_id: str) -> list[dict[str, Any]]:
+        counts = await self._episodes.season_counts(title_id, published_only=True)
+        return [
+            {"number": s["number"], "name": s.get("name") or f"Season {s['number']}",
+             "synopsis": s.get("synopsis", ""), "episode_count": counts.get(s["number"], 0)}
+            for s in await self._seasons.for_title(title_id)
+            if counts.get(s["number"], 0) > 0
+        ]
 
     async def episodes(self, viewer: Viewer, title_id: str, season: int | None, limit: int,
                        cursor: str | None) -> dict[str, Any]:
         doc = await self.visible_title(viewer, title_id)
         if doc.get("type") != "series":
             return {"items": [], "next_cursor": None}
-        page = await self._episodes.page(str(doc["_id"]), season=season, published_only=True, limit=limit,
-                                         cursor=cursor)
-        return {"items": [episode_view(e) for e in page.items], "next_cursor": page.next_cursor}
+        items, next_cursor = await self._details.load(
+            ("episodes", title_id, season, limit, cursor), lambda: self._episode_page(title_id, season, limit, cursor),
+            tags=(title_id,))
+        return {"items": [dict(e) for e in items], "next_cursor": next_cursor}
+
+    async def _episode_page(self, title_id: str, season: int | None, limit: int,
+                            cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        page = await self._episodes.page(title_id, season=season, published_only=True, limit=limit, cursor=cursor)
+        return [episode_view(e) for e in page.items], page.next_cursor
 
     async def categories(self) -> list[dict[str, Any]]:
         return [category_view(c) for c in await self._categories.all()]

@@ -223,8 +223,9 @@ class _Index:
 
 class CatalogReadModel:
     def __init__(self, titles: TitleRepository, pubsub: PubSub, *, poll_s: float = 2.0, rebuild_s: float = 900.0,
-                 start_wait_s: float = 5.0, clock: Callable[[], int] | None = None) -> None:
+                 start_wait_s: float = 5.0, clock: Callable[[], int] | None = None, chunk: int = CHUNK) -> None:
         self._repo = titles
+        self._chunk = chunk
         self._pubsub = pubsub
         self._poll_s = poll_s
         self._rebuild_s = rebuild_s
@@ -282,18 +283,20 @@ class CatalogReadModel:
             await asyncio.sleep(self._poll_s)
 
     async def rebuild(self) -> None:
-        """Read every title in `_id` chunks (no chunk holds the store for long) into a fresh
-        index, then swap it in; changes that land meanwhile are re-read by the next poll."""
+        """Read every title in `_id` order, a chunk at a time (no chunk holds the store for
+        long), into a fresh index, then swap it in; changes that land meanwhile are re-read by
+        the next poll. Chunks are positions: a title created meanwhile may be read twice (new
+        ids sort last), and one deleted by hand may hide one other until the next rebuild."""
         started_ms = self._clock()
         index = _Index()
-        after: str | None = None
+        read = 0
         while True:
-            docs = await self._repo.model_chunk(after, CHUNK)
+            docs = await self._repo.model_chunk(read, self._chunk)
             for doc in docs:
                 index.put(entry_of(doc))
-            if len(docs) < CHUNK:
+            if len(docs) < self._chunk:
                 break
-            after = str(docs[-1]["_id"])
+            read += len(docs)
             await asyncio.sleep(0)
         self._index = index
         self._watermark_ms = max(self._watermark_ms, started_ms) if self._ready.is_set() else started_ms

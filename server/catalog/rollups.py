@@ -159,7 +159,9 @@ def recent_days(now_ms: int, days: int) -> list[str]:
 
 async def trending(titles: TitleRepository, *, now_ms: int | None = None, days: int = TRENDING_DAYS) -> int:
     """Recompute every title's trending score; returns how many titles trend."""
+    started = time.monotonic()
     now_ms = now_ms if now_ms is not None else to_ms(now())
     scores = await titles.views_by_title(recent_days(now_ms, days))
     await titles.set_trending(scores)
+    log.info("trending computed", extra={"titles": len(scores), "seconds": round(time.monotonic() - started, 2)})
     return len(scores)

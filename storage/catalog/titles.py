@@ -192,10 +192,12 @@ class TitleRepository:
             return {}
         return {d["_id"]: d async for d in self._titles.find({"_id": {"$in": keys}}, CARD_FIELDS)}
 
-    async def model_chunk(self, after_id: str | None, limit: int) -> list[dict[str, Any]]:
-        """Titles in `_id` order after `after_id`: the read model is built a chunk at a time."""
-        query = {"_id": {"$gt": after_id}} if after_id is not None else {}
-        return [d async for d in self._titles.find(query, MODEL_FIELDS).sort("_id", ASCENDING).limit(limit)]
+    async def model_chunk(self, skip: int, limit: int) -> list[dict[str, Any]]:
+        """Titles in `_id` order from position `skip`: the read model is built a chunk at a time.
+        A position, not `_id > last`: nx-27017 reads the whole collection into Python for any
+        range on `_id` (a 100,000-title build was 50 such scans), while a sort on `_id` with a
+        skip and a limit is a walk of its `_id` index, there and on MongoDB."""
+        return [d async for d in self._titles.find({}, MODEL_FIELDS).sort("_id", ASCENDING).skip(skip).limit(limit)]
 
     async def model_changed_since(self, since_ms: int) -> list[dict[str, Any]]:
         return [d async for d in self._titles.find({"updated_ms": {"$gte": since_ms}}, MODEL_FIELDS)]

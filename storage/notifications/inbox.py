@@ -145,9 +145,10 @@ class NotificationRepository:
         if seen is None:
             return []
         order = [("created_ms", ASCENDING), ("_id", ASCENDING)]
+        # The tie on created_ms is filtered here: nx-27017 reads the whole collection for a range on _id.
         same = [d async for d in self._inbox.find(
-            {"user_id": {"$eq": user_id}, "created_ms": {"$eq": seen["created_ms"]}, "_id": {"$gt": notification_id}}
-        ).sort(order).limit(limit)]
+            {"user_id": {"$eq": user_id}, "created_ms": {"$eq": seen["created_ms"]}}
+        ).sort(order) if d["_id"] > notification_id][:limit]
         later = [d async for d in self._inbox.find(
             {"user_id": {"$eq": user_id}, "created_ms": {"$gt": seen["created_ms"]}}
         ).sort(order).limit(limit)]

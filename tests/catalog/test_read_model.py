@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
 from server.catalog.read_model import CatalogReadModel
@@ -29,7 +30,7 @@ from tests.catalog.helpers import (
     published_title,
     viewer_account,
 )
-from tests.helpers import eventually
+from tests.helpers import Finds, eventually, id_ranges
 
 pytestmark = pytest.mark.asyncio
 
@@ -163,6 +164,24 @@ async def test_nothing_is_answered_before_the_model_is_built(server) -> None:
     assert raised.value.code == "catalog_loading"
     await model.rebuild()
     assert model.state() == "up" and model.page(to_ms(now()), ADULT_MAX_LEVEL).items == []
+
+
+async def test_a_model_built_in_chunks_holds_every_title_without_a_range_on_id(server, mongo_url) -> None:
+    """Chunks of 2 over 7 titles, so the build crosses chunk boundaries; nx-27017 reads the
+    whole collection into Python for a range on `_id`, once per chunk at 100,000 titles."""
+    cm = await content_manager(server)
+    for n in range(7):
+        await published_title(server, cm, title=f"Chunked {n}")
+    finds = Finds()
+    client: AsyncMongoClient = AsyncMongoClient(mongo_url, event_listeners=[finds])
+    try:
+        model = CatalogReadModel(TitleRepository(client[server.platform.db.name]), MemoryPubSub(), chunk=2)
+        await model.rebuild()
+    finally:
+        await client.close()
+    stored = {str(d["_id"]) async for d in server.platform.db.titles.find({}, {"_id": 1})}
+    assert len(stored) >= 7 and model.size == len(stored) and set(model.cards(stored)) == stored
+    assert len(finds.filters) >= 4 and not id_ranges(finds), finds.filters
 
 
 async def test_a_profile_turned_kids_is_limited_at_once_here_and_within_a_message_elsewhere(start_server,

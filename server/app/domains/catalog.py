@@ -41,7 +41,7 @@ def wire(ctx: Wiring) -> Contribution:
                              rebuild_s=settings.catalog_rebuild_s, start_wait_s=settings.catalog_start_wait_s)
     ctx.platform.local_checks["catalog"] = model.state
     catalog = CatalogService(title_repo, ctx.repo(SeasonRepository), ctx.repo(EpisodeRepository), category_repo,
-                             model)
+                             model, details_cached=settings.catalog_details_cached)
     history_service = HistoryService(history_repo, watchlist_repo, title_repo, catalog, ctx.platform.pubsub)
     shared_rows = SharedCache()
     recommendation_service = RecommendationService(recommendation_repo, catalog, history_service, shared_rows,
