@@ -366,6 +366,7 @@ class ContentAdminService:
             raise errors.NotFound("No such season.", code="season_not_found")
         await self._audit.record(actor, "season.update", target_type="title", target_id=title_id, ip=ip,
                                  details={"season": number, "fields": sorted(changes)})
+        await self._changed([title_id])  # the title's detail shows its seasons' names
         return _season_view(doc, await self._episodes.count_in_season(title_id, number))
 
     async def delete_season(self, actor: Principal | None, title_id: str, number: int, ip: str = "-") -> None:
@@ -408,6 +409,7 @@ class ContentAdminService:
         await self._audit.record(actor, "episode.create", target_type="episode", target_id=doc["_id"], ip=ip,
                                  details={"title_id": title_id, "season": season, "number": doc["number"],
                                           "status": doc["status"]})
+        await self._changed([title_id])  # the detail's episode counts
         if not scheduled and series.get("status") == "published":
             await self._releases(self._episode_released(series, doc, at_ms, scheduled=False))
         return admin_episode_view(doc)

@@ -21,7 +21,7 @@ from server.catalog.text_search import query_keys
 from server.catalog.viewers import Viewer
 from server.core import errors
 from server.core.clock import iso, now, to_ms
-from server.core.json_text import Encoded
+from server.core.json_text import Encoded, encode
 from server.core.local_cache import LocalCache
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
@@ -30,6 +30,7 @@ from storage.catalog.titles import FOREVER_MS, TitleRepository
 
 EPISODES_TTL_S = 30.0  # a lost change message is bounded by this
 EPISODES_CACHED = 50_000
+DETAILS_CACHED = 5_000  # title details as reply text, about 1.5 KB each
 
 
 def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +81,14 @@ class CatalogService:
         # Episodes by id (continue watching, history pages), dropped with their title's
         # every change: the read model tells of each reload, here, by message or by poll.
         self._episode_docs: LocalCache[dict[str, Any]] = LocalCache(EPISODES_TTL_S, EPISODES_CACHED)
-        model.on_change(lambda ids: self._episode_docs.forget(*ids))
+        # Title details (with their seasons) as reply text, dropped the same way: every
+        # writer of a title, its seasons or its episodes reports the title as changed.
+        self._details: LocalCache[Encoded] = LocalCache(EPISODES_TTL_S, DETAILS_CACHED)
+        model.on_change(self._forget_titles)
+
+    def _forget_titles(self, ids: list[str]) -> None:
+        self._episode_docs.forget(*ids)
+        self._details.forget(*ids)
 
     def now_ms(self) -> int:
         return self._clock()
@@ -91,8 +99,15 @@ class CatalogService:
         """The title if this profile may see it now; otherwise 404, whatever the reason.
         The read model decides (so a scheduled title shows at its publish time on every
         process); the document itself is one point read."""
-        now_ms = self.now_ms()
-        doc = await self._titles.get(title_id) if self._model.visible(title_id, now_ms, viewer.max_level) else None
+        self._require_visible(viewer, title_id)
+        return await self._title_doc(title_id)
+
+    def _require_visible(self, viewer: Viewer, title_id: str) -> None:
+        if not self._model.visible(title_id, self.now_ms(), viewer.max_level):
+            raise errors.NotFound("No such title.", code="title_not_found")
+
+    async def _title_doc(self, title_id: str) -> dict[str, Any]:
+        doc = await self._titles.get(title_id)
         if doc is None:
             raise errors.NotFound("No such title.", code="title_not_found")
         doc.pop("search_keys", None)
@@ -145,8 +160,15 @@ class CatalogService:
         return self._model.page(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
                                 exclude=exclude, positive=sort == "trending").items
 
-    async def title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
-        doc = await self.visible_title(viewer, title_id)
+    async def title(self, viewer: Viewer, title_id: str) -> Encoded:
+        """The detail, as reply text: whether the profile may see it is decided per request
+        (so a window or a release is exact to the clock); the text is kept until the title
+        changes."""
+        self._require_visible(viewer, title_id)
+        return await self._details.load(title_id, lambda: self._detail(title_id))
+
+    async def _detail(self, title_id: str) -> Encoded:
+        doc = await self._title_doc(title_id)
         seasons = None
         if doc.get("type") == "series":
             counts = await self._episodes.season_counts(str(doc["_id"]), published_only=True)
@@ -156,7 +178,7 @@ class CatalogService:
                 for s in await self._seasons.for_title(str(doc["_id"]))
                 if counts.get(s["number"], 0) > 0
             ]
-        return title_detail(doc, seasons)
+        return Encoded(encode(title_detail(doc, seasons)), title_id)
 
     async def episodes(self, viewer: Viewer, title_id: str, season: int | None, limit: int,
                        cursor: str | None) -> dict[str, Any]:
