@@ -12,6 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
+from server.core.paging import decode_cursor, encode_cursor
 from storage.paging import paginate
 
 
@@ -56,3 +57,14 @@ async def test_pages_cross_ties_without_or(recorded: tuple[Any, Finds]) -> None:
             break
     assert seen == [d["_id"] for d in expected]
     assert finds.filters and all(not any(k in ("$or", "$and", "$nor") for k in f) for f in finds.filters), finds.filters
+
+
+def test_cursors_keep_the_type_of_their_sort_value() -> None:
+    # Cursors are kept by value: 1, 1.0 and True are equal keys to a plain cache, but not
+    # the same position in a sort by a float field.
+    values = [1, 1.0, True, 1.5, None, "1"]
+    cursors = [encode_cursor(v, "id") for v in values]
+    assert len(set(cursors)) == len(values)
+    for value, cursor in zip(values, cursors, strict=True):
+        key, _id = decode_cursor(cursor)
+        assert (type(key), key, _id) == (type(value), value, "id")
