@@ -56,6 +56,10 @@ _STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # body before reading (urllib) would otherwise meet a reset instead of the answer.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_SECONDS = 10.0
+# Validated query strings by (model, raw query): a pure function's answers, shared by the
+# process's apps; dropped all at once when full.
+VALID_QUERIES_KEPT = 4096
+_VALID_QUERIES: dict[tuple[type[BaseModel], str], BaseModel] = {}
 
 # What answers without an @endpoint declaration, in one place. BaseHandler refuses every
 # other undeclared method (405), except its own CORS preflight; the handlers that do not
@@ -396,7 +400,17 @@ class BaseHandler(tornado.web.RequestHandler):
         return validate(model, data)
 
     def parse_query(self, model: type[M]) -> M:
-        return validate(model, {k: self.get_query_argument(k) for k in self.request.query_arguments})
+        """The query string validated against `model` (the last value of a repeated name).
+        Kept by its raw text, so a query seen before costs a lookup: the answer depends on
+        nothing else, and handlers only read it."""
+        key = (model, self.request.query)
+        found = _VALID_QUERIES.get(key)
+        if found is None:
+            found = validate(model, {k: self.get_query_argument(k) for k in self.request.query_arguments})
+            if len(_VALID_QUERIES) >= VALID_QUERIES_KEPT:
+                _VALID_QUERIES.clear()
+            _VALID_QUERIES[key] = found
+        return found  # type: ignore[return-value]
 
     async def enforce_rate_limit(self, key: str, limit: int, window: int, scope: str) -> None:
         decision = await self.platform.rate_limiter.hit(f"{self.rate_scope}:{key}", limit, window)

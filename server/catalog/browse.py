@@ -21,7 +21,7 @@ from server.catalog.text_search import query_keys
 from server.catalog.viewers import Viewer
 from server.core import errors
 from server.core.clock import iso, now, to_ms
-from server.core.json_text import Encoded
+from server.core.json_text import Encoded, encode
 from server.core.local_cache import LocalCache
 from storage.catalog.categories import CategoryRepository
 from storage.catalog.episodes import EpisodeRepository
@@ -30,7 +30,7 @@ from storage.catalog.titles import FOREVER_MS, TitleRepository
 
 EPISODES_TTL_S = 30.0  # a lost change message is bounded by this
 EPISODES_CACHED = 50_000
-DETAILS_CACHED = 5_000  # titles' details, seasons and episode pages kept per process (settings)
+DETAILS_CACHED = 5_000  # details (as reply text), seasons and episode pages kept per process (settings)
 
 
 def episode_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +83,14 @@ class CatalogService:
         self._episode_docs: LocalCache[dict[str, Any]] = LocalCache(EPISODES_TTL_S, EPISODES_CACHED)
         # The model holds no details or episode lists (its size per title stays that of a
         # card): they are read by indexed point reads into this LRU of `details_cached`
-        # entries, tagged by title and dropped with the title's every change, as above.
+        # entries, tagged by title and dropped with the title's every change, as above:
+        # every writer of a title, its seasons or its episodes reports the title as changed.
         self._details: LocalCache[Any] = LocalCache(EPISODES_TTL_S, details_cached)
-        model.on_change(lambda ids: (self._episode_docs.forget(*ids), self._details.forget(*ids)))
+        model.on_change(self._forget_titles)
+
+    def _forget_titles(self, ids: list[str]) -> None:
+        self._episode_docs.forget(*ids)
+        self._details.forget(*ids)
 
     def now_ms(self) -> int:
         return self._clock()
@@ -96,10 +101,15 @@ class CatalogService:
         """The title if this profile may see it now; otherwise 404, whatever the reason.
         The read model decides (so a scheduled title shows at its publish time on every
         process); the document itself is one point read."""
-        now_ms = self.now_ms()
-        doc = None
-        if self._model.visible(title_id, now_ms, viewer.max_level):
-            doc = await self._details.load(("title", title_id), lambda: self._titles.get(title_id), tags=(title_id,))
+        self._require_visible(viewer, title_id)
+        return await self._title_doc(title_id)
+
+    def _require_visible(self, viewer: Viewer, title_id: str) -> None:
+        if not self._model.visible(title_id, self.now_ms(), viewer.max_level):
+            raise errors.NotFound("No such title.", code="title_not_found")
+
+    async def _title_doc(self, title_id: str) -> dict[str, Any]:
+        doc = await self._details.load(("title", title_id), lambda: self._titles.get(title_id), tags=(title_id,))
         if doc is None:
             raise errors.NotFound("No such title.", code="title_not_found")
         doc = dict(doc)  # the kept one stays as read
@@ -153,14 +163,19 @@ class CatalogService:
         return self._model.page(self.now_ms(), viewer.max_level, sort=sort, limit=limit, genre=genre,
                                 exclude=exclude, positive=sort == "trending").items
 
-    async def title(self, viewer: Viewer, title_id: str) -> dict[str, Any]:
-        doc = await self.visible_title(viewer, title_id)
+    async def title(self, viewer: Viewer, title_id: str) -> Encoded:
+        """The detail, as reply text: whether the profile may see it is decided per request
+        (so a window or a release is exact to the clock); the text is kept until the title
+        changes."""
+        self._require_visible(viewer, title_id)
+        return await self._details.load(("detail", title_id), lambda: self._detail(title_id), tags=(title_id,))
+
+    async def _detail(self, title_id: str) -> Encoded:
+        doc = await self._title_doc(title_id)
         seasons = None
         if doc.get("type") == "series":
-            kept = await self._details.load(("seasons", title_id), lambda: self._seasons_of(title_id),
-                                            tags=(title_id,))
-            seasons = [dict(s) for s in kept]
-        return title_detail(doc, seasons)
+            seasons = await self._seasons_of(title_id)
+        return Encoded(encode(title_detail(doc, seasons)), title_id)
 
     async def _seasons_of(self, title_id: str) -> list[dict[str, Any]]:
         counts = await self._episodes.season_counts(title_id, published_only=True)

@@ -21,7 +21,8 @@ from typing import Any
 from server.catalog.browse import CatalogService
 from server.catalog.viewers import Viewer
 from server.core.clock import from_ms, iso, now, to_ms
-from server.core.local_cache import LocalCache
+from server.core.json_text import Encoded, encode
+from server.core.local_cache import LocalCache, same_objects
 from storage.catalog.history import ACTIVE_STATES, HistoryRepository
 from storage.catalog.titles import TitleRepository
 from storage.catalog.watchlist import WatchlistRepository
@@ -31,6 +32,7 @@ COMPLETED_AT = 0.9  # share of the duration after which a movie or an episode co
 HISTORY_CHANNEL = "history.changed"  # {"profile_id"}
 ACTIVITY_TTL_S = 30.0
 ACTIVITY_CACHED = 20_000  # profiles whose rows a process keeps (least recently used go first)
+ROWS_TEXT_KEPT = 2_000  # profiles whose continue watching row is kept as text (about 10 KB each)
 
 
 def is_completed(position: float, duration: float) -> bool:
@@ -54,6 +56,7 @@ class HistoryService:
                  activity_ttl_s: float = ACTIVITY_TTL_S) -> None:
         self._pubsub = pubsub
         self._activity: LocalCache[list[dict[str, Any]]] = LocalCache(activity_ttl_s, ACTIVITY_CACHED)
+        self._rows_text: LocalCache[tuple[tuple[Any, ...], Encoded]] = LocalCache(activity_ttl_s, ROWS_TEXT_KEPT)
         self._history = history
         self._watchlist = watchlist
         self._titles = titles
@@ -155,9 +158,14 @@ class HistoryService:
         return await self._activity.load(viewer.profile_id, lambda: self._history.title_rows(viewer.profile_id))
 
     async def continue_watching(self, viewer: Viewer, limit: int = 20,
-                                activity: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """Titles in progress, most recent first: resume the same content, or start the
-        next episode at 0 when the last one was completed."""
+                                activity: list[dict[str, Any]] | None = None) -> Encoded:
+        """Titles in progress, most recent first, as the row's JSON text: resume the same
+        content, or start the next episode at 0 when the last one was completed.
+
+        Made from `activity` (kept per profile), the cards visible now and the kept episodes,
+        the text is kept per profile too and reused while every one of those is the very
+        same object: a progress write, a title's change or one leaving the profile's sight
+        gives a new one, so reuse never outlives what it was made of."""
         if activity is None:
             rows = await self._history.in_progress(viewer.profile_id, limit)
         else:
@@ -165,6 +173,20 @@ class HistoryService:
         cards = await self._catalog.visible_cards(viewer, {r["title_id"] for r in rows})
         wanted = {r["next_episode_id"] if r["state"] == "up_next" else r.get("episode_id") for r in rows}
         episodes = await self._catalog.episodes_by_ids({e for e in wanted if e})
+        inputs = (activity, limit, *(cards.get(r["title_id"]) for r in rows),
+                  *(episodes.get(r["next_episode_id"] if r["state"] == "up_next" else r.get("episode_id") or "")
+                    for r in rows))
+        kept = self._rows_text.get(viewer.profile_id) if activity is not None else None
+        if kept is not None and same_objects(kept[0], inputs):
+            return kept[1]
+        text = Encoded(encode(self._continue_items(rows, cards, episodes)))
+        if activity is not None:
+            self._rows_text.put(viewer.profile_id, (inputs, text))
+        return text
+
+    @staticmethod
+    def _continue_items(rows: list[dict[str, Any]], cards: dict[str, Encoded],
+                        episodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         items = []
         for row in rows:
             card = cards.get(row["title_id"])

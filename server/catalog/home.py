@@ -28,7 +28,7 @@ ROW_SIZE = 20
 MAX_GENRE_ROWS = 8
 
 
-def _row(row_id: str, title: str, items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _row(row_id: str, title: str, items: list[dict[str, Any]] | Encoded, **extra: Any) -> dict[str, Any]:
     return {"id": row_id, "title": title, "items": items, **extra}
 
 
@@ -42,11 +42,11 @@ class HomeService:
 
     async def home(self, viewer: Viewer) -> dict[str, Any]:
         activity = await self._history.activity(viewer)  # one read for both personal rows
-        continuing, recommended, shared = await asyncio.gather(
-            self._history.continue_watching(viewer, ROW_SIZE, activity),
-            self._recommendations.for_viewer(viewer, ROW_SIZE, activity),
-            self._shared.get(("home", viewer.max_level), lambda: self._compute_shared(viewer)),
-        )
+        # One after the other: each is nearly always answered from what this process keeps,
+        # where three tasks of `gather` would cost more than the work they wrap.
+        continuing = await self._history.continue_watching(viewer, ROW_SIZE, activity)
+        recommended = await self._recommendations.for_viewer(viewer, ROW_SIZE, activity)
+        shared = await self._shared.get(("home", viewer.max_level), lambda: self._compute_shared(viewer))
         # The kept row is up to the cache's age old: a title released, rescheduled or withdrawn
         # since is read again from the read model (a lookup per item), so it is never "soon" late.
         ids = [card.id for card, _ in shared["soon"]]

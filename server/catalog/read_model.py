@@ -3,8 +3,8 @@
 Catalog metadata is small and read far more than written, so each process holds all titles
 (cards, the fields visibility and sorting need, facet postings and search words) and
 answers browse, search, sorts, keyset cursors and the shared home rows without the store
-(Netflix's Hollow works this way). The store stays the source of truth: title details,
-episodes and playback still read it.
+(Netflix's Hollow works this way). The store stays the source of truth: episodes and
+playback still read it, and title details are read from it (then kept until the title changes).
 
 Freshness: the model is built at start in `_id` chunks (readiness names `catalog` and viewer
 reads answer 503 `catalog_loading` until it is); every catalog write calls `changed(ids)`,

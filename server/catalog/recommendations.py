@@ -15,7 +15,8 @@ from server.catalog.history import HistoryService
 from server.catalog.recommender import POPULAR_REASON
 from server.catalog.viewers import Viewer
 from server.core.clock import iso
-from server.core.local_cache import LocalCache
+from server.core.json_text import Encoded, encode
+from server.core.local_cache import LocalCache, same_objects
 from server.core.shared_cache import SharedCache
 from storage.catalog.recommendations import RecommendationRepository
 from storage.state.pubsub import PubSub
@@ -24,6 +25,7 @@ POPULAR_POOL = 100  # popular titles kept per maturity ceiling for the top-up
 COMPUTED_CHANNEL = "recommendations.computed"  # {}: a run of the job has stored new lists
 STORED_TTL_S = 60.0
 STORED_CACHED = 20_000
+ITEMS_TEXT_KEPT = 2_000  # profiles whose suggestions are kept as reply text (about 8 KB each)
 
 
 class RecommendationService:
@@ -31,6 +33,7 @@ class RecommendationService:
                  shared: SharedCache, pubsub: PubSub) -> None:
         self._pubsub = pubsub
         self._stored: LocalCache[dict[str, Any]] = LocalCache(STORED_TTL_S, STORED_CACHED)
+        self._items_text: LocalCache[tuple[tuple[Any, ...], Encoded]] = LocalCache(STORED_TTL_S, ITEMS_TEXT_KEPT)
         self._store = store
         self._catalog = catalog
         self._history = history
@@ -55,6 +58,22 @@ class RecommendationService:
         stored = list(doc.get("items", [])) if doc else []
         ids = [str(item["title_id"]) for item in stored]
         cards = await self._catalog.visible_cards(viewer, ids)
+        popular = await self._shared.get(("popular", viewer.max_level),
+                                         lambda: self._catalog.top(viewer, "popular", POPULAR_POOL))
+        # The items' text is reused while it was made from the very same stored list,
+        # activity, visible cards and popular titles (see HistoryService.continue_watching).
+        inputs = (doc, activity, limit, popular, *(cards.get(i) for i in ids))
+        kept = self._items_text.get(viewer.profile_id)
+        if kept is not None and same_objects(kept[0], inputs):
+            text = kept[1]
+        else:
+            text = Encoded(encode(await self._items(viewer, limit, activity, stored, ids, cards, popular)))
+            self._items_text.put(viewer.profile_id, (inputs, text))
+        return {"items": text, "next_cursor": None,
+                "computed_at": iso(doc["computed_ms"]) if doc and doc.get("computed_ms") else None}
+
+    async def _items(self, viewer: Viewer, limit: int, activity: list[dict[str, Any]], stored: list[dict[str, Any]],
+                     ids: list[str], cards: dict[str, Encoded], popular: list[Encoded]) -> list[dict[str, Any]]:
         finished = await self._history.finished_titles(viewer, ids, activity)
         items: list[dict[str, Any]] = []
         for item in stored:
@@ -67,15 +86,12 @@ class RecommendationService:
         if len(items) < limit:
             started = await self._history.started_titles(viewer, activity)
             exclude = set(started) | {i["title"]["id"] for i in items}
-            popular = await self._shared.get(("popular", viewer.max_level),
-                                             lambda: self._catalog.top(viewer, "popular", POPULAR_POOL))
             for card in popular:
                 if len(items) >= limit:
                     break
                 if card["id"] not in exclude:
                     items.append({"title": card, "reason": POPULAR_REASON, "score": 0.0})
-        return {"items": items, "next_cursor": None,
-                "computed_at": iso(doc["computed_ms"]) if doc and doc.get("computed_ms") else None}
+        return items
 
     async def _stored_list(self, profile_id: str) -> dict[str, Any]:
         """The stored document, or an empty one (kept too: most profiles have none yet)."""

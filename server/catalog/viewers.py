@@ -27,9 +27,15 @@ class Viewer:
         return KIDS_MAX_LEVEL if self.kids else ADULT_MAX_LEVEL
 
 
+VIEWERS_KEPT = 20_000
+
+
 class ViewerResolver:
     def __init__(self, profiles: ProfileService) -> None:
         self._profiles = profiles
+        # profile id -> (the cached profile document it was made from, the Viewer): reused
+        # while the profiles cache hands out that same document, so a change makes a new one.
+        self._viewers: dict[str, tuple[dict, Viewer]] = {}
 
     async def resolve(self, user_id: str, profile_id: str | None) -> Viewer:
         """From the account's cached profiles (server/identity/profiles.py): no read per request."""
@@ -40,5 +46,13 @@ class ViewerResolver:
             doc = found[0] if found else None
         if doc is None:
             raise errors.NotFound("No such profile.", code="profile_not_found")
-        return Viewer(user_id=user_id, profile_id=str(doc["_id"]), kids=bool(doc.get("kids")),
-                      name=str(doc.get("name", "")))
+        profile_id = str(doc["_id"])
+        kept = self._viewers.get(profile_id)
+        if kept is not None and kept[0] is doc:
+            return kept[1]
+        viewer = Viewer(user_id=user_id, profile_id=profile_id, kids=bool(doc.get("kids")),
+                        name=str(doc.get("name", "")))
+        if len(self._viewers) >= VIEWERS_KEPT:
+            self._viewers.clear()
+        self._viewers[profile_id] = (doc, viewer)
+        return viewer

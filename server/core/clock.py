@@ -8,6 +8,7 @@ written by `$set` into a string).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 
 def now() -> dt.datetime:
@@ -27,5 +28,12 @@ def iso(value: dt.datetime | int | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, int):
-        value = from_ms(value)
+        return _iso_ms(value)
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _iso_ms(value: int) -> str:
+    """Kept: the same stored times (last watched, added, computed) are written in reply
+    after reply, and a conversion costs more than the rest of a history row."""
+    return from_ms(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")

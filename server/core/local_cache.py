@@ -15,6 +15,7 @@ could be kept for a whole lifetime after it.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -118,6 +119,10 @@ class LocalCache(Generic[V]):
             found[key] = value
         return found
 
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep a value made here rather than read (text derived from other kept values)."""
+        self._keep(key, value, (), self.ttl_s)
+
     def _keep(self, key: Hashable, value: V, tags: tuple[Hashable, ...], ttl_s: float) -> None:
         if ttl_s <= 0 or self.max_entries <= 0:
             return
@@ -178,3 +183,9 @@ class LocalCache(Generic[V]):
                 keys.discard(key)
                 if not keys:
                     del self._tagged[tag]
+
+
+def same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether two tuples hold the very same objects in order: what a value derived from
+    kept values checks before it is reused (an equal but new object means a new read)."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,18 @@ def _decode_value(value: Any) -> Any:
     raise ValueError("bad cursor value")
 
 
+# Both directions are pure functions of their text or values, kept: readers page through the
+# same lists (the first pages of popular filters above all) again and again.
+CURSORS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=CURSORS_KEPT, typed=True)
 def encode_cursor(key: Any, _id: Any) -> str:
     raw = json.dumps([_encode_value(key), _encode_value(_id)], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+@functools.lru_cache(maxsize=CURSORS_KEPT)
 def decode_cursor(cursor: str) -> tuple[Any, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

@@ -217,3 +217,20 @@ async def test_home_has_the_contract_rows_in_order(server) -> None:
     assert all(isinstance(i["reason"], str) and i["reason"] for i in rows["recommended"]["items"])
     assert movie["id"] not in {i["title"]["id"] for i in rows["recommended"]["items"]}  # already started
     assert rows["genre:drama"]["title"] == "Drama"
+
+
+async def test_a_query_string_is_validated_for_each_endpoint_and_each_time_it_is_refused(server) -> None:
+    # Validated queries are kept by their text: the same text must still mean each
+    # endpoint's own model, and a refused one is refused again.
+    cm = await content_manager(server)
+    viewer = await viewer_account(server)
+    show, _ = await series(server, cm, seasons=1, episodes=1)
+    for _ in range(2):
+        listed = await server.client.get(f"{API}/titles", headers=viewer["headers"], params={"season": "x"})
+        assert listed.status_code == 200 and [t["id"] for t in listed.json()["items"]] == [show["id"]]
+        assert_error(await server.client.get(f"{API}/titles/{show['id']}/episodes", headers=viewer["headers"],
+                                             params={"season": "x"}), 400, "validation_failed")
+        assert_error(await server.client.get(f"{API}/titles", headers=viewer["headers"], params={"type": "x"}),
+                     400, "validation_failed")
+    movies = await server.client.get(f"{API}/titles", headers=viewer["headers"], params={"type": "movie"})
+    assert movies.status_code == 200 and movies.json()["items"] == []

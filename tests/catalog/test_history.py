@@ -3,11 +3,22 @@ playback will call it), the watchlist, and that both are private to their owner.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
 
-from tests.catalog.helpers import API, add_profile, content_manager, published_title, series, viewer_account
+from server.catalog import rollups
+from server.catalog.recommender import POPULAR_REASON
+from tests.catalog.helpers import (
+    API,
+    add_profile,
+    content_manager,
+    published_title,
+    quiet_viewer,
+    series,
+    viewer_account,
+)
 from tests.helpers import assert_error, eventually
 
 pytestmark = pytest.mark.asyncio
@@ -166,3 +177,39 @@ async def test_an_episode_edit_on_one_process_reaches_continue_watching_on_anoth
     assert resp.status_code == 200, resp.text
     assert await names(a) == ["Renamed Pilot"]
     await eventually(lambda: _is(names(b), ["Renamed Pilot"]), "B shows the new name")
+
+
+async def test_home_personal_rows_drop_a_title_when_its_window_closes_with_nothing_else_changing(server) -> None:
+    # The personal rows' text is kept per profile: a title leaving the profile's sight at
+    # the clock (no write, no reload) must still leave both rows on the next request.
+    cm = await content_manager(server)
+    services = server.runtime.services
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    closing = {"available_until": until.isoformat()}
+    anchor = await published_title(server, cm, title="Anchor")
+    companion = await published_title(server, cm, title="Companion", **closing)
+    watching = await published_title(server, cm, title="Watching", **closing)
+    for _ in range(4):
+        other = await quiet_viewer(server)
+        for title in (anchor, companion):
+            await services.history.record_progress(other, title["id"], 5800, 6000)
+    user = await viewer_account(server)
+    await services.history.record_progress(user["viewer"], anchor["id"], 5900, 6000)
+    await services.history.record_progress(user["viewer"], watching["id"], 1200, 6000)
+    await rollups.recommend(services.rollup_sources)
+
+    async def rows() -> tuple[list[str], list[str]]:
+        resp = await server.client.get(f"{API}/home", headers=user["headers"])
+        assert resp.status_code == 200, resp.text
+        by_id = {row["id"]: row["items"] for row in resp.json()["rows"]}
+        suggested = [i["title"]["id"] for i in by_id["recommended"] if i["reason"] != POPULAR_REASON]
+        return [i["title"]["id"] for i in by_id["continue_watching"]], suggested
+
+    for _ in range(2):  # the second answer is the kept text
+        continuing, suggested = await rows()
+        assert continuing == [watching["id"]] and companion["id"] in suggested
+    assert dt.datetime.now(dt.UTC) < until, "the set-up outlasted the window: lengthen it"
+
+    await eventually(lambda: dt.datetime.now(dt.UTC) >= until, "the end of the window", timeout=30)
+    continuing, suggested = await rows()
+    assert continuing == [] and companion["id"] not in suggested

@@ -28,6 +28,7 @@ from tests.catalog.helpers import (
     create_title,
     from_now,
     published_title,
+    series,
     viewer_account,
 )
 from tests.helpers import Finds, eventually, id_ranges
@@ -241,3 +242,55 @@ async def test_a_filtered_browse_follows_an_edit_of_the_filtered_field(server) -
                                      json={"title": "Zephyr Other"})
     assert resp.status_code == 200, resp.text
     assert await _api_ids(server, viewer["headers"], {"q": "zephyr"}) == [other["id"]]
+
+
+async def test_a_title_detail_follows_its_title_seasons_and_episodes_here_at_once_and_elsewhere(start_server,
+                                                                                              redis_url) -> None:
+    # Details are kept per process: every edit must drop them, on the writer before it
+    # answers and on the other process by the message (its poll is far beyond the test).
+    writer = await start_server(REDIS_URL=redis_url, NAMELESS_CATALOG_POLL_S="300")
+    reader = await start_server(REDIS_URL=redis_url, NAMELESS_CATALOG_POLL_S="300",
+                                NAMELESS_MONGO_DB=writer.runtime.settings.mongo_db)
+    cm = await content_manager(writer)
+    viewer = await viewer_account(writer)
+    show, episodes = await series(writer, cm, seasons=1, episodes=1, title="Before")
+    sid = show["id"]
+
+    async def detail(served: Any) -> tuple[str, list[tuple[int, str, int]]]:
+        resp = await served.client.get(f"{API}/titles/{sid}", headers=viewer["headers"])
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        return body["title"], [(s["number"], s["name"], s["episode_count"]) for s in body["seasons"]]
+
+    for served in (writer, reader):
+        assert await detail(served) == ("Before", [(1, "Season 1", 1)])
+
+    async def edit(method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        resp = await writer.client.request(method, f"{API}/admin{path}", headers=cm["headers"], json=body)
+        assert resp.status_code in (200, 201, 204), resp.text
+
+    async def both_show(expected: tuple[str, list[tuple[int, str, int]]]) -> None:
+        assert await detail(writer) == expected
+
+        async def reader_shows() -> bool:
+            return await detail(reader) == expected
+
+        await eventually(reader_shows, f"the reader shows {expected}", timeout=15)
+
+    await edit("PATCH", f"/titles/{sid}", {"title": "After"})
+    await both_show(("After", [(1, "Season 1", 1)]))
+    await edit("POST", f"/titles/{sid}/seasons", {"number": 2})
+    await both_show(("After", [(1, "Season 1", 1)]))  # a season without episodes is not shown
+    await edit("POST", "/episodes", {"title_id": sid, "season": 2, "number": 1, "name": "New"})
+    await both_show(("After", [(1, "Season 1", 1), (2, "Season 2", 1)]))
+    await edit("PATCH", f"/titles/{sid}/seasons/1", {"name": "Pilot season"})
+    await both_show(("After", [(1, "Pilot season", 1), (2, "Season 2", 1)]))
+    await edit("DELETE", f"/episodes/{episodes[0]['id']}")
+    await both_show(("After", [(2, "Season 2", 1)]))
+    await edit("POST", f"/titles/{sid}/archive")
+    assert (await writer.client.get(f"{API}/titles/{sid}", headers=viewer["headers"])).status_code == 404
+
+    async def gone_on_reader() -> bool:
+        return (await reader.client.get(f"{API}/titles/{sid}", headers=viewer["headers"])).status_code == 404
+
+    await eventually(gone_on_reader, "archived on the reader", timeout=15)

@@ -4,7 +4,10 @@ left as the client wrote it."""
 
 from __future__ import annotations
 
+import enum
 import json
+
+import pytest
 
 from server.core.json_text import Encoded, encode
 
@@ -22,3 +25,33 @@ def test_text_that_looks_like_a_placeholder_stays_as_written() -> None:
     card = Encoded('{"id":"t1"}', "t1")
     lookalike = "\x00" + "ab" * 6 + ":0\x00"
     assert json.loads(encode({"name": lookalike, "card": card})) == {"name": lookalike, "card": {"id": "t1"}}
+
+
+def test_the_text_is_the_standard_encoders_for_every_kind_of_value() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    values = [
+        {}, [], (), {"a": [], "b": {}}, [0, -1, 2**70, 0.1, -0.0, 1e300, True, False, None],
+        {"text": 'quote " back \\ newline \n nul \x00 line \u2028 é 日本'},
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+        {1: "int key", "b": 2, None: 3, 2.5: 4}, {"b": 2, 1: "a non-text key after a text one"},
+        {"enum": Level.HIGH, "sub": Name("x"), "tuple": (1, (2, [3]))},
+        [[{"deep": [{"er": {}}]}]], "top-level text", 7, 2.5, None,
+    ]
+    for value in values:
+        assert encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False), value
+
+
+def test_parts_are_spliced_inside_values_the_standard_encoder_handles() -> None:
+    card = Encoded('{"id":"t1"}', "t1")
+    value = {"rows": {1: card, "x": [float("nan"), card]}, "after": (card,)}
+    assert encode(value) == '{"rows":{"1":{"id":"t1"},"x":[NaN,{"id":"t1"}]},"after":[{"id":"t1"}]}'
+
+
+def test_what_json_cannot_encode_is_refused() -> None:
+    with pytest.raises(TypeError):
+        encode({"when": object()})

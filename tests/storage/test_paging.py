@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from server.core.paging import encode_cursor
+from server.core.paging import decode_cursor, encode_cursor
 from storage.notifications.inbox import NotificationRepository
 from storage.paging import paginate
 from tests.helpers import Finds, id_ranges
@@ -110,3 +110,14 @@ async def test_a_page_is_one_query_unless_the_cursor_row_moved(recorded: tuple[A
     await rows.update_one({"_id": "r026"}, {"$set": {"key": 100}})  # the cursor's row is watched again
     after = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4, cursor=first.next_cursor)
     assert [d["_id"] for d in after.items] == ["r025", "r024", "r023", "r022"]
+
+
+def test_cursors_keep_the_type_of_their_sort_value() -> None:
+    # Cursors are kept by value: 1, 1.0 and True are equal keys to a plain cache, but not
+    # the same position in a sort by a float field.
+    values = [1, 1.0, True, 1.5, None, "1"]
+    cursors = [encode_cursor(v, "id") for v in values]
+    assert len(set(cursors)) == len(values)
+    for value, cursor in zip(values, cursors, strict=True):
+        key, _id = decode_cursor(cursor)
+        assert (type(key), key, _id) == (type(value), value, "id")
