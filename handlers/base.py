@@ -194,7 +194,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._headers["Vary"] = "Origin"  # the headers were just reset (`clear`): none is there yet
 
     async def prepare(self) -> None:
-        self.platform.metrics.http_in_flight.inc()
+        self.platform.metrics.http.in_flight += 1
         self._counted_in_flight = True
         self.application.settings["in_flight"].add(self)
         self._body_chunks: list[bytes] = []
@@ -347,7 +347,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _release_in_flight(self) -> None:
         if getattr(self, "_counted_in_flight", False):
             self._counted_in_flight = False
-            self.platform.metrics.http_in_flight.dec()
+            self.platform.metrics.http.in_flight -= 1
             self.application.settings["in_flight"].discard(self)
 
     # --- request helpers -----------------------------------------------------------
