@@ -29,13 +29,14 @@ from tornado import httputil
 from server.core import errors
 from server.core.fields import validate
 from server.core.json_text import encode
-from server.core.logs import redact, request_id_var
+from server.core.logs import AccessLog, request_id_var
 from server.core.permissions import Principal
 from server.identity.sessions import SESSION_COOKIE, ClientInfo
 from server.platform import Platform
 from server.platform.outages import dependency_error
 
 log = logging.getLogger("nameless.http")
+access_log = AccessLog(log)  # media and push tokens in paths are masked there
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -368,18 +369,7 @@ class BaseHandler(tornado.web.RequestHandler):
         request, route, status = self.request, type(self).__name__, self.get_status()
         seconds = request.request_time()
         self.platform.metrics.observe_request(route, request.method or "-", status, seconds)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": redact(request.path),  # media and push tokens never reach the logs
-                    "route": route,
-                    "status": status,
-                    "ms": round(seconds * 1000, 2),
-                    "ip": self.client_ip,
-                },
-            )
+        access_log.request(request.method, request.path, route, status, round(seconds * 1000, 2), self.client_ip)
 
     def on_connection_close(self) -> None:
         self._release_in_flight()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from pythonjsonlogger.json import JsonFormatter
 
-from server.core.logs import JsonLines, LoopBufferedHandler, redact
+from server.core.logs import AccessLog, JsonLines, LoopBufferedHandler, json_lines_handler, redact, request_id_var
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,3 +149,32 @@ def test_the_time_of_lines_in_the_same_and_the_next_second_is_the_library_one() 
         record = _record("tick", request_id="r")
         record.created, record.msecs = created, int((created - int(created)) * 1000)
         assert ours.format(logging.makeLogRecord(dict(record.__dict__))) == library.format(record)
+
+
+def test_the_access_line_made_directly_is_the_line_its_record_becomes() -> None:
+    """With only the standard handler on the way, the access log writes its line itself;
+    with any other handler it logs a record. Both give the same line."""
+    stream = io.StringIO()
+    root = logging.RootLogger(logging.INFO)  # a hierarchy of its own: pytest's handlers sit on the real root
+    handler = json_lines_handler(stream)
+    root.addHandler(handler)
+    access = AccessLog(logging.Manager(root).getLogger("nameless.http"))
+    capture = logging.NullHandler()
+
+    def both() -> None:
+        request_id_var.set("access-0001")
+        assert access._sole_handler() is handler
+        access.request("GET", "/media/tok.en123/master.m3u8", "PlaybackHandler", 200, 1.25, "127.0.0.1")
+        root.addHandler(capture)
+        assert access._sole_handler() is None
+        access.request("GET", "/media/tok.en123/master.m3u8", "PlaybackHandler", 200, 1.25, "127.0.0.1")
+        root.removeHandler(capture)
+
+    contextvars.copy_context().run(both)
+    handler.flush()
+    direct, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert list(direct) == list(logged) == ["ts", "level", "logger", "message", "request_id", "method", "path",
+                                            "route", "status", "ms", "ip"]
+    assert {**direct, "ts": None} == {**logged, "ts": None}
+    assert direct["path"] == "/media/<redacted>/master.m3u8" and direct["request_id"] == "access-0001"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", direct["ts"])
