@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -136,7 +136,10 @@ def endpoint(
 
 def declares_body(headers: Mapping[str, str]) -> bool:
     """Whether a request announces a body (a length above zero, or chunks)."""
-    return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
+    # `in` first: a missing header costs `get` a KeyError, and most requests have no body
+    if "Content-Length" in headers and headers["Content-Length"] not in ("", "0"):
+        return True
+    return "Transfer-Encoding" in headers
 
 
 # The headers every response carries whatever its route, validated (and their names put in
@@ -238,7 +241,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self._status_code = 200
         self._reason = "OK"
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        """Book the request in, refuse a body declared too large, then run the checks: the
+        per-IP limit, the endpoint's declaration and sign-in (`_authorize`), the route's own
+        (`admit`). When none of them has to wait (no per-IP limit, no sign-in, no `admit`
+        of the route's own) they run here without a coroutine; Tornado awaits only what
+        this returns."""
         self.platform.metrics.http.in_flight += 1
         self._counted_in_flight = True
         self.application.settings["in_flight"].add(self)
@@ -250,7 +258,19 @@ class BaseHandler(tornado.web.RequestHandler):
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             self._answer_before_body(errors.PayloadTooLarge(details={"max_bytes": limit}), int(declared))
-            return
+            return None
+        if self.ip_rate_limited:
+            return self._checks()
+        try:
+            spec = self._declared()
+        except errors.ApiError as err:
+            self.reject(err)
+            return None
+        if (spec is not None and (spec.auth or spec.permission)) or type(self).admit is not BaseHandler.admit:
+            return self._checks()
+        return None
+
+    async def _checks(self) -> None:
         try:
             if self.ip_rate_limited:
                 await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
@@ -314,16 +334,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self._finished and not self.request.connection.stream.closed():
             self.finish()
 
-    async def _authorize(self) -> None:
-        """The one authentication and permission check of the REST API."""
+    def _declared(self) -> EndpointSpec | None:
+        """The @endpoint declaration of this request's method, None for the undeclared
+        methods served anyway; any other undeclared method is refused."""
         self.principal: Principal | None = None
         name = (self.request.method or "").lower()
         spec: EndpointSpec | None = getattr(getattr(self, name, None), "__endpoint__", None)
-        if spec is None:
-            if name in UNDECLARED_METHODS:
-                return
+        if spec is None and name not in UNDECLARED_METHODS:
             raise errors.MethodNotAllowed()  # default deny: a method nobody declared is not served
-        if not (spec.auth or spec.permission):
+        return spec
+
+    async def _authorize(self) -> None:
+        """The one authentication and permission check of the REST API."""
+        spec = self._declared()
+        if spec is None or not (spec.auth or spec.permission):
             return
         authenticator: Authenticator = self.application.settings["authenticator"]
         if self.uses_cookie_auth():
