@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
@@ -202,9 +203,16 @@ class AccessLog:
             return
         formatter: JsonLines = handler.formatter  # type: ignore[assignment]
         created = time.time()
-        line = {"ts": formatter.time_text(created, int((created - int(created)) * 1000) + 0.0), "level": "INFO",
-                "logger": logger.name, "message": "request", "request_id": request_id_var.get(), **fields}
-        handler.hold(formatter.encode(line))
+        ts = formatter.time_text(created, int((created - int(created)) * 1000) + 0.0)
+        # The JSON encoder's own text for these types (its string escaping, int and float
+        # repr), without building an encoder per line.
+        q = encode_basestring_ascii
+        handler.hold(
+            f'{{"ts": {q(ts)}, "level": "INFO", "logger": {q(logger.name)}, "message": "request", '
+            f'"request_id": {q(request_id_var.get())}, "method": {"null" if method is None else q(method)}, '
+            f'"path": {q(fields["path"])}, "route": {q(route)}, "status": {int(status)!r}, '
+            f'"ms": {float(ms)!r}, "ip": {q(ip)}}}'
+        )
 
     def _sole_handler(self) -> LoopBufferedHandler | None:
         """The one standard handler the logger's records reach, or None (what

@@ -160,14 +160,15 @@ def test_the_access_line_made_directly_is_the_line_its_record_becomes() -> None:
     root.addHandler(handler)
     access = AccessLog(logging.Manager(root).getLogger("nameless.http"))
     capture = logging.NullHandler()
+    path = '/media/tok.en123/master.m3u8?t="é\\✓'  # masked, and characters JSON escapes
 
     def both() -> None:
         request_id_var.set("access-0001")
         assert access._sole_handler() is handler
-        access.request("GET", "/media/tok.en123/master.m3u8", "PlaybackHandler", 200, 1.25, "127.0.0.1")
+        access.request("GET", path, "PlaybackHandler", 200, 1.25, "127.0.0.1")
         root.addHandler(capture)
         assert access._sole_handler() is None
-        access.request("GET", "/media/tok.en123/master.m3u8", "PlaybackHandler", 200, 1.25, "127.0.0.1")
+        access.request("GET", path, "PlaybackHandler", 200, 1.25, "127.0.0.1")
         root.removeHandler(capture)
 
     contextvars.copy_context().run(both)
@@ -176,5 +177,7 @@ def test_the_access_line_made_directly_is_the_line_its_record_becomes() -> None:
     assert list(direct) == list(logged) == ["ts", "level", "logger", "message", "request_id", "method", "path",
                                             "route", "status", "ms", "ip"]
     assert {**direct, "ts": None} == {**logged, "ts": None}
-    assert direct["path"] == "/media/<redacted>/master.m3u8" and direct["request_id"] == "access-0001"
+    assert direct["path"] == '/media/<redacted>/master.m3u8?t="é\\✓' and direct["request_id"] == "access-0001"
+    text = stream.getvalue().splitlines()
+    assert text[0][text[0].index('"level"'):] == text[1][text[1].index('"level"'):]  # the same text, not just values
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", direct["ts"])
