@@ -134,6 +134,12 @@ def endpoint(
     return mark
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """`headers.get(name)` for the headers most requests lack: `get` finds a missing one
+    through a raised KeyError, `in` does not."""
+    return headers[name] if name in headers else None
+
+
 def declares_body(headers: Mapping[str, str]) -> bool:
     """Whether a request announces a body (a length above zero, or chunks)."""
     # `in` first: a missing header costs `get` a KeyError, and most requests have no body
@@ -176,7 +182,7 @@ _DATE = _HttpDate()
 
 def _request_id(request: httputil.HTTPServerRequest) -> str:
     """The caller's X-Request-ID when it is sane, else a new one; set as the logs' id."""
-    supplied = request.headers.get("X-Request-ID")
+    supplied = header(request.headers, "X-Request-ID")
     request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
     request_id_var.set(request_id)
     return request_id
@@ -231,7 +237,7 @@ class BaseHandler(tornado.web.RequestHandler):
                  "X-Request-Id": self.request_id, "Content-Security-Policy": self.csp, **_SECURITY_HEADERS}
         if request.protocol == "https":
             items["Strict-Transport-Security"] = _HSTS
-        origin = request.headers.get("Origin")
+        origin = header(request.headers, "Origin")
         if origin and origin.rstrip("/") in self.platform.settings.cors_origins:
             items["Access-Control-Allow-Origin"] = origin  # a parsed header value: no line breaks
             items["Access-Control-Expose-Headers"] = _CORS_EXPOSED
@@ -255,7 +261,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body_too_large = False
         self._draining: object | None = None
         limit = self._body_limit()
-        declared = self.request.headers.get("Content-Length")
+        declared = header(self.request.headers, "Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             self._answer_before_body(errors.PayloadTooLarge(details={"max_bytes": limit}), int(declared))
             return None
