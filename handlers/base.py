@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,17 +24,19 @@ from typing import Any, Protocol, TypeVar
 import tornado.ioloop
 import tornado.web
 from pydantic import BaseModel
+from tornado import httputil
 
 from server.core import errors
 from server.core.fields import validate
 from server.core.json_text import encode
-from server.core.logs import redact, request_id_var
+from server.core.logs import AccessLog, request_id_var
 from server.core.permissions import Principal
 from server.identity.sessions import SESSION_COOKIE, ClientInfo
 from server.platform import Platform
 from server.platform.outages import dependency_error
 
 log = logging.getLogger("nameless.http")
+access_log = AccessLog(log)  # media and push tokens in paths are masked there
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -135,39 +138,81 @@ def endpoint(
     return mark
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """`headers.get(name)` for the headers most requests lack: `get` finds a missing one
+    through a raised KeyError, `in` does not."""
+    return headers[name] if name in headers else None
+
+
 def declares_body(headers: Mapping[str, str]) -> bool:
     """Whether a request announces a body (a length above zero, or chunks)."""
-    return headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in headers
+    # `in` first: a missing header costs `get` a KeyError, and most requests have no body
+    if "Content-Length" in headers and headers["Content-Length"] not in ("", "0"):
+        return True
+    return "Transfer-Encoding" in headers
 
 
-# The headers every response carries whatever its route, validated once here rather than
-# per response by `set_header` (what `stamp_request` writes is already checked).
-_SECURITY_HEADERS = (
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-    ("Cross-Origin-Resource-Policy", "same-origin"),
-    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
-    ("Cache-Control", "no-store"),
-)
+# The headers every response carries whatever its route, validated (and their names put in
+# Tornado's form) once here rather than per response by `set_header`.
+_SECURITY_HEADERS = dict(httputil.HTTPHeaders({
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cache-Control": "no-store",
+}).get_all())
 _HSTS = "max-age=63072000; includeSubDomains"
+_SERVER = f"TornadoServer/{tornado.version}"  # what Tornado's `clear` sets
+_CORS_EXPOSED = "X-Request-ID, Retry-After"
+
+
+class _HttpDate:
+    """The Date header's text, formatted once per second rather than per response."""
+
+    def __init__(self) -> None:
+        self._second, self._text = -1, ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._text = second, httputil.format_timestamp(second)
+        return self._text
+
+
+_DATE = _HttpDate()
+
+
+def _request_id(request: httputil.HTTPServerRequest) -> str:
+    """The caller's X-Request-ID when it is sane, else a new one; set as the logs' id."""
+    supplied = header(request.headers, "X-Request-ID")
+    request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
+    request_id_var.set(request_id)
+    return request_id
 
 
 def stamp_request(handler: tornado.web.RequestHandler, csp: str) -> str:
     """The request id and the security headers every response carries, pages and static
     files included; returns the request id."""
-    supplied = handler.request.headers.get("X-Request-ID")
-    request_id = supplied if supplied and _REQUEST_ID.match(supplied) else os.urandom(16).hex()
-    request_id_var.set(request_id)
+    request_id = _request_id(handler.request)
     headers = handler._headers  # filled directly: every value below is a checked constant or the checked id
     headers["X-Request-ID"] = request_id
     headers["Content-Security-Policy"] = csp
-    for name, value in _SECURITY_HEADERS:
+    for name, value in _SECURITY_HEADERS.items():
         headers[name] = value
     if handler.request.protocol == "https":
         headers["Strict-Transport-Security"] = _HSTS
     return request_id
+
+
+def _headers_of(items: dict[str, str]) -> httputil.HTTPHeaders:
+    """`HTTPHeaders` holding `items` (names in Tornado's form, values checked or constant),
+    filled in one step instead of one validated set per header."""
+    headers = httputil.HTTPHeaders()
+    headers._as_list = {name: [value] for name, value in items.items()}
+    headers._combined_cache = items
+    return headers
 
 
 @tornado.web.stream_request_body
@@ -186,19 +231,33 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # --- lifecycle -----------------------------------------------------------------
 
-    def set_default_headers(self) -> None:
-        self.request_id = stamp_request(self, self.csp)
-        self._apply_cors()
-
-    def _apply_cors(self) -> None:
-        origin = self.request.headers.get("Origin")
+    def clear(self) -> None:
+        """Tornado's reset of the response (`RequestHandler.clear`), with its default
+        headers, the request id, the security headers and CORS made as one dict: it runs
+        for every response, and a dozen validated header sets cost more than a small reply."""
+        request = self.request
+        self.request_id = _request_id(request)
+        items = {"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": _DATE.now(),
+                 "X-Request-Id": self.request_id, "Content-Security-Policy": self.csp, **_SECURITY_HEADERS}
+        if request.protocol == "https":
+            items["Strict-Transport-Security"] = _HSTS
+        origin = header(request.headers, "Origin")
         if origin and origin.rstrip("/") in self.platform.settings.cors_origins:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Retry-After")
-        self._headers["Vary"] = "Origin"  # the headers were just reset (`clear`): none is there yet
+            items["Access-Control-Allow-Origin"] = origin  # a parsed header value: no line breaks
+            items["Access-Control-Expose-Headers"] = _CORS_EXPOSED
+        items["Vary"] = "Origin"
+        self._headers = _headers_of(items)
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = "OK"
 
-    async def prepare(self) -> None:
-        self.platform.metrics.http_in_flight.inc()
+    def prepare(self) -> Awaitable[None] | None:
+        """Book the request in, refuse a body declared too large, then run the checks: the
+        per-IP limit, the endpoint's declaration and sign-in (`_authorize`), the route's own
+        (`admit`). When none of them has to wait (no per-IP limit, no sign-in, no `admit`
+        of the route's own) they run here without a coroutine; Tornado awaits only what
+        this returns."""
+        self.platform.metrics.http.in_flight += 1
         self._counted_in_flight = True
         self.application.settings["in_flight"].add(self)
         self._body_chunks: list[bytes] = []
@@ -206,10 +265,22 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body_too_large = False
         self._draining: object | None = None
         limit = self._body_limit()
-        declared = self.request.headers.get("Content-Length")
+        declared = header(self.request.headers, "Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             self._answer_before_body(errors.PayloadTooLarge(details={"max_bytes": limit}), int(declared))
-            return
+            return None
+        if self.ip_rate_limited:
+            return self._checks()
+        try:
+            spec = self._declared()
+        except errors.ApiError as err:
+            self.reject(err)
+            return None
+        if (spec is not None and (spec.auth or spec.permission)) or type(self).admit is not BaseHandler.admit:
+            return self._checks()
+        return None
+
+    async def _checks(self) -> None:
         try:
             if self.ip_rate_limited:
                 await self.enforce_rate_limit(f"ip:{self.client_ip}", self.platform.settings.rate_limit_ip, 60, "ip")
@@ -273,16 +344,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self._finished and not self.request.connection.stream.closed():
             self.finish()
 
-    async def _authorize(self) -> None:
-        """The one authentication and permission check of the REST API."""
+    def _declared(self) -> EndpointSpec | None:
+        """The @endpoint declaration of this request's method, None for the undeclared
+        methods served anyway; any other undeclared method is refused."""
         self.principal: Principal | None = None
         name = (self.request.method or "").lower()
         spec: EndpointSpec | None = getattr(getattr(self, name, None), "__endpoint__", None)
-        if spec is None:
-            if name in UNDECLARED_METHODS:
-                return
+        if spec is None and name not in UNDECLARED_METHODS:
             raise errors.MethodNotAllowed()  # default deny: a method nobody declared is not served
-        if not (spec.auth or spec.permission):
+        return spec
+
+    async def _authorize(self) -> None:
+        """The one authentication and permission check of the REST API."""
+        spec = self._declared()
+        if spec is None or not (spec.auth or spec.permission):
             return
         authenticator: Authenticator = self.application.settings["authenticator"]
         if self.uses_cookie_auth():
@@ -328,18 +403,7 @@ class BaseHandler(tornado.web.RequestHandler):
         request, route, status = self.request, type(self).__name__, self.get_status()
         seconds = request.request_time()
         self.platform.metrics.observe_request(route, request.method or "-", status, seconds)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": redact(request.path),  # media and push tokens never reach the logs
-                    "route": route,
-                    "status": status,
-                    "ms": round(seconds * 1000, 2),
-                    "ip": self.client_ip,
-                },
-            )
+        access_log.request(request.method, request.path, route, status, round(seconds * 1000, 2), self.client_ip)
 
     def on_connection_close(self) -> None:
         self._release_in_flight()
@@ -351,7 +415,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _release_in_flight(self) -> None:
         if getattr(self, "_counted_in_flight", False):
             self._counted_in_flight = False
-            self.platform.metrics.http_in_flight.dec()
+            self.platform.metrics.http.in_flight -= 1
             self.application.settings["in_flight"].discard(self)
 
     # --- request helpers -----------------------------------------------------------

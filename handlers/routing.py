@@ -82,7 +82,7 @@ class WebhookHandler(BaseHandler):
 class NotFoundHandler(ApiHandler):
     """Every unknown route: a JSON 404 in the contract's shape."""
 
-    async def _authorize(self) -> None:
+    def _declared(self) -> None:
         # In place of the endpoint check: nothing here is declared, and 404 says why.
         self.principal = None
         raise errors.NotFound("There is nothing at this address.", code="route_not_found")

@@ -10,7 +10,7 @@ from tornado import httputil
 from tornado.concurrent import Future
 
 from handlers import routing
-from handlers.base import StaticHandler, declares_body
+from handlers.base import StaticHandler, declares_body, header
 from handlers.platform import openapi
 from handlers.routing import NotFoundHandler
 from server.app.wiring import Product
@@ -28,13 +28,17 @@ class Compress(tornado.web.GZipContentEncoding):
 
     CONTENT_TYPES = tornado.web.GZipContentEncoding.CONTENT_TYPES | {PLAYLIST_TYPE}
 
+    def __init__(self, request: httputil.HTTPServerRequest) -> None:
+        accepted = header(request.headers, "Accept-Encoding")
+        self._gzipping = accepted is not None and "gzip" in accepted
+
     def transform_first_chunk(
         self, status_code: int, headers: Any, chunk: bytes, finishing: bool
     ) -> tuple[int, Any, bytes]:
         if status_code == 206:
             self._gzipping = False
             return status_code, headers, chunk
-        if str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
+        if self._gzipping and str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
             self.MIN_LENGTH = 0
         return super().transform_first_chunk(status_code, headers, chunk, finishing)
 

@@ -42,10 +42,29 @@ class Encoded:
         return hash(self.text)
 
 
+class _HoldsEncoded(Exception):
+    """`value` holds an `Encoded` part: the plain encoder stops and `encode` splices."""
+
+
+def _plain_default(obj: Any) -> Any:
+    if isinstance(obj, Encoded):
+        raise _HoldsEncoded
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# One encoder for every reply without `Encoded` parts (most of them): `json.dumps` with
+# options builds a new encoder per call.
+_plain = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain_default).encode
+
+
 def encode(value: Any) -> str:
     """Compact JSON text of `value`, UTF-8 as is, `Encoded` parts spliced in: the same
     text as `json.dumps(value, separators=(",", ":"), ensure_ascii=False)` with each
-    part's text in its place."""
+    part's text in its place. Most replies hold no part: the C encoder writes them whole."""
+    try:
+        return _plain(value)
+    except _HoldsEncoded:
+        pass
     out: list[str] = []
     _walk(value, out)
     return "".join(out)
