@@ -212,12 +212,13 @@ async def test_the_mailchimp_member_follows_verification_and_marketing_choices(m
     assert fakes.member(email)["status"] == "transactional"  # verified, but no marketing email chosen
 
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": True}}, headers=headers)
-    await eventually(lambda: fakes.member(email)["status"] == "subscribed")
-    assert fakes.member(email)["tags"]["email:promotions"] is True
+    # The status and the tags are two Mailchimp calls: wait for both.
+    await eventually(lambda: fakes.member(email)["status"] == "subscribed"
+                     and fakes.member(email)["tags"]["email:promotions"] is True)
 
     await client.patch("/api/v1/me/notification-preferences", json={"promotions": {"email": False}}, headers=headers)
-    await eventually(lambda: fakes.member(email)["status"] == "unsubscribed")
-    assert fakes.member(email)["tags"]["email:promotions"] is False
+    await eventually(lambda: fakes.member(email)["status"] == "unsubscribed"
+                     and fakes.member(email)["tags"]["email:promotions"] is False)
 
 
 async def test_broadcasts_reach_the_opted_in_through_a_topic_and_a_campaign(messaging_server, fakes) -> None:

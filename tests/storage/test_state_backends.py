@@ -288,9 +288,11 @@ async def test_pubsub_close_is_clean(backend: Backend) -> None:
     await eventually(lambda: inbox.messages == [{"n": 1}])
     before = {t for t in asyncio.all_tasks() if not t.done()}
     await bus.close()
-    await asyncio.sleep(0.05)
-    leftover = {t for t in asyncio.all_tasks() if not t.done()} - before
-    assert not leftover
+
+    def leftover() -> set[asyncio.Task[Any]]:
+        return {t for t in asyncio.all_tasks() if not t.done()} - before
+
+    await eventually(lambda: not leftover(), what="every task started by close done")
     if isinstance(bus, RedisPubSub):
         reader = getattr(bus, "_reader", None)
         assert reader is None or reader.done()
