@@ -1,0 +1,55 @@
+"""The jobs' commands over every title (storage/catalog/titles.py) come in chunks: nx-27017
+answers each command whole while every other waits, and at 100,000 titles a job's one
+command over the catalog (40 s to read it for recommendations, longer to reset trending)
+timed out every other reader, the read model's build among them, so the app never became
+ready. Each test runs on the real store with chunks of 2 and checks both the answer and
+that no command covers more than a chunk."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from server.core.clock import now, to_ms
+from storage.catalog.titles import FOREVER_MS, TitleRepository
+from tests.helpers import Finds
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def watched(mongo_url: str) -> AsyncIterator[tuple[AsyncMongoClient, Finds, str]]:
+    finds = Finds()
+    client: AsyncMongoClient = AsyncMongoClient(mongo_url, event_listeners=[finds])
+    name = f"titles_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client, finds, name
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+def _title(n: int, **fields: object) -> dict[str, object]:
+    return {"_id": f"t{n:02d}", "title": f"T{n}", "type": "movie", "genres": ["g"], "people": [], "popularity": n,
+            "status": "published", "window_start_ms": 0, "window_end_ms": FOREVER_MS, "maturity_level": 13,
+            "trending_score": 0, **fields}
+
+
+def _title_finds(finds: Finds) -> list[dict[str, object]]:
+    return [c for name, c in finds.commands if name == "find" and c.get("find") == "titles"]
+
+
+async def test_the_recommenders_catalog_is_every_visible_title_read_in_chunks(watched) -> None:
+    client, finds, name = watched
+    at = to_ms(now())
+    visible = [_title(n) for n in range(5)]
+    hidden = [_title(10, status="draft"), _title(11, window_end_ms=at - 1), _title(12, window_start_ms=at + 60_000),
+              _title(13, status="scheduled"), {k: v for k, v in _title(14).items() if k != "maturity_level"}]
+    await client[name].titles.insert_many(visible + hidden)
+    got = [d["_id"] async for d in TitleRepository(client[name]).catalog(at, chunk=2)]
+    assert sorted(got) == [t["_id"] for t in visible] and len(got) == len(visible)
+    reads = _title_finds(finds)
+    assert len(reads) == 6 and all(c["limit"] == 2 and c.get("filter", {}) == {} for c in reads), reads
