@@ -20,7 +20,8 @@ from server.core.ids import new_id, valid_id
 from server.core.paging import PageResult
 from storage.paging import paginate
 
-JOB_CHUNK = 500  # titles a job reads or writes per command: no command holds nx-27017 for long
+JOB_CHUNK = 500  # titles a job reads per command: no command holds nx-27017 for long (0.2 s here)
+JOB_BATCH = 100  # updates a job writes per command (nx-27017 spends about 2 ms on each)
 FOREVER_MS = 253_402_300_799_000  # 9999-12-31: an open-ended availability window
 
 # The field each viewer sort orders by; ties break on _id (storage.paging).
@@ -286,11 +287,24 @@ class TitleRepository:
         pipeline = [{"$match": {"day": {"$in": days}}}, {"$group": {"_id": "$title_id", "views": {"$sum": "$views"}}}]
         return {str(row["_id"]): int(row["views"]) async for row in await self._views.aggregate(pipeline)}
 
-    async def set_trending(self, scores: dict[str, int]) -> None:
-        if scores:
-            await self._titles.bulk_write(
-                [UpdateOne({"_id": tid, "trending_score": {"$ne": s}},
-                           {"$set": {"trending_score": s, "updated_ms": to_ms(now())}})
-                 for tid, s in scores.items()], ordered=False)
-        await self._titles.update_many({"trending_score": {"$gt": 0}, "_id": {"$nin": list(scores)}},
-                                       {"$set": {"trending_score": 0, "updated_ms": to_ms(now())}})
+    async def set_trending(self, scores: dict[str, int], *, chunk: int = JOB_CHUNK, batch: int = JOB_BATCH) -> int:
+        """Give every title its score (0 when absent from `scores`); returns how many changed.
+        One walk of the titles by position, writing only the scores that moved, `batch` at a
+        time: as one bulk write and one `update_many` (whose `trending_score > 0` nx-27017
+        evaluates in Python over every title), it held the store for minutes at 100,000 titles."""
+        changed = 0
+        pending: list[UpdateOne] = []
+        read = 0
+        while True:
+            docs = await self._at_position({"trending_score": 1}, read, chunk)
+            for doc in docs:
+                score = scores.get(str(doc["_id"]), 0)
+                if doc.get("trending_score", 0) != score:
+                    pending.append(UpdateOne({"_id": doc["_id"]},
+                                             {"$set": {"trending_score": score, "updated_ms": to_ms(now())}}))
+            while len(pending) >= batch or (pending and len(docs) < chunk):
+                changed += (await self._titles.bulk_write(pending[:batch], ordered=False)).modified_count
+                del pending[:batch]
+            if len(docs) < chunk:
+                return changed
+            read += len(docs)

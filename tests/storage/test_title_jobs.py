@@ -53,3 +53,20 @@ async def test_the_recommenders_catalog_is_every_visible_title_read_in_chunks(wa
     assert sorted(got) == [t["_id"] for t in visible] and len(got) == len(visible)
     reads = _title_finds(finds)
     assert len(reads) == 6 and all(c["limit"] == 2 and c.get("filter", {}) == {} for c in reads), reads
+
+
+async def test_trending_scores_are_set_and_reset_in_chunks_and_batches(watched) -> None:
+    client, finds, name = watched
+    titles = [_title(n, trending_score=n % 3) for n in range(9)]  # 0, 1, 2, 0, 1, 2, ...
+    await client[name].titles.insert_many(titles)
+    scores = {"t00": 5, "t01": 1, "t04": 7, "t08": 2, "gone": 3}
+    finds.commands.clear()
+    changed = await TitleRepository(client[name]).set_trending(scores, chunk=2, batch=2)
+    reads = _title_finds(finds)
+    stored = {d["_id"]: d["trending_score"] async for d in client[name].titles.find({}, {"trending_score": 1})}
+    assert stored == {t["_id"]: scores.get(str(t["_id"]), 0) for t in titles}
+    assert changed == 5  # t00 and t04 set, t02, t05 and t07 reset; t01 and t08 kept their scores
+    assert len(reads) == 5 and all(c["limit"] == 2 and c.get("filter", {}) == {} for c in reads), reads
+    writes = [c for n, c in finds.commands if n == "update"]
+    assert len(writes) == 3 and all(len(c["updates"]) <= 2 for c in writes), writes
+    assert all(set(u["q"]) == {"_id"} for c in writes for u in c["updates"])
