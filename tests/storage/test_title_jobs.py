@@ -14,7 +14,11 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from server.core.clock import now, to_ms
+from storage.catalog.episodes import INDEXES as EPISODE_INDEXES
+from storage.catalog.episodes import EpisodeRepository
 from storage.catalog.titles import FOREVER_MS, TitleRepository
+from storage.catalog.titles import INDEXES as TITLE_INDEXES
+from storage.mongo import ensure_indexes
 from tests.helpers import Finds
 
 pytestmark = pytest.mark.asyncio
@@ -70,3 +74,23 @@ async def test_trending_scores_are_set_and_reset_in_chunks_and_batches(watched) 
     writes = [c for n, c in finds.commands if n == "update"]
     assert len(writes) == 3 and all(len(c["updates"]) <= 2 for c in writes), writes
     assert all(set(u["q"]) == {"_id"} for c in writes for u in c["updates"])
+
+
+@pytest.mark.parametrize("collection", ["titles", "episodes"])
+async def test_the_release_jobs_query_uses_an_index(watched, collection: str) -> None:
+    """On nx-27017 the `scheduled` query scanned every title (1 s at 100,000, every 15 s)
+    until a single-field index on `status` existed beside the compound one."""
+    client, _, name = watched
+    db = client[name]
+    await ensure_indexes(db, {**TITLE_INDEXES, **EPISODE_INDEXES})
+    await db[collection].insert_many([{"_id": f"x{n}", "status": "scheduled" if n % 2 else "published",
+                                       "publish_at_ms": n, "title_id": "t", "season_number": 1, "number": n}
+                                      for n in range(20)])
+    found = await TitleRepository(db).due(10) if collection == "titles" else await EpisodeRepository(db).due(10)
+    assert [d["_id"] for d in found] == ["x1", "x3", "x5", "x7", "x9"]
+    if not str((await client.admin.command("buildInfo")).get("process", "")).startswith("nx"):
+        return
+    plan = await db.command("explain", {"find": collection, "filter": {"status": "scheduled",
+                                                                        "publish_at_ms": {"$lte": 10}},
+                                        "sort": {"publish_at_ms": 1}, "limit": 100})
+    assert "USING INDEX" in str(plan["queryPlanner"]["winningPlan"]), plan["queryPlanner"]
