@@ -20,14 +20,16 @@ PASSWORD = "correct horse battery staple"
 
 
 class Finds(CommandListener):
-    """A pymongo listener keeping the filter of every `find` a client sends."""
+    """A pymongo listener keeping the filter of every `find` a client sends, and every command."""
 
     def __init__(self) -> None:
         self.filters: list[dict[str, Any]] = []
+        self.commands: list[tuple[str, dict[str, Any]]] = []
 
     def started(self, event: CommandStartedEvent) -> None:
         if event.command_name == "find":
             self.filters.append(dict(event.command.get("filter", {})))
+        self.commands.append((event.command_name, dict(event.command)))
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
         pass

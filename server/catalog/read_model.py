@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 CHANGES_CHANNEL = "catalog.changes"  # {"ids": [...], "origin": "<model token>"}
 OVERLAP_MS = 10_000  # the poll re-reads this much before its watermark: writers' clocks and late commits
 CHUNK = 2000
+RETRY_S = 0.2  # a failed chunk is read again after this, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 5.0
 FILTERED_ORDERS = 256  # filter and search combinations whose sorted titles are kept until the next change
 FILTERED_SHARE = 4  # ... holding at most this many times the catalog's titles between them
 
@@ -223,9 +225,12 @@ class _Index:
 
 class CatalogReadModel:
     def __init__(self, titles: TitleRepository, pubsub: PubSub, *, poll_s: float = 2.0, rebuild_s: float = 900.0,
-                 start_wait_s: float = 5.0, clock: Callable[[], int] | None = None, chunk: int = CHUNK) -> None:
+                 start_wait_s: float = 5.0, clock: Callable[[], int] | None = None, chunk: int = CHUNK,
+                 retry_s: float = RETRY_S, retry_max_s: float = RETRY_MAX_S) -> None:
         self._repo = titles
         self._chunk = chunk
+        self._retry_s = retry_s
+        self._retry_max_s = retry_max_s
         self._pubsub = pubsub
         self._poll_s = poll_s
         self._rebuild_s = rebuild_s
@@ -286,12 +291,15 @@ class CatalogReadModel:
         """Read every title in `_id` order, a chunk at a time (no chunk holds the store for
         long), into a fresh index, then swap it in; changes that land meanwhile are re-read by
         the next poll. Chunks are positions: a title created meanwhile may be read twice (new
-        ids sort last), and one deleted by hand may hide one other until the next rebuild."""
+        ids sort last), and one deleted by hand may hide one other until the next rebuild.
+        A chunk that fails (the store busy with a job's long command past the driver's
+        timeout) is read again after a backoff, and the build goes on from there: starting
+        over from the first chunk never finished at 100,000 titles."""
         started_ms = self._clock()
         index = _Index()
         read = 0
         while True:
-            docs = await self._repo.model_chunk(read, self._chunk)
+            docs = await self._chunk_at(read)
             for doc in docs:
                 index.put(entry_of(doc))
             if len(docs) < self._chunk:
@@ -301,6 +309,17 @@ class CatalogReadModel:
         self._index = index
         self._watermark_ms = max(self._watermark_ms, started_ms) if self._ready.is_set() else started_ms
         self._ready.set()
+
+    async def _chunk_at(self, position: int) -> list[dict[str, Any]]:
+        wait_s = self._retry_s
+        while True:
+            try:
+                return await self._repo.model_chunk(position, self._chunk)
+            except Exception:
+                log.warning("catalog read model chunk failed; reading it again",
+                            extra={"position": position, "retry_s": wait_s})
+            await asyncio.sleep(wait_s)
+            wait_s = min(self._retry_max_s, wait_s * 2)
 
     async def poll(self) -> None:
         started_ms = self._clock()

@@ -96,7 +96,7 @@ async def load_titles(sources: RollupSources, now_ms: int) -> dict[str, TitleFac
         str(d["_id"]): TitleFacts(id=str(d["_id"]), name=d.get("title", ""), genres=tuple(d.get("genres", [])),
                                   people=tuple(d.get("people", [])[:12]), popularity=float(d.get("popularity", 0)),
                                   level=int(d.get("maturity_level", ADULT_MAX_LEVEL)))
-        for d in await sources.titles.catalog(now_ms)
+        async for d in sources.titles.catalog(now_ms)
     }
 
 

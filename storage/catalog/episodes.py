@@ -21,6 +21,7 @@ INDEXES = {
                    name="title_season_number"),
         IndexModel([("title_id", ASCENDING)], name="title"),  # single-field: see storage/catalog/history.py
         IndexModel([("status", ASCENDING), ("publish_at_ms", ASCENDING)], name="scheduled"),
+        IndexModel([("status", ASCENDING)], name="status"),  # see storage/catalog/titles.py
     ],
 }
 

@@ -12,6 +12,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.core.paging import PageResult
+from storage import scan
 from storage.paging import paginate
 
 # One single-field index on the selective key: every read is one profile's rows, sorted on
@@ -96,16 +97,5 @@ class HistoryRepository:
         a find whole in one command, so reading a million rows held the store for minutes
         while every other read timed out."""
         fields = {"profile_id": 1, "user_id": 1, "title_id": 1, "state": 1, "last_watched_ms": 1}
-        after = ""
-        while True:
-            cursor = self._progress.find({"profile_id": {"$gt": after}}, fields).sort("profile_id", ASCENDING)
-            docs = [d async for d in cursor.limit(chunk)]
-            full = len(docs) == chunk
-            if full:  # the last profile may go on: read it whole
-                after = docs[-1]["profile_id"]
-                docs = [d for d in docs if d["profile_id"] != after]
-                docs += [d async for d in self._progress.find({"profile_id": {"$eq": after}}, fields)]
-            for doc in docs:
-                yield doc
-            if not full:
-                return
+        async for doc in scan.by_key(self._progress, "profile_id", fields, chunk):
+            yield doc

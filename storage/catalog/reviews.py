@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from server.core.ids import new_id, valid_id
 from server.core.paging import PageResult
+from storage import scan
 from storage.paging import paginate
 
 INDEXES = {
@@ -57,7 +58,11 @@ class ReviewRepository:
         return await paginate(self._reviews, {"title_id": {"$eq": title_id}, "status": "visible"},
                               sort_key="created_at", limit=limit, cursor=cursor)
 
-    async def all_ratings(self) -> AsyncIterator[dict[str, Any]]:
-        fields = {"profile_id": 1, "user_id": 1, "title_id": 1, "rating": 1}
-        async for doc in self._reviews.find({"status": "visible"}, fields).batch_size(5000):
-            yield doc
+    async def all_ratings(self, chunk: int = scan.CHUNK) -> AsyncIterator[dict[str, Any]]:
+        """Every visible review's rating, for the recommendation job: in chunks of whole
+        titles on the single-field `title_id` index (storage/scan.py), the status checked here
+        so the range stays the whole filter."""
+        fields = {"profile_id": 1, "user_id": 1, "rating": 1, "status": 1}
+        async for doc in scan.by_key(self._reviews, "title_id", fields, chunk):
+            if doc.get("status") == "visible":
+                yield doc

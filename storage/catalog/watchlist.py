@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from server.core.clock import to_ms
 from server.core.paging import PageResult
+from storage import scan
 from storage.paging import paginate
 
 INDEXES = {"watchlist": [IndexModel([("profile_id", ASCENDING)], name="profile"),  # see storage/catalog/history.py
@@ -43,6 +44,7 @@ class WatchlistRepository:
             if doc.get("user_id"):
                 yield doc["user_id"]
 
-    async def all_rows(self) -> AsyncIterator[dict[str, Any]]:
-        async for doc in self._watchlist.find({}, {"profile_id": 1, "user_id": 1, "title_id": 1}).batch_size(5000):
+    async def all_rows(self, chunk: int = scan.CHUNK) -> AsyncIterator[dict[str, Any]]:
+        """Every row, for the recommendation job: in chunks of whole profiles (storage/scan.py)."""
+        async for doc in scan.by_key(self._watchlist, "profile_id", {"user_id": 1, "title_id": 1}, chunk):
             yield doc

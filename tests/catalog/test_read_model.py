@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import NetworkTimeout
 
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
 from server.catalog.read_model import CatalogReadModel
@@ -294,3 +295,38 @@ async def test_a_title_detail_follows_its_title_seasons_and_episodes_here_at_onc
         return (await reader.client.get(f"{API}/titles/{sid}", headers=viewer["headers"])).status_code == 404
 
     await eventually(gone_on_reader, "archived on the reader", timeout=15)
+
+
+class _FailingOnce(TitleRepository):
+    """The real repository, except that the read of one chunk fails once, as a chunk does
+    when a job's long command holds the store past the driver's timeout."""
+
+    def __init__(self, db: Any, position: int) -> None:
+        super().__init__(db)
+        self.positions: list[int] = []
+        self._fail_at: int | None = position
+
+    async def model_chunk(self, skip: int, limit: int) -> list[dict[str, Any]]:
+        self.positions.append(skip)
+        if skip == self._fail_at:
+            self._fail_at = None
+            raise NetworkTimeout("timed out")
+        return await super().model_chunk(skip, limit)
+
+
+async def test_a_build_reads_a_failed_chunk_again_and_goes_on_from_it(server) -> None:
+    """At 100,000 titles a build that began again at the first chunk after each timeout never
+    finished: the failed chunk is read again and the build continues from there."""
+    cm = await content_manager(server)
+    for n in range(7):
+        await published_title(server, cm, title=f"Resumed {n}")
+    repo = _FailingOnce(server.platform.db, position=4)
+    model = CatalogReadModel(repo, MemoryPubSub(), chunk=2, poll_s=0.05, start_wait_s=0, retry_s=0.01)
+    await model.start()
+    try:
+        await eventually(lambda: model.state() == "up", "the model built")
+    finally:
+        await model.stop()
+    stored = {str(d["_id"]) async for d in server.platform.db.titles.find({}, {"_id": 1})}
+    assert model.size == len(stored) and set(model.cards(stored)) == stored
+    assert repo.positions == [0, 2, 4] + list(range(4, len(stored) + 1, 2)), repo.positions
