@@ -27,12 +27,8 @@ async def recorded(mongo_url: str) -> AsyncIterator[tuple[Any, Finds]]:
     await client.close()
 
 
-async def test_pages_cross_ties_without_or(recorded: tuple[Any, Finds]) -> None:
-    rows, finds = recorded
-    # Many rows share each key, so pages end in the middle of a tie.
-    docs = [{"_id": f"r{n:03d}", "owner": "a" if n % 5 else "b", "key": n // 7} for n in range(60)]
-    await rows.insert_many(docs)
-    expected = sorted((d for d in docs if d["owner"] == "a"), key=lambda d: (d["key"], d["_id"]), reverse=True)
+async def _every_page(rows: Any) -> list[str]:
+    """The ids of owner `a`'s rows, page after page of 4 by `key`, newest first."""
     seen: list[str] = []
     cursor = None
     while True:
@@ -40,7 +36,16 @@ async def test_pages_cross_ties_without_or(recorded: tuple[Any, Finds]) -> None:
         seen += [d["_id"] for d in page.items]
         cursor = page.next_cursor
         if cursor is None:
-            break
+            return seen
+
+
+async def test_pages_cross_ties_without_or(recorded: tuple[Any, Finds]) -> None:
+    rows, finds = recorded
+    # Many rows share each key, so pages end in the middle of a tie.
+    docs = [{"_id": f"r{n:03d}", "owner": "a" if n % 5 else "b", "key": n // 7} for n in range(60)]
+    await rows.insert_many(docs)
+    expected = sorted((d for d in docs if d["owner"] == "a"), key=lambda d: (d["key"], d["_id"]), reverse=True)
+    seen = await _every_page(rows)
     assert seen == [d["_id"] for d in expected]
     assert finds.filters and all(not any(k in ("$or", "$and", "$nor") for k in f) for f in finds.filters), finds.filters
 
@@ -96,14 +101,7 @@ async def test_missed_notifications_cross_ties_without_a_range_on_id(mongo_url: 
 async def test_a_page_is_one_query_unless_the_cursor_row_moved(recorded: tuple[Any, Finds]) -> None:
     rows, finds = recorded
     await rows.insert_many([{"_id": f"r{n:03d}", "owner": "a", "key": n} for n in range(30)])
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4, cursor=cursor)
-        seen += [d["_id"] for d in page.items]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    seen = await _every_page(rows)
     assert seen == [f"r{n:03d}" for n in range(29, -1, -1)]
     assert len(finds.filters) == 8, finds.filters  # 8 pages, one find each
     first = await paginate(rows, {"owner": {"$eq": "a"}}, sort_key="key", limit=4)
