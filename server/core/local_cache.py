@@ -11,10 +11,16 @@ lost with a Redis outage is bounded by the entry lifetime.
 A read that was in flight when its key or one of its tags was forgotten returns what it
 read to its caller but does not keep it: otherwise an answer read just before a revocation
 could be kept for a whole lifetime after it.
+
+Callers that miss the same key while its read is in flight wait for that one read rather
+than each making their own: when a busy entry expires, the requests of the next few
+milliseconds would otherwise all queue the same query on the store at once. A caller that
+comes after the key was forgotten starts a read of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import time
 from collections import OrderedDict
@@ -59,6 +65,7 @@ class LocalCache(Generic[V]):
         self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
         self._tagged: dict[Hashable, set[Hashable]] = {}
         self._reads: set[_Read] = set()
+        self._loading: dict[Hashable, tuple[_Read, asyncio.Future[V]]] = {}
         self._unsubscribe: list[Callable[[], Awaitable[None]]] = []
 
     # --- reading ---------------------------------------------------------------------
@@ -80,13 +87,21 @@ class LocalCache(Generic[V]):
         found = self.get(key)
         if found is not None:
             return found
+        loading = self._loading.get(key)
+        if loading is not None:
+            return await asyncio.shield(loading[1])
         tags = tuple(tags)
         pending = _Read(frozenset((key, *tags)))
+        # A task of its own, so that a caller cancelled meanwhile does not cancel the others' read.
+        task: asyncio.Future[V] = asyncio.ensure_future(read())
         self._reads.add(pending)
+        self._loading[key] = (pending, task)
         try:
-            value = await read()
+            value = await asyncio.shield(task)
         finally:
             self._reads.discard(pending)
+            if self._loading.get(key, (None,))[0] is pending:
+                del self._loading[key]
         if not pending.stale:
             self._keep(key, value, tags, self.ttl_s if ttl_s is None else min(ttl_s, self.ttl_s))
         return value
@@ -141,6 +156,7 @@ class LocalCache(Generic[V]):
         for pending in self._reads:
             if not pending.stale and (pending.names is None or not wanted.isdisjoint(pending.names)):
                 pending.stale = True
+        self._stop_joining()
         for name in wanted:
             self._drop(name)
             for key in list(self._tagged.get(name, ())):
@@ -149,6 +165,7 @@ class LocalCache(Generic[V]):
     def clear(self) -> None:
         for pending in self._reads:
             pending.stale = True
+        self._loading.clear()
         self._entries.clear()
         self._tagged.clear()
 
@@ -172,6 +189,11 @@ class LocalCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _stop_joining(self) -> None:
+        """Reads spoiled by a forget finish for their callers only; later callers read again."""
+        for key in [key for key, (pending, _) in self._loading.items() if pending.stale]:
+            del self._loading[key]
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)

@@ -88,3 +88,75 @@ async def test_a_batch_read_keeps_what_it_found_unless_anything_was_forgotten_me
     release.set()
     assert set(await reading) == {"e3"}
     assert cache.get("e3") is None
+
+
+class Reads:
+    """A read that waits to be released and counts how often it ran."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def __call__(self) -> str:
+        self.count += 1
+        self.started.set()
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return f"read {self.count}"
+
+
+async def test_callers_that_miss_one_key_together_share_one_read() -> None:
+    cache: LocalCache[str] = LocalCache(60, 10)
+    reads = Reads()
+    callers = [asyncio.create_task(cache.load("k", reads)) for _ in range(20)]
+    await reads.started.wait()
+    await asyncio.sleep(0)  # every caller has reached the cache
+    reads.release.set()
+    assert await asyncio.gather(*callers) == ["read 1"] * 20
+    assert reads.count == 1 and cache.get("k") == "read 1"
+
+
+async def test_a_caller_after_a_forget_reads_again_instead_of_joining() -> None:
+    cache: LocalCache[str] = LocalCache(60, 10)
+    first, second = Reads(), Reads()
+    before = asyncio.create_task(cache.load("k", first, tags=["user"]))
+    await first.started.wait()
+    cache.forget("user")
+    after = asyncio.create_task(cache.load("k", second))
+    await asyncio.wait_for(second.started.wait(), 10)  # a read of its own, while the spoiled one is in flight
+    first.release.set()
+    second.release.set()
+    assert (await before, await after) == ("read 1", "read 1")  # each its own read
+    assert first.count == second.count == 1
+    assert cache.get("k") == "read 1"  # the second's answer, kept; the first's was not
+
+
+async def test_a_failed_read_reaches_every_caller_and_is_not_kept() -> None:
+    cache: LocalCache[str] = LocalCache(60, 10)
+    reads = Reads()
+    reads.fail = ConnectionError("store down")
+    callers = [asyncio.create_task(cache.load("k", reads)) for _ in range(3)]
+    await reads.started.wait()
+    await asyncio.sleep(0)
+    reads.release.set()
+    outcomes = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes) and reads.count == 1
+    reads.fail = None
+    assert await cache.load("k", reads) == "read 2"
+
+
+async def test_cancelling_the_first_caller_does_not_cancel_the_others_read() -> None:
+    cache: LocalCache[str] = LocalCache(60, 10)
+    reads = Reads()
+    first = asyncio.create_task(cache.load("k", reads))
+    await reads.started.wait()
+    joiner = asyncio.create_task(cache.load("k", reads))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    reads.release.set()
+    assert await joiner == "read 1" and reads.count == 1
