@@ -21,9 +21,11 @@ Python generator in a process of its own (50 keep-alive connections, the viewer'
 token): GET /healthz, /me/profiles, /home, /titles with filters, two searches, page 5 of the
 viewer's history; then /healthz and history page 5 on one connection alone; then a mixed
 load (home, browse, both searches on 50 connections) alone, and again with history page 5
-on one more connection at the same time. Prints req/s, p50 and p99 per row and their ratios
-to /healthz's. With --explain it also prints the query plan nx-27017 reports for each
-viewer query.
+on one more connection at the same time, alternated for --mixed-rounds rounds of
+--mixed-duration seconds each (the median of each figure): long enough by default that
+every run includes the moment the viewer's kept activity (30 s) is read again. Prints req/s,
+p50 and p99 per row and their ratios to /healthz's. With --explain it also prints the query
+plan nx-27017 reports for each viewer query.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from harness import (
     Result,
     free_port,
     load_average,
+    median_result,
     parse_wrk_latency,
     pick_generator,
     rss_kb,
@@ -477,6 +480,9 @@ def main() -> int:
                              "only for runs that end before it")
     parser.add_argument("--app-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the measured app (repeatable)")
+    parser.add_argument("--mixed-duration", type=float, default=35.0,
+                        help="seconds of each mixed run (default 35: past the 30 s the viewer's activity is kept)")
+    parser.add_argument("--mixed-rounds", type=int, default=3, help="alternated mixed runs, alone and with history")
     parser.add_argument("--only", help="comma-separated substrings: run only the matching endpoints")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
@@ -548,7 +554,6 @@ def main() -> int:
                 ("GET /me/profiles (1 DB read)", ["/api/v1/me/profiles"], token, args.connections),
                 *((name, [path], token, args.connections) for name, path in others),
                 ("GET /me/history page 5", [page5], token, args.connections),
-                ("mixed: home, browse, 2 searches", [p for _, p in others], token, args.connections),
             ]
             if args.only:
                 wanted = args.only.split(",")
@@ -569,17 +574,29 @@ def main() -> int:
                 results[name] = run_load(port, paths, auth, args, args.duration, tmp, connections)
                 (results[name].server_cpu,), _ = meter.shares()
             if not args.only or "mixed" in args.only:
-                # The same mixed load with one more connection reading history page 5 meanwhile.
-                wait_idle(port)
-                meter = CpuMeter(app.pid)
-                mixed, history = run_concurrently(
-                    lambda: run_load(port, [p for _, p in others], token, args, args.duration, tmp,
-                                     args.connections),
-                    lambda: run_load(port, [page5], token, args, args.duration, tmp, 1))
-                (mixed.server_cpu,), _ = meter.shares()
-                history.server_cpu = mixed.server_cpu
-                results["mixed, with history page 5 on 1 more connection"] = mixed
-                results["  history page 5 within the mixed load"] = history
+                # The mixed load alone and with one more connection reading history page 5
+                # meanwhile, alternated: what the history reads cost the others.
+                mixed = [p for _, p in others]
+                rounds: dict[str, list[Result]] = {"alone": [], "with": [], "history": []}
+                run_load(port, mixed, token, args, 1.0, tmp, args.connections)  # warm-up, not counted
+                for _ in range(args.mixed_rounds):
+                    wait_idle(port)
+                    meter = CpuMeter(app.pid)
+                    alone = run_load(port, mixed, token, args, args.mixed_duration, tmp, args.connections)
+                    (alone.server_cpu,), _ = meter.shares()
+                    wait_idle(port)
+                    meter = CpuMeter(app.pid)
+                    with_history, history = run_concurrently(
+                        lambda: run_load(port, mixed, token, args, args.mixed_duration, tmp, args.connections),
+                        lambda: run_load(port, [page5], token, args, args.mixed_duration, tmp, 1))
+                    (with_history.server_cpu,), _ = meter.shares()
+                    history.server_cpu = with_history.server_cpu
+                    rounds["alone"].append(alone)
+                    rounds["with"].append(with_history)
+                    rounds["history"].append(history)
+                results["mixed: home, browse, 2 searches"] = median_result(rounds["alone"])
+                results["mixed, with history page 5 on 1 more connection"] = median_result(rounds["with"])
+                results["  history page 5 within the mixed load"] = median_result(rounds["history"])
             startup.update(model_size(url))  # after the runs: it reads every title from the store
             if not args.json:
                 print(f"model: {startup['model_bytes'] / 1e6:.1f} MB, "
