@@ -13,8 +13,12 @@ from server.core.ids import new_id
 from server.core.paging import PageResult
 from storage.paging import paginate
 
+# The single-field `user_id` index is the one nx-27017 can use (it ignores compound ones); an
+# inbox read is then one user's rows, not a scan of every user's notifications. Equality is
+# written `{"$eq": v}`, the form it compiles to a plain indexed comparison (docs/storage-compat.md).
 INDEXES = {
     "notifications": [
+        IndexModel([("user_id", ASCENDING)], name="user"),
         IndexModel([("user_id", ASCENDING), ("created_ms", DESCENDING)], name="inbox"),
         IndexModel([("user_id", ASCENDING), ("read", ASCENDING)], name="unread"),
         IndexModel([("delivery_pending", ASCENDING)], name="delivery_pending"),
@@ -59,16 +63,16 @@ class NotificationRepository:
         return [d async for d in cursor]
 
     async def page(self, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> PageResult:
-        query: dict[str, Any] = {"user_id": user_id}
+        query: dict[str, Any] = {"user_id": {"$eq": user_id}}
         if unread_only:
             query["read"] = False
         return await paginate(self._inbox, query, sort_key="created_ms", limit=limit, cursor=cursor)
 
     async def unread_count(self, user_id: str) -> int:
-        return await self._inbox.count_documents({"user_id": user_id, "read": False})
+        return await self._inbox.count_documents({"user_id": {"$eq": user_id}, "read": False})
 
     async def mark_read(self, user_id: str, ids: list[str] | None, at_ms: int) -> int:
-        query: dict[str, Any] = {"user_id": user_id, "read": False}
+        query: dict[str, Any] = {"user_id": {"$eq": user_id}, "read": False}
         if ids is not None:
             query["_id"] = {"$in": ids}
         result = await self._inbox.update_many(query, {"$set": {"read": True, "read_ms": at_ms}})
