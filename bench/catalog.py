@@ -497,6 +497,7 @@ def main() -> int:
     from storage.embedded_mongo import EmbeddedMongo
 
     results: dict[str, Result] = {}
+    rounds: dict[str, list[Result]] = {}
     with scratch_dir("nameless-catalog-bench-") as tmp:
         started = time.monotonic()
         copy_store(root, tmp)
@@ -577,7 +578,7 @@ def main() -> int:
                 # The mixed load alone and with one more connection reading history page 5
                 # meanwhile, alternated: what the history reads cost the others.
                 mixed = [p for _, p in others]
-                rounds: dict[str, list[Result]] = {"alone": [], "with": [], "history": []}
+                rounds = {"alone": [], "with": [], "history": []}
                 run_load(port, mixed, token, args, 1.0, tmp, args.connections)  # warm-up, not counted
                 for _ in range(args.mixed_rounds):
                     wait_idle(port)
@@ -609,6 +610,7 @@ def main() -> int:
     base_p99 = results["GET /healthz"].p99_ms
     if args.json:
         print(json.dumps({"load": timings, "startup": startup, "results": {k: vars(v) for k, v in results.items()},
+                          "mixed_rounds": {k: [vars(r) for r in v] for k, v in rounds.items()},
                           "rps_ratio_to_healthz": {k: v.rps / base_rps for k, v in results.items()}}))
         return 0
     print(f"\n{args.titles} titles, {args.episodes} episodes, {timings['history_rows']} history rows over "
@@ -620,6 +622,8 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:<50} {r.rps:>8.0f} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.non2xx + r.errors:>7} "
               f"{r.server_cpu:>5.2f} {r.rps / base_rps:>12.3f} {r.p99_ms / base_p99:>12.2f}")
+    for name, runs in rounds.items():
+        print(f"mixed rounds, {name}: " + "; ".join(f"{r.rps:.0f} req/s, p99 {r.p99_ms:.1f} ms" for r in runs))
     return 1 if any(r.non2xx or r.errors for r in results.values()) else 0
 
 
