@@ -236,7 +236,10 @@ class BaseHandler(tornado.web.RequestHandler):
         headers, the request id, the security headers and CORS made as one dict: it runs
         for every response, and a dozen validated header sets cost more than a small reply."""
         request = self.request
-        self.request_id = _request_id(request)
+        # Once per request: `send_error` resets the response, and the error's log line was
+        # already written under the first id, the one the reply must show.
+        if self.__dict__.get("request_id") is None:
+            self.request_id = _request_id(request)
         items = {"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": _DATE.now(),
                  "X-Request-Id": self.request_id, "Content-Security-Policy": self.csp, **_SECURITY_HEADERS}
         if request.protocol == "https":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import re
 import socket
 
 import pytest
 
+from server.core.logs import request_id_var
 from tests.helpers import assert_error, signup
 
 pytestmark = pytest.mark.asyncio
@@ -216,6 +218,41 @@ async def test_internal_errors_never_leak_a_trace(server) -> None:
     assert body["error"]["code"] == "internal_error"
     assert body["error"]["details"] == {"request_id": resp.headers["x-request-id"]}
     assert "Traceback" not in resp.text and "pymongo" not in resp.text
+
+
+class _Ids(logging.Handler):
+    """The request id each record was logged under."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), request_id_var.get()))
+
+
+async def test_a_failed_requests_log_lines_body_and_header_share_one_request_id(server) -> None:
+    """Support finds the log lines of a 500 by the id its body shows: replacing the response
+    for the error must not make a new one."""
+    ids = _Ids()
+    logger, http = logging.getLogger("nameless"), logging.getLogger("nameless.http")
+    level = http.level
+    logger.addHandler(ids)
+    http.setLevel(logging.INFO)  # the access line too
+    try:
+        await server.platform.mongo_client.close()
+        resp = await server.client.post("/api/v1/auth/signup", json={"email": "b@example.com",
+                                                                     "password": "a fine long passphrase",
+                                                                     "display_name": "B"})
+    finally:
+        logger.removeHandler(ids)
+        http.setLevel(level)
+    assert resp.status_code == 500
+    shown = resp.json()["error"]["details"]["request_id"]
+    assert resp.headers["x-request-id"] == shown
+    errors = [rid for message, rid in ids.seen if message in ("dependency unavailable", "unhandled error")]
+    requests = [rid for message, rid in ids.seen if message == "request"]
+    assert errors == [shown] and requests == [shown], ids.seen
 
 
 async def test_rate_limit_per_user(start_server) -> None:
