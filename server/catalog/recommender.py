@@ -21,6 +21,7 @@ score, or popularity when none of them did.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -180,15 +181,18 @@ class Recommender:
                       if c not in activity.seen and c not in history and self.titles[c].level <= activity.max_level}
         if not candidates:
             return []
+        # Thousands of candidates a profile: the sums below are mapped, not generated.
         genre_score: dict[str, float] = {}
         people_score: dict[str, float] = {}
+        liked_people = {x: v for x, v in people_aff.items() if v > 0.0}
+        zeros = itertools.repeat(0.0)
         for c in candidates:
             facts = self.titles[c]
             if facts.genres:
-                g = sum(genre_aff.get(x, 0.0) for x in facts.genres) / math.sqrt(len(facts.genres))
+                g = sum(map(genre_aff.get, facts.genres, zeros)) / math.sqrt(len(facts.genres))
                 genre_score[c] = max(g, 0.0)
             if facts.people:
-                people_score[c] = sum(max(people_aff.get(x, 0.0), 0.0) for x in facts.people)
+                people_score[c] = sum(map(liked_people.get, facts.people, zeros))
         top_c = max((cowatch.get(c, 0.0) for c in candidates), default=0.0) or 1.0
         top_g = max(genre_score.values(), default=0.0) or 1.0
         top_p = max(people_score.values(), default=0.0) or 1.0
@@ -201,7 +205,10 @@ class Recommender:
                 "popularity": w.popularity * self._pop[c],
             }
 
-        best = heapq.nlargest(limit, ((sum(parts(c).values()), c) for c in candidates))
+        pop = self._pop
+        scored = [(w.cowatch * max(cowatch.get(c, 0.0), 0.0) / top_c + w.genre * genre_score.get(c, 0.0) / top_g
+                   + w.people * people_score.get(c, 0.0) / top_p + w.popularity * pop[c], c) for c in candidates]
+        best = heapq.nlargest(limit, scored)  # the sum of `parts(c)`, written out
         out = []
         for score, c in best:  # only the chosen few are explained
             p = parts(c)
