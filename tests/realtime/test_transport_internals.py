@@ -103,6 +103,8 @@ PINNED = {
         ("167c83fa981ec45c", "BaseHandler.__init__ does the same, with `ui` made on first use"),
     "tornado.httputil.HTTPHeaders.__init__":
         ("697d107cd0e89225", "handlers.base._headers_of sets the two attributes it sets, without it"),
+    "json.encoder.JSONEncoder.iterencode":
+        ("0a9b6ccb5629e721", "server.core.json_text makes its C encoder once with the arguments given here"),
     "tornado.web.GZipContentEncoding.transform_first_chunk":
         ("faaa4bbbe5fae2ea", "Compress adds Accept-Encoding to Vary itself when it does not gzip"),
 }
