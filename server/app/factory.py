@@ -38,7 +38,10 @@ class Compress(tornado.web.GZipContentEncoding):
         if status_code == 206:
             self._gzipping = False
             return status_code, headers, chunk
-        if self._gzipping and str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
+        if not self._gzipping:  # all Tornado's transform does then, without its call
+            headers["Vary"] = headers["Vary"] + ", Accept-Encoding" if "Vary" in headers else "Accept-Encoding"
+            return status_code, headers, chunk
+        if str(headers.get("Content-Type", "")).split(";")[0] == PLAYLIST_TYPE:
             self.MIN_LENGTH = 0
         return super().transform_first_chunk(status_code, headers, chunk, finishing)
 
@@ -48,14 +51,18 @@ class EdgeApplication(tornado.web.Application):
     that streams bodies (every API handler, for its size limits) otherwise waits for the
     connection to confirm the empty body, two more turns of the event loop per request."""
 
+    _received: Future[None] | None = None  # resolved once: awaiting a done future any number of times is free
+
     def get_handler_delegate(self, request: httputil.HTTPServerRequest, target_class: type[tornado.web.RequestHandler],
                              target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
                              path_kwargs: dict[str, bytes] | None = None) -> Any:
         delegate = super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
         if delegate.stream_request_body and not declares_body(request.headers):
             delegate.stream_request_body = False  # the handler runs once the (empty) request is read
-            received: Future[None] = Future()
-            received.set_result(None)
+            received = self._received
+            if received is None:
+                received = self._received = Future()
+                received.set_result(None)
             request._body_future = received  # what a streaming handler awaits before its method
         return delegate
 

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import secrets
-from json.encoder import encode_basestring
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 
@@ -53,8 +53,16 @@ def _plain_default(obj: Any) -> Any:
 
 
 # One encoder for every reply without `Encoded` parts (most of them): `json.dumps` with
-# options builds a new encoder per call.
-_plain = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain_default).encode
+# options builds a new encoder per call, and so does `JSONEncoder.encode` (the C one, in
+# `iterencode`). This is that C encoder made once, with the arguments `iterencode` gives
+# it for `JSONEncoder(separators=(",", ":"), ensure_ascii=False)`, except the check for
+# circular containers (a shared set of ids would make it unsafe across threads; replies
+# are trees).
+_c_plain = c_make_encoder(None, _plain_default, encode_basestring, None, ":", ",", False, False, True)
+
+
+def _plain(value: Any) -> str:
+    return "".join(_c_plain(value, 0))
 
 
 def encode(value: Any) -> str:

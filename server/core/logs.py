@@ -189,28 +189,44 @@ class AccessLog:
     added filter or handler) is given the record, as before.
     """
 
+    # Masked paths by the path as requested, kept up to this many; dropped all at once when full.
+    PATHS_KEPT = 4096
+
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self._paths: dict[str, str] = {}
+        self._millisecond: tuple[int, JsonLines | None, str] = (-1, None, "")  # the "ts" JSON text of the last one
 
     def request(self, method: str | None, path: str, route: str, status: int, ms: float, ip: str) -> None:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        fields = {"method": method, "path": redact(path), "route": route, "status": status, "ms": ms, "ip": ip}
+        masked = self._paths.get(path)
+        if masked is None:
+            if len(self._paths) >= self.PATHS_KEPT:
+                self._paths.clear()
+            masked = self._paths[path] = redact(path)
         handler = self._sole_handler()
         if handler is None:
-            logger.info("request", extra=fields)
+            logger.info("request", extra={"method": method, "path": masked, "route": route, "status": status,
+                                          "ms": ms, "ip": ip})
             return
         formatter: JsonLines = handler.formatter  # type: ignore[assignment]
         created = time.time()
-        ts = formatter.time_text(created, int((created - int(created)) * 1000) + 0.0)
+        second = int(created)
+        msecs = int((created - second) * 1000)
+        millisecond = second * 1000 + msecs
+        last, made_by, ts = self._millisecond
+        if millisecond != last or made_by is not formatter:  # several requests end in the same millisecond under load
+            ts = encode_basestring_ascii(formatter.time_text(created, msecs + 0.0))
+            self._millisecond = (millisecond, formatter, ts)
         # The JSON encoder's own text for these types (its string escaping, int and float
         # repr), without building an encoder per line.
         q = encode_basestring_ascii
         handler.hold(
-            f'{{"ts": {q(ts)}, "level": "INFO", "logger": {q(logger.name)}, "message": "request", '
+            f'{{"ts": {ts}, "level": "INFO", "logger": {q(logger.name)}, "message": "request", '
             f'"request_id": {q(request_id_var.get())}, "method": {"null" if method is None else q(method)}, '
-            f'"path": {q(fields["path"])}, "route": {q(route)}, "status": {int(status)!r}, '
+            f'"path": {q(masked)}, "route": {q(route)}, "status": {int(status)!r}, '
             f'"ms": {float(ms)!r}, "ip": {q(ip)}}}'
         )
 
@@ -222,14 +238,17 @@ class AccessLog:
             return None
         found = None
         while logger is not None:
-            for handler in logger.handlers:
-                if found is not None or not isinstance(handler, LoopBufferedHandler):
+            handlers = logger.handlers
+            if handlers:
+                if found is not None or len(handlers) > 1 or not isinstance(handlers[0], LoopBufferedHandler):
                     return None
-                found = handler
+                found = handlers[0]
             logger = logger.parent if logger.propagate else None
-        if (found is None or found.level > logging.INFO or not isinstance(found.formatter, JsonLines)
-                or any(type(f) not in _STANDARD_FILTERS for f in found.filters)):
+        if found is None or found.level > logging.INFO or not isinstance(found.formatter, JsonLines):
             return None
+        for kept in found.filters:
+            if type(kept) not in _STANDARD_FILTERS:
+                return None
         return found
 
 

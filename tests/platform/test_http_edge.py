@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import logging
+import os
 import re
 import socket
 
@@ -397,3 +398,33 @@ async def test_oversize_body_is_answered_before_it_is_sent(server) -> None:
     answer = await asyncio.to_thread(send_some_then_read)
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b'"code":"payload_too_large"' in answer
+
+
+async def test_vary_names_origin_and_accept_encoding_gzip_or_not(server) -> None:
+    for accepted in ("identity", "gzip"):
+        resp = await server.client.get("/healthz", headers={"Accept-Encoding": accepted})
+        assert resp.headers["vary"] == "Origin, Accept-Encoding"
+        assert "content-encoding" not in resp.headers  # too short to compress
+
+
+async def test_new_request_ids_are_distinct_32_hex_digits(server) -> None:
+    ids = [(await server.client.get("/healthz")).headers["x-request-id"] for _ in range(300)]  # past one draw
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+async def test_a_forked_child_draws_its_own_request_ids() -> None:
+    from handlers.base import _NewIds
+
+    ids = _NewIds()
+    ids.next()  # a draw is held when the process forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    await asyncio.to_thread(os.waitpid, pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32 and child != ids.next()

@@ -55,3 +55,28 @@ def test_parts_are_spliced_inside_values_the_standard_encoder_handles() -> None:
 def test_what_json_cannot_encode_is_refused() -> None:
     with pytest.raises(TypeError):
         encode({"when": object()})
+
+
+def test_no_reply_is_taken_for_a_circular_one_after_a_spliced_reply_or_across_threads() -> None:
+    import threading
+
+    from server.core.json_text import Encoded as Part
+
+    shared = {"rows": [{"card": Part('{"id":"t1"}', "t1")}] * 50, "n": [1, 2, 3]}
+    plain = {"rows": [{"id": i, "tags": ["a", "b"]} for i in range(200)]}
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(200):
+                encode(shared)
+                encode(plain)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures

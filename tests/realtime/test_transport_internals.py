@@ -1,11 +1,13 @@
 """The library internals realtime.transport, realtime.rooms and the app factory build on, pinned.
 
 The fast transport replaces or relies on private parts of python-engineio,
-python-socketio and Tornado, and EdgeApplication serves a request without a body
-through Tornado's private `_body_future` (what each is used for is listed below). An
+python-socketio and Tornado, EdgeApplication serves a request without a body
+through Tornado's private `_body_future`, and the HTTP edge (handlers.base, the app
+factory's Compress) skips or copies a few Tornado steps it runs per request (what each
+is used for is listed below). An
 upgrade that changes any of them must fail here, loudly, before it can silently reorder
 packets, leak sockets or hang a request: re-read the changed source, adapt
-realtime/transport.py, rooms.py or server/app/factory.py, then update the digest.
+realtime/transport.py, rooms.py, server/app/factory.py or handlers/base.py, then update the digest.
 """
 
 from __future__ import annotations
@@ -97,6 +99,14 @@ PINNED = {
         ("9b08100bb022ac0d", "awaits request._body_future before the method of a streaming handler"),
     "tornado.web.RequestHandler.on_connection_close":
         ("487585eea49d1f76", "fails request._body_future when the client goes away"),
+    "tornado.web.RequestHandler.__init__":
+        ("167c83fa981ec45c", "BaseHandler.__init__ does the same, with `ui` made on first use"),
+    "tornado.httputil.HTTPHeaders.__init__":
+        ("697d107cd0e89225", "handlers.base._headers_of sets the two attributes it sets, without it"),
+    "json.encoder.JSONEncoder.iterencode":
+        ("0a9b6ccb5629e721", "server.core.json_text makes its C encoder once with the arguments given here"),
+    "tornado.web.GZipContentEncoding.transform_first_chunk":
+        ("faaa4bbbe5fae2ea", "Compress adds Accept-Encoding to Vary itself when it does not gzip"),
 }
 
 
