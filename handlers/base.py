@@ -194,7 +194,7 @@ class _NewIds:
 
     def __init__(self) -> None:
         self._text, self._at = "", 0
-        os.register_at_fork(after_in_child=self.drop)
+        self._forks_watched = False
 
     def drop(self) -> None:
         self._text, self._at = "", 0
@@ -202,6 +202,9 @@ class _NewIds:
     def next(self) -> str:
         at = self._at
         if at == len(self._text):
+            if not self._forks_watched:  # on first use, not at import
+                os.register_at_fork(after_in_child=self.drop)
+                self._forks_watched = True
             self._text, at = os.urandom(16 * self.BATCH).hex(), 0
         self._at = at + 32
         return self._text[at:at + 32]
