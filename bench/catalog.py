@@ -483,6 +483,9 @@ def main() -> int:
     parser.add_argument("--mixed-duration", type=float, default=35.0,
                         help="seconds of each mixed run (default 35: past the 30 s the viewer's activity is kept)")
     parser.add_argument("--mixed-rounds", type=int, default=3, help="alternated mixed runs, alone and with history")
+    parser.add_argument("--mixed-extra", default="history", metavar="PATH",
+                        help="what the one more connection reads: history page 5 (default), or a path to compare "
+                             "with, such as /api/v1/me/profiles")
     parser.add_argument("--only", help="comma-separated substrings: run only the matching endpoints")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
@@ -578,6 +581,8 @@ def main() -> int:
                 # The mixed load alone and with one more connection reading history page 5
                 # meanwhile, alternated: what the history reads cost the others.
                 mixed = [p for _, p in others]
+                extra, extra_name = ((page5, "history page 5") if args.mixed_extra == "history"
+                                     else (args.mixed_extra, args.mixed_extra))
                 rounds = {"alone": [], "with": [], "history": []}
                 run_load(port, mixed, token, args, 1.0, tmp, args.connections)  # warm-up, not counted
                 for _ in range(args.mixed_rounds):
@@ -589,15 +594,15 @@ def main() -> int:
                     meter = CpuMeter(app.pid)
                     with_history, history = run_concurrently(
                         lambda: run_load(port, mixed, token, args, args.mixed_duration, tmp, args.connections),
-                        lambda: run_load(port, [page5], token, args, args.mixed_duration, tmp, 1))
+                        lambda: run_load(port, [extra], token, args, args.mixed_duration, tmp, 1))
                     (with_history.server_cpu,), _ = meter.shares()
                     history.server_cpu = with_history.server_cpu
                     rounds["alone"].append(alone)
                     rounds["with"].append(with_history)
                     rounds["history"].append(history)
                 results["mixed: home, browse, 2 searches"] = median_result(rounds["alone"])
-                results["mixed, with history page 5 on 1 more connection"] = median_result(rounds["with"])
-                results["  history page 5 within the mixed load"] = median_result(rounds["history"])
+                results[f"mixed, with {extra_name} on 1 more connection"] = median_result(rounds["with"])
+                results[f"  {extra_name} within the mixed load"] = median_result(rounds["history"])
             startup.update(model_size(url))  # after the runs: it reads every title from the store
             if not args.json:
                 print(f"model: {startup['model_bytes'] / 1e6:.1f} MB, "
