@@ -77,6 +77,7 @@ class Weights:
 
 
 PERSONAL = ("cowatch", "genre", "people")
+SIGNALS = (*PERSONAL, "popularity")
 MIN_REASON = 0.02  # below this no personal signal explains the pick: it is there for popularity
 
 
@@ -197,21 +198,15 @@ class Recommender:
         top_g = max(genre_score.values(), default=0.0) or 1.0
         top_p = max(people_score.values(), default=0.0) or 1.0
 
-        def parts(c: str) -> dict[str, float]:
-            return {
-                "cowatch": w.cowatch * max(cowatch.get(c, 0.0), 0.0) / top_c,
-                "genre": w.genre * genre_score.get(c, 0.0) / top_g,
-                "people": w.people * people_score.get(c, 0.0) / top_p,
-                "popularity": w.popularity * self._pop[c],
-            }
+        def terms(c: str) -> tuple[float, float, float, float]:
+            """The weighted signals of `c`, in SIGNALS order: a tuple, made once per candidate."""
+            return (w.cowatch * max(cowatch.get(c, 0.0), 0.0) / top_c, w.genre * genre_score.get(c, 0.0) / top_g,
+                    w.people * people_score.get(c, 0.0) / top_p, w.popularity * self._pop[c])
 
-        pop = self._pop
-        scored = [(w.cowatch * max(cowatch.get(c, 0.0), 0.0) / top_c + w.genre * genre_score.get(c, 0.0) / top_g
-                   + w.people * people_score.get(c, 0.0) / top_p + w.popularity * pop[c], c) for c in candidates]
-        best = heapq.nlargest(limit, scored)  # the sum of `parts(c)`, written out
+        best = heapq.nlargest(limit, [(sum(terms(c)), c) for c in candidates])
         out = []
         for score, c in best:  # only the chosen few are explained
-            p = parts(c)
+            p = dict(zip(SIGNALS, terms(c), strict=True))
             signal = max(PERSONAL, key=p.__getitem__)
             signal = signal if p[signal] >= MIN_REASON else "popularity"
             person = max(((people_aff.get(x, 0.0), x) for x in self.titles[c].people), default=(0.0, ""))[1]
