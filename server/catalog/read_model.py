@@ -132,14 +132,21 @@ class _Index:
     def __init__(self) -> None:
         self.titles: dict[str, Entry] = {}
         self.postings: dict[str, set[str]] = {}
-        # A word most titles do not share (a name, a number) holds its one id, not a set.
-        self.word_ids: dict[str, str | set[str]] = {}
+        # A word most titles do not share (a name, a number) holds its one id, not a set; a
+        # built index holds the shared ones as tuples (a set costs 4-8 times the memory, and
+        # a search copies them into one set anyway), made sets again when a change edits them.
+        self.word_ids: dict[str, str | set[str] | tuple[str, ...]] = {}
         self._words: list[str] | None = None
         self._orders: dict[str, list[Entry]] = {}
         self._filtered: OrderedDict[tuple[tuple[str, ...], str], list[Entry]] = OrderedDict()
         self._filtered_size = 0
 
     def put(self, entry: Entry) -> None:
+        old = self.titles.get(entry.id)
+        if old is not None and old.facets == entry.facets and old.words == entry.words:
+            self.titles[entry.id] = entry  # the usual change (popularity, trending): no posting moves
+            self._changed()
+            return
         self.drop(entry.id)
         self.titles[entry.id] = entry
         for facet in entry.facets:
@@ -152,7 +159,18 @@ class _Index:
             elif isinstance(ids, str):
                 self.word_ids[word] = {ids, entry.id}
             else:
+                if isinstance(ids, tuple):
+                    ids = self.word_ids[word] = set(ids)
                 ids.add(entry.id)
+        self._changed()
+
+    def compact(self) -> None:
+        """Shared words' ids as tuples: once, when a build is complete."""
+        for word, ids in self.word_ids.items():
+            if isinstance(ids, set):
+                self.word_ids[word] = tuple(ids)
+
+    def _changed(self) -> None:
         self._orders.clear()
         self._filtered.clear()
         self._filtered_size = 0
@@ -165,6 +183,8 @@ class _Index:
             self.postings.get(facet, set()).discard(title_id)
         for word in old.words:
             ids = self.word_ids.get(word)
+            if isinstance(ids, tuple):
+                ids = self.word_ids[word] = set(ids)
             if isinstance(ids, set):
                 ids.discard(title_id)
                 if len(ids) == 1:
@@ -172,9 +192,7 @@ class _Index:
             elif ids is not None:
                 del self.word_ids[word]
                 self._words = None
-        self._orders.clear()
-        self._filtered.clear()
-        self._filtered_size = 0
+        self._changed()
 
     def with_prefix(self, key: str) -> set[str]:
         if self._words is None:
@@ -188,7 +206,7 @@ class _Index:
             if isinstance(ids, str):
                 found.add(ids)
             else:
-                found |= ids
+                found.update(ids)
         return found
 
     def order(self, field: str) -> list[Entry]:
@@ -306,6 +324,7 @@ class CatalogReadModel:
                 break
             read += len(docs)
             await asyncio.sleep(0)
+        index.compact()
         self._index = index
         self._watermark_ms = max(self._watermark_ms, started_ms) if self._ready.is_set() else started_ms
         self._ready.set()

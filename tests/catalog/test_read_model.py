@@ -330,3 +330,38 @@ async def test_a_build_reads_a_failed_chunk_again_and_goes_on_from_it(server) ->
     stored = {str(d["_id"]) async for d in server.platform.db.titles.find({}, {"_id": 1})}
     assert model.size == len(stored) and set(model.cards(stored)) == stored
     assert repo.positions == [0, 2, 4] + list(range(4, len(stored) + 1, 2)), repo.positions
+
+
+def test_shared_search_words_follow_edits_after_a_build_compacts_them() -> None:
+    """A built index holds a word many titles share as a tuple; adding, removing and
+    re-wording titles afterwards must find exactly the titles that have the word now."""
+    from server.catalog.read_model import _Index, entry_of
+
+    def doc(i: int, keys: list[str], popularity: float = 0.0) -> dict[str, Any]:
+        return {"_id": f"t{i:03d}", "type": "movie", "title": f"T{i}", "status": "published",
+                "search_keys": keys, "popularity": popularity}
+
+    index = _Index()
+    for i in range(40):
+        index.put(entry_of(doc(i, ["shared", f"own{i:03d}"] + (["even"] if i % 2 == 0 else []))))
+    index.compact()
+    assert isinstance(index.word_ids["shared"], tuple) and isinstance(index.word_ids["own003"], str)
+    assert index.with_prefix("shar") == {f"t{i:03d}" for i in range(40)}
+
+    index.put(entry_of(doc(1, ["shared", "own001"], popularity=5.0)))  # same words: nothing moves
+    assert isinstance(index.word_ids["shared"], tuple)
+    assert index.titles["t001"].popularity == 5.0
+    index.put(entry_of(doc(2, ["own002"])))  # loses "shared" and "even"
+    index.drop("t004")
+    index.put(entry_of(doc(40, ["shared", "even"])))
+    index.put(entry_of(doc(0, ["shared", "even"])))  # loses only its own word
+    expected = {f"t{i:03d}" for i in range(41) if i not in (2, 4)}
+    assert index.with_prefix("shared") == expected
+    assert index.with_prefix("even") == {f"t{i:03d}" for i in range(0, 41, 2) if i not in (2, 4)}
+    assert index.with_prefix("own000") == set() and index.with_prefix("own002") == {"t002"}
+    for i in range(0, 41, 2):
+        if i not in (2, 4):
+            index.drop(f"t{i:03d}")
+    index.compact()
+    assert index.with_prefix("even") == set() and "even" not in index.word_ids
+    assert index.with_prefix("sha") == {f"t{i:03d}" for i in range(1, 40, 2)}
