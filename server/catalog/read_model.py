@@ -144,7 +144,7 @@ class _Index:
     def put(self, entry: Entry) -> None:
         old = self.titles.get(entry.id)
         if old is not None and old.facets == entry.facets and old.words == entry.words:
-            self.titles[entry.id] = entry  # the usual change (popularity, trending): no posting moves
+            self.titles[entry.id] = entry  # popularity, trending, ratings: no posting moves
             self._changed()
             return
         self.drop(entry.id)
@@ -152,15 +152,13 @@ class _Index:
         for facet in entry.facets:
             self.postings.setdefault(facet, set()).add(entry.id)
         for word in entry.words:
-            ids = self.word_ids.get(word)
+            ids = self._editable(word)
             if ids is None:
                 self.word_ids[word] = entry.id
                 self._words = None
             elif isinstance(ids, str):
                 self.word_ids[word] = {ids, entry.id}
             else:
-                if isinstance(ids, tuple):
-                    ids = self.word_ids[word] = set(ids)
                 ids.add(entry.id)
         self._changed()
 
@@ -169,6 +167,13 @@ class _Index:
         for word, ids in self.word_ids.items():
             if isinstance(ids, set):
                 self.word_ids[word] = tuple(ids)
+
+    def _editable(self, word: str) -> str | set[str] | None:
+        """The word's ids, a compacted tuple made a set again so that a change can edit it."""
+        ids = self.word_ids.get(word)
+        if isinstance(ids, tuple):
+            ids = self.word_ids[word] = set(ids)
+        return ids
 
     def _changed(self) -> None:
         self._orders.clear()
@@ -182,9 +187,7 @@ class _Index:
         for facet in old.facets:
             self.postings.get(facet, set()).discard(title_id)
         for word in old.words:
-            ids = self.word_ids.get(word)
-            if isinstance(ids, tuple):
-                ids = self.word_ids[word] = set(ids)
+            ids = self._editable(word)
             if isinstance(ids, set):
                 ids.discard(title_id)
                 if len(ids) == 1:

@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import NetworkTimeout
 
 from server.catalog.maturity import ADULT_MAX_LEVEL, KIDS_MAX_LEVEL
-from server.catalog.read_model import CatalogReadModel
+from server.catalog.read_model import CatalogReadModel, _Index, entry_of
 from server.catalog.text_search import query_keys
 from server.core import errors
 from server.core.clock import now, to_ms
@@ -335,8 +335,6 @@ async def test_a_build_reads_a_failed_chunk_again_and_goes_on_from_it(server) ->
 def test_shared_search_words_follow_edits_after_a_build_compacts_them() -> None:
     """A built index holds a word many titles share as a tuple; adding, removing and
     re-wording titles afterwards must find exactly the titles that have the word now."""
-    from server.catalog.read_model import _Index, entry_of
-
     def doc(i: int, keys: list[str], popularity: float = 0.0) -> dict[str, Any]:
         return {"_id": f"t{i:03d}", "type": "movie", "title": f"T{i}", "status": "published",
                 "search_keys": keys, "popularity": popularity}
